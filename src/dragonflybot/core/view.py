@@ -1,0 +1,40 @@
+"""Immutable per-venue top-N views: what a feed listener hands to the aggregator."""
+
+from __future__ import annotations
+
+import attrs
+
+from dragonflybot.core.book import Side
+
+
+@attrs.frozen(slots=True)
+class VenueView:
+    """A venue's current top N, valid as of ``recv_ns``.
+
+    Immutable so the aggregator can keep it without copying while the listener
+    goes on mutating its own book.
+    """
+
+    venue: str
+    bids: Side
+    asks: Side
+    event_time_ms: int | None
+    """The venue's own event time, where the venue gives one."""
+    recv_ns: int
+    """Local receive time of the frame that produced this view (``time.monotonic_ns``)."""
+
+    def same_levels(self, other: VenueView | None) -> bool:
+        """True when ``other`` shows the same levels (the change-forwarder test)."""
+        return other is not None and self.bids == other.bids and self.asks == other.asks
+
+
+@attrs.frozen(slots=True)
+class VenueDown:
+    """The venue's book is not valid (disconnected, stale, resyncing): exclude it."""
+
+    venue: str
+    reason: str
+
+
+VenueUpdate = VenueView | VenueDown
+"""What flows on the feed -> aggregator channel."""
