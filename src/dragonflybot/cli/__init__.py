@@ -1,0 +1,1 @@
+"""Command-line entrypoints (argument parsing and process-level concerns only)."""
