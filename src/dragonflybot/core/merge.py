@@ -45,9 +45,7 @@ class Consolidated:
         return cls((), (), None)
 
 
-def merge(
-    views: Iterable[VenueView], depth: int, excluded: Collection[str] = ()
-) -> Consolidated:
+def merge(views: Iterable[VenueView], depth: int, excluded: Collection[str] = ()) -> Consolidated:
     """Merge the venues' top levels into the consolidated top ``depth`` per side."""
     if depth < 0:
         raise ValueError("depth must be >= 0")

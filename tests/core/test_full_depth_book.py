@@ -1,0 +1,130 @@
+"""FullDepthBook against a plain dict model, read best first after every step."""
+
+from __future__ import annotations
+
+from hypothesis import settings
+from hypothesis import strategies as st
+from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
+
+from dragonflybot.core.book import FullDepthBook, Level, Side
+
+from .strategies import amounts, prices
+
+READ_DEPTH = 10
+
+maybe_zero = st.one_of(st.just(0), amounts)
+updates = st.lists(st.builds(Level, prices, maybe_zero), max_size=25)
+
+
+def model_top(model: dict[int, int], n: int, *, bids: bool) -> Side:
+    ordered = sorted(model, reverse=bids)[:n]
+    return tuple(Level(price, model[price]) for price in ordered)
+
+
+def model_set(model: dict[int, int], price: int, amount: int) -> None:
+    if amount:
+        model[price] = amount
+    else:
+        model.pop(price, None)
+
+
+class FullDepthMachine(RuleBasedStateMachine):
+    """Random diffs, removals (known and unknown), snapshots and reads of any depth."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.book = FullDepthBook()
+        self.bids: dict[int, int] = {}
+        self.asks: dict[int, int] = {}
+
+    @rule(price=prices, amount=maybe_zero)
+    def set_bid(self, price: int, amount: int) -> None:
+        self.book.set_bid(price, amount)
+        model_set(self.bids, price, amount)
+
+    @rule(price=prices, amount=maybe_zero)
+    def set_ask(self, price: int, amount: int) -> None:
+        self.book.set_ask(price, amount)
+        model_set(self.asks, price, amount)
+
+    @rule(bids=updates, asks=updates)
+    def apply(self, bids: list[Level], asks: list[Level]) -> None:
+        self.book.apply(bids, asks)
+        for price, amount in bids:
+            model_set(self.bids, price, amount)
+        for price, amount in asks:
+            model_set(self.asks, price, amount)
+
+    @precondition(lambda self: self.bids)
+    @rule(data=st.data())
+    def remove_known_bid(self, data: st.DataObject) -> None:
+        price = data.draw(st.sampled_from(sorted(self.bids)))
+        self.book.set_bid(price, 0)
+        del self.bids[price]
+
+    @precondition(lambda self: self.asks)
+    @rule(data=st.data())
+    def remove_known_ask(self, data: st.DataObject) -> None:
+        price = data.draw(st.sampled_from(sorted(self.asks)))
+        self.book.apply((), [Level(price, 0)])
+        del self.asks[price]
+
+    @rule(price=prices)
+    def remove_unknown(self, price: int) -> None:
+        """Venues send removals for levels we never had: a no-op, never an error."""
+        before = (self.book.top_bids(READ_DEPTH), self.book.top_asks(READ_DEPTH))
+        if price not in self.bids:
+            self.book.set_bid(price, 0)
+        if price not in self.asks:
+            self.book.set_ask(price, 0)
+        if price not in self.bids and price not in self.asks:
+            assert (self.book.top_bids(READ_DEPTH), self.book.top_asks(READ_DEPTH)) == before
+
+    @rule(bids=updates, asks=updates)
+    def load(self, bids: list[Level], asks: list[Level]) -> None:
+        """A snapshot replaces everything; within it, later levels win (zero removes)."""
+        self.book.load(bids, asks)
+        self.bids.clear()
+        self.asks.clear()
+        for price, amount in bids:
+            model_set(self.bids, price, amount)
+        for price, amount in asks:
+            model_set(self.asks, price, amount)
+
+    @rule()
+    def clear(self) -> None:
+        self.book.clear()
+        self.bids.clear()
+        self.asks.clear()
+
+    @rule(n=st.integers(min_value=0, max_value=60))
+    def read_any_depth(self, n: int) -> None:
+        assert self.book.top_bids(n) == model_top(self.bids, n, bids=True)
+        assert self.book.top_asks(n) == model_top(self.asks, n, bids=False)
+
+    @invariant()
+    def top_matches_model(self) -> None:
+        assert self.book.top_bids(READ_DEPTH) == model_top(self.bids, READ_DEPTH, bids=True)
+        assert self.book.top_asks(READ_DEPTH) == model_top(self.asks, READ_DEPTH, bids=False)
+
+    @invariant()
+    def contents_match_model(self) -> None:
+        assert self.book.depth == (len(self.bids), len(self.asks))
+        assert self.book.bids_dict() == self.bids
+        assert self.book.asks_dict() == self.asks
+
+
+FullDepthMachine.TestCase.settings = settings(
+    max_examples=150, stateful_step_count=40, deadline=None
+)
+TestFullDepthBook = FullDepthMachine.TestCase
+
+
+def test_reads_are_best_first_on_both_sides() -> None:
+    book = FullDepthBook()
+    book.load([Level(5, 1), Level(7, 2), Level(6, 3)], [Level(9, 1), Level(8, 2), Level(10, 3)])
+    assert book.top_bids(2) == (Level(7, 2), Level(6, 3))
+    assert book.top_asks(2) == (Level(8, 2), Level(9, 1))
+    book.apply([Level(7, 0), Level(4, 1)], [Level(8, 5)])
+    assert book.top_bids(5) == (Level(6, 3), Level(5, 1), Level(4, 1))
+    assert book.top_asks(1) == (Level(8, 5),)
