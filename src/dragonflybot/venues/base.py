@@ -1,0 +1,237 @@
+"""The vocabulary shared by every sans-I/O venue protocol: its events and its interface.
+
+A protocol object is fed bytes (``receive``) and REST bodies (``snapshot_received``)
+and answers with events; it never touches a socket, a clock or a logger. That keeps
+the sync rules — the part that must be exactly right — testable by replaying
+recorded frames, and lets the trio tasks in ``dragonflybot.feed`` stay thin.
+
+Untrusted input never escapes as an exception: a frame that does not decode, has
+wrong types or a bad number becomes ``Skipped`` and leaves the book untouched,
+because every message is validated in full before any of its levels is applied.
+"""
+
+from __future__ import annotations
+
+import abc
+
+import attrs
+
+from dragonflybot.config import Mode
+from dragonflybot.core.book import Level, Side
+from dragonflybot.core.fixed import parse
+from dragonflybot.errors import DecodeError
+
+RawLevels = list[tuple[str, str]]
+"""``[[price, amount], ...]`` as both venues send them: decimal strings."""
+
+
+# --- events -------------------------------------------------------------------------------
+
+
+@attrs.frozen(slots=True)
+class SendText:
+    """Send this text frame to the venue (subscribe requests)."""
+
+    text: str
+
+
+@attrs.frozen(slots=True)
+class FetchSnapshot:
+    """Fetch a REST book snapshot after ``delay`` seconds, then hand the body back.
+
+    ``token`` identifies the request: a body answering an older request (one the
+    protocol has since given up on) is ignored, so a slow response can never
+    install a book the sync rules already rejected.
+    """
+
+    url: str
+    params: tuple[tuple[str, str], ...]
+    token: int
+    delay: float
+
+
+@attrs.frozen(slots=True)
+class Subscribed:
+    """Every stream of this protocol was acknowledged by the venue."""
+
+    streams: tuple[str, ...]
+
+
+@attrs.frozen(slots=True)
+class SubscriptionRejected:
+    """The venue refused a subscription (bad symbol, bad request)."""
+
+    stream: str
+    message: str
+
+
+@attrs.frozen(slots=True)
+class BookChanged:
+    """Levels were applied; the top N may have moved.
+
+    ``event_time_ms`` is the venue's own time for the newest applied message,
+    where the venue sends one.
+    """
+
+    event_time_ms: int | None
+
+
+@attrs.frozen(slots=True)
+class BookReset:
+    """The book was discarded (sequence gap, buffer overflow): not valid until resynced."""
+
+    reason: str
+    gap: bool
+
+
+@attrs.frozen(slots=True)
+class Dropped:
+    """Well-formed book messages not applied by the sync rules (older than the book)."""
+
+    count: int
+    reason: str
+
+
+@attrs.frozen(slots=True)
+class Skipped:
+    """A malformed frame or body: nothing of it was applied."""
+
+    reason: str
+
+
+@attrs.frozen(slots=True)
+class Ignored:
+    """A well-formed frame that is not for this feed (another stream, a heartbeat reply)."""
+
+    reason: str
+
+
+@attrs.frozen(slots=True)
+class ReconnectNow:
+    """The venue asked us to reconnect (maintenance, shutdown of this server)."""
+
+    reason: str
+
+
+@attrs.frozen(slots=True)
+class VenueNotice:
+    """The venue reported an error that is not about a pending subscription."""
+
+    message: str
+
+
+Event = (
+    SendText
+    | FetchSnapshot
+    | Subscribed
+    | SubscriptionRejected
+    | BookChanged
+    | BookReset
+    | Dropped
+    | Skipped
+    | Ignored
+    | ReconnectNow
+    | VenueNotice
+)
+
+
+@attrs.define
+class SyncCounters:
+    """Plain counters kept by a protocol over its whole life (across reconnects)."""
+
+    applied: int = 0
+    """Book messages applied (diffs, or whole top-N snapshots)."""
+    dropped: int = 0
+    """Diffs not applied because the book was already newer."""
+    gaps: int = 0
+    """Continuity breaks that discarded the book."""
+    snapshots: int = 0
+    """REST snapshots installed."""
+    refetches: int = 0
+    """REST snapshots rejected as too old (or malformed) and fetched again."""
+    skipped: int = 0
+    """Malformed frames or bodies."""
+
+
+# --- helpers ------------------------------------------------------------------------------
+
+
+def parse_levels(raw: RawLevels) -> list[Level]:
+    """Parse ``[[price, amount], ...]``; raises ``DecodeError`` on the first bad number."""
+    return [Level(parse(price), parse(amount)) for price, amount in raw]
+
+
+def parse_int(text: str, what: str) -> int:
+    """A non-negative integer sent as a string (Bitstamp timestamps)."""
+    if not (0 < len(text) <= 20 and text.isascii() and text.isdigit()):
+        shown = text if len(text) <= 40 else text[:40] + "..."
+        raise DecodeError(f"{what} is not a non-negative integer: {shown!r}")
+    return int(text)
+
+
+def join_url(base: str, path: str) -> str:
+    """``base`` (with or without a trailing slash) + an absolute ``path``."""
+    return base.rstrip("/") + path
+
+
+# --- interface ----------------------------------------------------------------------------
+
+
+class VenueProtocol(abc.ABC):
+    """One venue, one instrument, one book; reused across reconnects.
+
+    Driving sequence for each connection: ``connection_made()`` (send what it
+    returns), then ``receive()`` for every frame and ``snapshot_received()`` for
+    every REST body requested with ``FetchSnapshot``; ``heartbeat()`` gives the
+    probe to send periodically, if the venue has one.
+    """
+
+    venue: str
+    mode: Mode
+    ws_url: str
+    rest_url: str
+    streams: tuple[str, ...]
+    counters: SyncCounters
+
+    @abc.abstractmethod
+    def connection_made(self) -> list[Event]:
+        """A new connection is open: forget per-connection state, return the subscribe frames.
+
+        The book is discarded too: whatever was missed while disconnected is
+        unknowable, so a diff book is always re-snapshotted after a reconnect.
+        """
+
+    @abc.abstractmethod
+    def receive(self, frame: str | bytes) -> list[Event]:
+        """One WebSocket message in, events out. Never raises on bad input."""
+
+    def snapshot_received(self, token: int, body: bytes) -> list[Event]:
+        """A REST body answering ``FetchSnapshot(token=...)``. Never raises on bad input."""
+        return [Ignored(f"{self.venue} did not request a snapshot")]
+
+    def heartbeat(self) -> str | None:
+        """The application-level liveness probe to send periodically, if any."""
+        return None
+
+    @property
+    @abc.abstractmethod
+    def subscribed(self) -> bool:
+        """Every stream was acknowledged on the current connection."""
+
+    @property
+    @abc.abstractmethod
+    def synced(self) -> bool:
+        """Ready to serve: subscribed and, in diff mode, the book is synced to a snapshot."""
+
+    @property
+    @abc.abstractmethod
+    def has_book(self) -> bool:
+        """The book is valid and may be published."""
+
+    @abc.abstractmethod
+    def top_bids(self, n: int) -> Side:
+        """The best ``n`` bids, best first."""
+
+    @abc.abstractmethod
+    def top_asks(self, n: int) -> Side:
+        """The best ``n`` asks, best first."""
