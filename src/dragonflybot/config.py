@@ -6,9 +6,14 @@ An unknown key or a value of the wrong type is an error naming the key
 
 from __future__ import annotations
 
+import os
+import re
+from collections.abc import Sequence
 from typing import Annotated, Literal
 
 import msgspec
+
+from dragonflybot.errors import ConfigError
 
 Mode = Literal["snapshot", "diff"]
 
@@ -27,3 +32,146 @@ class VenueConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_on
     connect_timeout: Annotated[float, msgspec.Meta(gt=0)] = 10.0
     backoff_base: Annotated[float, msgspec.Meta(gt=0)] = 0.5
     backoff_cap: Annotated[float, msgspec.Meta(gt=0)] = 30.0
+    ack_timeout: Annotated[float, msgspec.Meta(gt=0)] = 10.0
+    """Seconds the venue has to acknowledge the subscription."""
+    rest_timeout: Annotated[float, msgspec.Meta(gt=0)] = 10.0
+    """Seconds one REST snapshot request may take."""
+    dead_after: Annotated[float, msgspec.Meta(gt=0)] = 60.0
+    """Silence after which the connection is presumed dead and reopened (at least stale_after)."""
+    healthy_after: Annotated[float, msgspec.Meta(ge=0)] = 60.0
+    """A connection that stayed up this long resets the reconnect backoff."""
+
+
+# --- the application: instruments, their venues and listen addresses ----------------------
+
+LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]
+Depth = Annotated[int, msgspec.Meta(ge=1, le=500)]
+"""Consolidated levels per side. Capped so one Summary stays far below the gRPC message limit."""
+
+DEFAULT_LISTEN = "127.0.0.1:50051"
+DEFAULT_DEPTH = 10
+DEFAULT_VENUES = ("binance", "bitstamp")
+
+
+class InstrumentConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
+    """One consolidated book: its own feeds, aggregator and gRPC listen address.
+
+    ``BookSummary`` takes no argument, so an instrument is chosen by the address a
+    client connects to. ``None`` fields take the file's top-level defaults.
+    """
+
+    name: Annotated[str, msgspec.Meta(min_length=1, pattern=r"^[A-Za-z0-9_-]+$")]
+    depth: Depth | None = None
+    listen: str | None = None
+    venues: list[VenueConfig] | None = None
+
+
+class SimulationConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
+    """Run the venue simulator in-process and point every feed at it (``--simulate``)."""
+
+    seed: int = 1
+    rate: Annotated[float, msgspec.Meta(gt=0)] = 20.0
+    """Book updates per second per venue and instrument."""
+
+
+class AppConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
+    """The whole process. Top-level ``depth``/``venues`` are defaults for every instrument."""
+
+    instruments: list[InstrumentConfig] = msgspec.field(default_factory=list)
+    depth: Depth = DEFAULT_DEPTH
+    venues: list[VenueConfig] = msgspec.field(
+        default_factory=lambda: [VenueConfig(name=n) for n in DEFAULT_VENUES]
+    )
+    log_level: LogLevel = "INFO"
+    simulation: SimulationConfig | None = None
+    shutdown_grace: Annotated[float, msgspec.Meta(gt=0, le=10)] = 1.0
+    """Seconds streams get to end with a status before the rest is cancelled."""
+
+
+def load_config(path: str | os.PathLike[str]) -> AppConfig:
+    """Read and validate a TOML file; every problem is a ``ConfigError`` naming the key."""
+    try:
+        with open(path, "rb") as f:
+            data = f.read()
+    except OSError as exc:
+        raise ConfigError(f"cannot read config {os.fspath(path)!r}: {exc.strerror}") from exc
+    return decode_config(data, source=os.fspath(path))
+
+
+def decode_config(data: bytes | str, *, source: str = "<config>") -> AppConfig:
+    """Decode TOML text into an ``AppConfig`` and check what types alone cannot."""
+    try:
+        config = msgspec.toml.decode(data, type=AppConfig)
+    except msgspec.ValidationError as exc:
+        raise ConfigError(f"{source}: {_name_key(str(exc))}") from exc
+    except msgspec.DecodeError as exc:
+        raise ConfigError(f"{source}: not valid TOML: {exc}") from exc
+    return check_config(config, source=source)
+
+
+def check_config(config: AppConfig, *, source: str = "<config>") -> AppConfig:
+    """Cross-field rules: unique names and addresses, parseable listen addresses."""
+    names: set[str] = set()
+    listens: dict[tuple[str, int], str] = {}
+    for i, inst in enumerate(config.instruments):
+        key = f"instruments[{i}]"
+        if inst.name in names:
+            raise ConfigError(f"{source}: {key}.name: instrument {inst.name!r} appears twice")
+        names.add(inst.name)
+        try:
+            address = parse_listen(inst.listen or DEFAULT_LISTEN)
+        except ConfigError as exc:
+            raise ConfigError(f"{source}: {key}.listen: {exc}") from None
+        if address[1] != 0 and address in listens:
+            raise ConfigError(
+                f"{source}: {key}.listen: {format_listen(*address)} is already used by "
+                f"instrument {listens[address]!r}"
+            )
+        listens[address] = inst.name
+        _check_venues(inst.venues or (), f"{source}: {key}.venues")
+    _check_venues(config.venues, f"{source}: venues")
+    return config
+
+
+def _check_venues(venues: Sequence[VenueConfig], where: str) -> None:
+    seen: set[str] = set()
+    for j, venue in enumerate(venues):
+        if venue.name in seen:
+            raise ConfigError(f"{where}[{j}].name: venue {venue.name!r} appears twice")
+        seen.add(venue.name)
+
+
+def _name_key(message: str) -> str:
+    """Lead with the key: msgspec ends its message with ``- at `$.instruments[0].depth```."""
+    text, sep, path = message.rpartition(" - at `")
+    if not sep:
+        text, path = message, "$`"
+    key = path.rstrip("`").removeprefix("$").removeprefix(".")
+    unknown = _UNKNOWN_FIELD.fullmatch(text)
+    if unknown:
+        key = f"{key}.{unknown[1]}" if key else unknown[1]
+        text = "unknown key"
+    return f"{key or '(top level)'}: {text}"
+
+
+_UNKNOWN_FIELD = re.compile(r"Object contains unknown field `(.+)`")
+
+
+def parse_listen(text: str) -> tuple[str, int]:
+    """``HOST:PORT`` (``[v6]:PORT`` for IPv6) -> ``(host, port)``; port 0 picks a free port."""
+    host, sep, port_text = text.rpartition(":")
+    if not sep or not host:
+        raise ConfigError(f"bad listen address {text!r}: expected HOST:PORT")
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+    elif ":" in host:
+        raise ConfigError(f"bad listen address {text!r}: write IPv6 hosts as [ADDR]:PORT")
+    if not host or any(c.isspace() for c in host):
+        raise ConfigError(f"bad listen address {text!r}: empty or malformed host")
+    if not (port_text.isascii() and port_text.isdigit()) or not 0 <= int(port_text) <= 65535:
+        raise ConfigError(f"bad listen address {text!r}: port must be 0-65535")
+    return host, int(port_text)
+
+
+def format_listen(host: str, port: int) -> str:
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"

@@ -1,0 +1,121 @@
+"""App-level configuration: TOML -> Structs, errors name the key."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from dragonflybot.config import (
+    DEFAULT_VENUES,
+    AppConfig,
+    decode_config,
+    load_config,
+    parse_listen,
+)
+from dragonflybot.errors import ConfigError
+
+TWO = b"""
+depth = 5
+log_level = "DEBUG"
+
+[[venues]]
+name = "binance"
+mode = "diff"
+
+[[venues]]
+name = "bitstamp"
+stale_after = 3.5
+
+[[instruments]]
+name = "ethbtc"
+listen = "127.0.0.1:50051"
+
+[[instruments]]
+name = "btcusdt"
+listen = "[::1]:50052"
+depth = 20
+venues = [{ name = "binance", symbol = "BTCUSDT" }]
+"""
+
+
+def test_a_full_file_decodes() -> None:
+    config = decode_config(TWO)
+    assert config.depth == 5
+    assert [v.name for v in config.venues] == ["binance", "bitstamp"]
+    assert config.venues[0].mode == "diff"
+    assert config.venues[1].stale_after == 3.5
+    eth, btc = config.instruments
+    assert (eth.name, eth.listen, eth.depth, eth.venues) == (
+        "ethbtc",
+        "127.0.0.1:50051",
+        None,
+        None,
+    )
+    assert btc.depth == 20
+    assert btc.venues is not None and btc.venues[0].symbol == "BTCUSDT"
+
+
+def test_empty_file_means_defaults() -> None:
+    config = decode_config(b"")
+    assert config == AppConfig()
+    assert tuple(v.name for v in config.venues) == DEFAULT_VENUES
+    assert config.instruments == []
+
+
+@pytest.mark.parametrize(
+    ("text", "key"),
+    [
+        ("colour = 1", "colour: unknown key"),
+        ('[[instruments]]\nname = "a"\nport = 1', "instruments[0].port: unknown key"),
+        ('[[venues]]\nname = "binance"\nmod = "diff"', "venues[0].mod: unknown key"),
+        ('depth = "ten"', "depth: Expected `int`, got `str`"),
+        ("depth = 0", "depth: Expected `int` >= 1"),
+        ('log_level = "LOUD"', "log_level: Invalid enum value 'LOUD'"),
+        ('[[venues]]\nname = "binance"\nmode = "fast"', "venues[0].mode: Invalid enum value"),
+        ('[[venues]]\nname = "binance"\nstale_after = -1', "venues[0].stale_after"),
+        ('[[instruments]]\nname = "a"\nlisten = "nowhere"', "instruments[0].listen: bad listen"),
+        ('[[instruments]]\nname = "a b"', "instruments[0].name"),
+        ('[[instruments]]\nname = "a"\n[[instruments]]\nname = "a"', "instruments[1].name"),
+        ('[[instruments]]\nname = "a"\n[[instruments]]\nname = "b"', "instruments[1].listen"),
+        ('[[venues]]\nname = "binance"\n[[venues]]\nname = "binance"', "venues[1].name"),
+        ("[simulation]\nrate = 0", "simulation.rate"),
+        ("depth = [", "not valid TOML"),
+    ],
+)
+def test_bad_values_are_config_errors_naming_the_key(text: str, key: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        decode_config(text)
+    assert key in str(info.value)
+
+
+def test_load_config_reads_a_file_and_names_it_in_errors(tmp_path: Path) -> None:
+    good = tmp_path / "good.toml"
+    good.write_bytes(TWO)
+    assert len(load_config(good).instruments) == 2
+    bad = tmp_path / "bad.toml"
+    bad.write_text("depth = -3\n")
+    with pytest.raises(ConfigError, match=r"bad\.toml: depth"):
+        load_config(bad)
+    with pytest.raises(ConfigError, match="cannot read config"):
+        load_config(tmp_path / "missing.toml")
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("127.0.0.1:50051", ("127.0.0.1", 50051)),
+        ("localhost:0", ("localhost", 0)),
+        ("[::1]:9000", ("::1", 9000)),
+    ],
+)
+def test_parse_listen(text: str, expected: tuple[str, int]) -> None:
+    assert parse_listen(text) == expected
+
+
+@pytest.mark.parametrize(
+    "text", ["", "50051", ":50051", "host:", "host:x", "host:70000", "::1:80", "a b:1", "[]:1"]
+)
+def test_parse_listen_rejects(text: str) -> None:
+    with pytest.raises(ConfigError, match="bad listen address"):
+        parse_listen(text)
