@@ -97,8 +97,9 @@ class FullDepthMachine(RuleBasedStateMachine):
         self.bids.clear()
         self.asks.clear()
 
-    @rule(n=st.integers(min_value=0, max_value=60))
+    @rule(n=st.integers(min_value=-3, max_value=60))
     def read_any_depth(self, n: int) -> None:
+        """Any n, like slicing a best-first list (TopBook reads the same way)."""
         assert self.book.top_bids(n) == model_top(self.bids, n, bids=True)
         assert self.book.top_asks(n) == model_top(self.asks, n, bids=False)
 
@@ -128,3 +129,20 @@ def test_reads_are_best_first_on_both_sides() -> None:
     book.apply([Level(7, 0), Level(4, 1)], [Level(8, 5)])
     assert book.top_bids(5) == (Level(6, 3), Level(5, 1), Level(4, 1))
     assert book.top_asks(1) == (Level(8, 5),)
+
+
+def test_changes_at_and_behind_the_last_read_level() -> None:
+    """The edge of a previous top-N read: a change there shows, one behind it does not."""
+    book = FullDepthBook()
+    book.load([Level(9, 1), Level(8, 1), Level(7, 1)], [])
+    assert book.top_bids(2) == (Level(9, 1), Level(8, 1))
+    book.set_bid(8, 5)
+    assert book.top_bids(2) == (Level(9, 1), Level(8, 5))
+    book.set_bid(7, 5)
+    book.set_bid(6, 1)
+    assert book.top_bids(2) == (Level(9, 1), Level(8, 5))
+    book.set_bid(8, 0)
+    assert book.top_bids(2) == (Level(9, 1), Level(7, 5))
+    assert book.top_bids(4) == (Level(9, 1), Level(7, 5), Level(6, 1))
+    book.set_bid(5, 1)
+    assert book.top_bids(4) == (Level(9, 1), Level(7, 5), Level(6, 1), Level(5, 1))

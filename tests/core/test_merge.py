@@ -40,13 +40,17 @@ def ask_key(level: MergedLevel) -> tuple[int, int, str]:
     return (level.price, -level.amount, level.venue)
 
 
-def reference(views: list[VenueView], depth: int, excluded: frozenset[str]) -> Consolidated:
-    """Everything from every included venue, sorted by the rule, cut at depth."""
+def reference(views: list[VenueView], excluded: frozenset[str]) -> Consolidated:
+    """Everything from every included venue, sorted by the rule (not cut to a depth)."""
     live = [view for view in views if view.venue not in excluded]
     bids = sorted((MergedLevel(v.venue, *lv) for v in live for lv in v.bids), key=bid_key)
     asks = sorted((MergedLevel(v.venue, *lv) for v in live for lv in v.asks), key=ask_key)
     spread = asks[0].price - bids[0].price if bids and asks else None
-    return Consolidated(tuple(bids[:depth]), tuple(asks[:depth]), spread)
+    return Consolidated(tuple(bids), tuple(asks), spread)
+
+
+def cut(full: Consolidated, depth: int) -> Consolidated:
+    return Consolidated(full.bids[:depth], full.asks[:depth], full.spread)
 
 
 @settings(max_examples=300, deadline=None)
@@ -57,8 +61,14 @@ def test_merge_matches_brute_force_reference(
     names = [view.venue for view in views]
     excluded = frozenset(data.draw(st.sets(st.sampled_from(names)) if names else st.just(set())))
     result = merge(views, depth, excluded)
+    full = reference(views, excluded)
 
-    assert result == reference(views, depth, excluded)
+    assert result == cut(full, depth)
+    # Depths around where sides run out are where a merge's edge cases live.
+    edges = {len(side) + delta for v in views for side in (v.bids, v.asks) for delta in (-1, 0, 1)}
+    for other in sorted(edges | {1, len(full.bids), len(full.asks)}):
+        if other > 0:
+            assert merge(views, other, excluded) == cut(full, other)
 
     # The same facts, checked directly rather than through the reference.
     assert [bid_key(lv) for lv in result.bids] == sorted(bid_key(lv) for lv in result.bids)

@@ -66,48 +66,95 @@ class TopBook:
 
 
 class _SortedSide:
-    """price -> amount, plus the prices kept sorted ascending.
+    """One side of a full-depth book: levels by sort key, the keys kept sorted.
 
-    Reading the top N is a slice, never a sort. Inserting a new price is a
-    ``bisect.insort`` (an O(n) memmove in C, cheap for the few thousand levels a
-    venue publishes); most updates change the amount of a known price and touch
-    only the dict. Bids store negated prices so that "best first" is ascending on
-    both sides.
+    The sort key is the price for asks and minus the price for bids, so "best
+    first" is ascending on both sides. Reading the top N is a slice of the sorted
+    keys, never a sort. Inserting a new price is a ``bisect.insort`` (an O(n)
+    memmove in C, cheap for the few thousand levels a venue publishes); most
+    updates change the amount of a known price and touch only the dict.
+
+    Levels are stored as ``Level`` objects, built once when set rather than on
+    every read, and the last top-N read is cached: a listener reads the top after
+    every diff, and most diffs change levels deeper than N. A change invalidates
+    the cache only if its key is not behind the last cached level (``_edge``), or
+    if the cached read held the whole side.
     """
 
-    __slots__ = ("_keys", "_levels", "_sign")
+    __slots__ = ("_edge", "_keys", "_levels", "_negate", "_top", "_top_n")
 
-    def __init__(self, sign: int) -> None:
-        self._sign = sign
-        self._levels: dict[Fixed, Fixed] = {}
+    def __init__(self, *, descending: bool) -> None:
+        self._negate = descending
+        self._levels: dict[Fixed, Level] = {}
         self._keys: list[Fixed] = []
+        self._top: Side | None = None
+        self._top_n = 0
+        self._edge: Fixed | None = None
+        """Sort key of the last cached level; None when the cache holds the whole side."""
 
     def __len__(self) -> int:
         return len(self._levels)
 
-    def set(self, price: Fixed, amount: Fixed) -> None:
+    def put(self, level: Level) -> None:
+        price, amount = level
+        key = -price if self._negate else price
         levels = self._levels
+        old = levels.get(key)
         if amount:
-            if price not in levels:
-                insort(self._keys, price * self._sign)
-            levels[price] = amount
-        elif price in levels:
-            del levels[price]
+            if old is None:
+                insort(self._keys, key)
+            elif old[1] == amount:
+                return  # a repeated quantity changes nothing, not even the cache
+            levels[key] = level if level.__class__ is Level else Level(price, amount)
+        elif old is not None:
+            del levels[key]
             keys = self._keys
-            del keys[bisect_left(keys, price * self._sign)]
-        # Removing a level we do not hold is normal (venues say so): ignore it.
+            del keys[bisect_left(keys, key)]
+        else:
+            return  # removing a level we do not hold is normal (venues say so)
+        if self._top is not None:
+            edge = self._edge
+            if edge is None or key <= edge:
+                self._top = None
+
+    def load(self, levels: Iterable[Level]) -> None:
+        """Replace the side; later levels win, amount zero removes (as if applied in order).
+
+        One sort of the keys (linear for a snapshot already in order) instead of
+        an insort per level.
+        """
+        negate = self._negate
+        table: dict[Fixed, Level] = {}
+        for level in levels:
+            price, amount = level
+            key = -price if negate else price
+            if amount:
+                table[key] = level if level.__class__ is Level else Level(price, amount)
+            else:
+                table.pop(key, None)
+        self._levels = table
+        self._keys = sorted(table)
+        self._top = None
 
     def top(self, n: int) -> Side:
-        levels = self._levels
-        sign = self._sign
-        return tuple(Level(k * sign, levels[k * sign]) for k in self._keys[:n])
+        top = self._top
+        if top is not None and 0 <= n <= self._top_n:
+            return top if n == self._top_n else top[:n]
+        keys = self._keys
+        top = tuple(map(self._levels.__getitem__, keys[:n]))
+        if n > 0:
+            self._top = top
+            self._top_n = n
+            self._edge = keys[n - 1] if len(keys) >= n else None
+        return top
 
     def clear(self) -> None:
         self._levels.clear()
         self._keys.clear()
+        self._top = None
 
     def items(self) -> dict[Fixed, Fixed]:
-        return dict(self._levels)
+        return {price: amount for price, amount in self._levels.values()}
 
 
 class FullDepthBook:
@@ -121,32 +168,32 @@ class FullDepthBook:
     __slots__ = ("_asks", "_bids")
 
     def __init__(self) -> None:
-        self._bids = _SortedSide(-1)
-        self._asks = _SortedSide(1)
+        self._bids = _SortedSide(descending=True)
+        self._asks = _SortedSide(descending=False)
 
     def clear(self) -> None:
         self._bids.clear()
         self._asks.clear()
 
     def load(self, bids: Iterable[Level], asks: Iterable[Level]) -> None:
-        """Replace the whole book with a snapshot."""
-        self.clear()
-        self.apply(bids, asks)
+        """Replace the whole book with a snapshot (same result as clear + apply)."""
+        self._bids.load(bids)
+        self._asks.load(asks)
 
     def apply(self, bids: Iterable[Level], asks: Iterable[Level]) -> None:
         """Apply one diff message; every level of the message lands before any read."""
-        set_bid = self._bids.set
-        for price, amount in bids:
-            set_bid(price, amount)
-        set_ask = self._asks.set
-        for price, amount in asks:
-            set_ask(price, amount)
+        put = self._bids.put
+        for level in bids:
+            put(level)
+        put = self._asks.put
+        for level in asks:
+            put(level)
 
     def set_bid(self, price: Fixed, amount: Fixed) -> None:
-        self._bids.set(price, amount)
+        self._bids.put(Level(price, amount))
 
     def set_ask(self, price: Fixed, amount: Fixed) -> None:
-        self._asks.set(price, amount)
+        self._asks.put(Level(price, amount))
 
     def top_bids(self, n: int) -> Side:
         return self._bids.top(n)

@@ -28,7 +28,7 @@ from dragonflybot.errors import DecodeError
 
 SCALE: Final = 18
 ONE: Final = 10**SCALE
-_POW10: Final = tuple(10 ** (SCALE - n) for n in range(SCALE + 1))
+_POW10: Final[tuple[int, ...]] = tuple(10 ** (SCALE - n) for n in range(SCALE + 1))
 _TOO_PRECISE: Final = re.compile(rf"[0-9]+\.[0-9]{{{SCALE + 1},}}", re.ASCII)
 
 Fixed = int
