@@ -431,4 +431,5 @@ SUITE: Final = Suite(
     title="Core microbenchmarks",
     run=run,
     packages=("msgspec", "attrs"),
+    code=("src/dragonflybot/core", "benchmarks"),
 )

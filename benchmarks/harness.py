@@ -136,3 +136,5 @@ class Suite:
     run: Callable[[Options], list[Table]]
     packages: tuple[str, ...] = ()
     """Distributions whose versions matter to these numbers (recorded with them)."""
+    code: tuple[str, ...] = ("src", "benchmarks")
+    """Paths whose uncommitted edits would make the recorded commit misleading."""

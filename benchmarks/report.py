@@ -63,7 +63,7 @@ def package_version(name: str) -> str:
         return "not installed"
 
 
-def git_commit() -> str:
+def git_commit(paths: Sequence[str]) -> str:
     try:
         head = subprocess.run(
             ["git", "rev-parse", "--short", "HEAD"],
@@ -74,7 +74,8 @@ def git_commit() -> str:
             check=True,
         ).stdout.strip()
         dirty = subprocess.run(
-            ["git", "status", "--porcelain", "--untracked-files=no"],
+            # Only the code a suite measures counts; edited docs or tests do not.
+            ["git", "status", "--porcelain", "--untracked-files=no", "--", *paths],
             cwd=ROOT,
             capture_output=True,
             text=True,
@@ -96,7 +97,7 @@ def machine_lines(suite: Suite, options: Options, command: str) -> list[str]:
     return [
         f"- Date: {datetime.datetime.now(datetime.UTC):%Y-%m-%d %H:%M} UTC",
         f"- Command: `{command}`",
-        f"- Commit: {git_commit()}",
+        f"- Commit: {git_commit(suite.code)}",
         f"- CPU: {cpu_model()}, {os.cpu_count()} logical cores",
         f"- Python: {platform.python_implementation()} {platform.python_version()}"
         f" on {platform.system()} {platform.release()}",
