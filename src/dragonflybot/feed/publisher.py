@@ -1,0 +1,72 @@
+"""Turns a venue book into ``VenueView``/``VenueDown`` updates, forwarding only real changes.
+
+The aggregator re-merges on every update it gets, so a venue message that did not
+move this venue's top N (a change deeper in the book, a refreshed identical
+snapshot) must cost it nothing. After the venue was reported down (disconnected,
+resyncing, stale) the next view is sent even if its levels are unchanged: the
+aggregator has excluded the venue and needs a view to take it back.
+"""
+
+from __future__ import annotations
+
+from dragonflybot.core.view import VenueDown, VenueUpdate, VenueView
+from dragonflybot.feed.handoff import LatestValue
+from dragonflybot.feed.stats import FeedStats
+from dragonflybot.venues.base import VenueProtocol
+
+
+class ViewPublisher:
+    """The change-forwarder of one feed; writes into the feed's latest-value slot."""
+
+    __slots__ = ("_depth", "_down", "_last", "_slot", "_stats", "venue")
+
+    def __init__(
+        self, venue: str, depth: int, slot: LatestValue[VenueUpdate], stats: FeedStats
+    ) -> None:
+        self.venue = venue
+        self._depth = depth
+        self._slot = slot
+        self._stats = stats
+        self._last: VenueView | None = None
+        self._down: str | None = "not connected yet"
+
+    @property
+    def last(self) -> VenueView | None:
+        """The last view sent (``None`` before the first)."""
+        return self._last
+
+    @property
+    def down_reason(self) -> str | None:
+        """Why the venue is reported down, or ``None`` while its view is current."""
+        return self._down
+
+    def publish(self, protocol: VenueProtocol, event_time_ms: int | None, recv_ns: int) -> bool:
+        """Send the protocol's current top N if it changed (or the venue was down)."""
+        bids = protocol.top_bids(self._depth)
+        asks = protocol.top_asks(self._depth)
+        last = self._last
+        if self._down is None and last is not None and bids == last.bids and asks == last.asks:
+            return False
+        view = VenueView(self.venue, bids, asks, event_time_ms, recv_ns)
+        self._last = view
+        self._down = None
+        self._put(view)
+        self._stats.forwarded += 1
+        return True
+
+    def down(self, reason: str) -> None:
+        """Report the venue's book as not valid.
+
+        Sent on the transition from published to down only: the aggregator already
+        excludes a venue it was told is down (or never saw), so a second reason
+        (stale, then disconnected) would only cost it a re-merge.
+        """
+        was_up = self._down is None and self._last is not None
+        self._down = reason
+        if was_up:
+            self._put(VenueDown(self.venue, reason))
+            self._stats.downs += 1
+
+    def _put(self, update: VenueUpdate) -> None:
+        if self._slot.put(update):
+            self._stats.conflated += 1

@@ -1,0 +1,364 @@
+"""One connection to a venue: the subscriber and listener layers of a feed.
+
+Shape (per connection, all in one nursery):
+
+* reader task — only ``await stream.receive()`` and push ``(frame, monotonic_ns)``
+  into a bounded memory channel. Nothing else runs in the socket read loop, so the
+  receive time is taken as the frame leaves the socket, and a slow consumer shows
+  up as TCP back-pressure (the reader waits on the channel) instead of unbounded
+  memory;
+* listener (the session's own task) — the only user of the venue protocol and the
+  book: decode, apply, and hand top-N changes to the publisher, which never waits
+  (latest-value handoff to the aggregator, see ``feed.handoff``);
+* snapshot fetch tasks (diff mode) — REST requests run beside the stream so frames
+  keep being buffered; the body comes back through the listener's channel, so
+  every change to protocol state happens in the listener, in arrival order;
+* heartbeat task — venues with an application heartbeat (Bitstamp) get a probe
+  every ``heartbeat_interval``.
+
+Every wait has a deadline: the ack (``ack_timeout``), each REST request
+(``rest_timeout``), each send (``connect_timeout``), and the stream itself —
+silence for ``stale_after`` marks the venue stale, for ``dead_after`` ends the
+connection. The session never returns normally: it ends by raising
+``TransportError`` (connection lost or dead), ``ReconnectRequested`` (the venue
+asked) or ``SubscriptionError`` (rejected, or no ack in time).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections.abc import Callable
+from typing import NoReturn
+
+import attrs
+import trio
+
+from dragonflybot.client import Backoff, HttpStatusError, MessageStream, RestClient
+from dragonflybot.config import VenueConfig
+from dragonflybot.errors import (
+    DecodeError,
+    ReconnectRequested,
+    SubscriptionError,
+    TransportError,
+)
+from dragonflybot.feed.publisher import ViewPublisher
+from dragonflybot.feed.stats import FeedStats
+from dragonflybot.feed.throttle import BurstLimiter
+from dragonflybot.venues.base import (
+    BookChanged,
+    BookReset,
+    Dropped,
+    Event,
+    FetchSnapshot,
+    Ignored,
+    ReconnectNow,
+    SendText,
+    Skipped,
+    Subscribed,
+    SubscriptionRejected,
+    VenueNotice,
+    VenueProtocol,
+)
+
+log = logging.getLogger("dragonflybot.feed")
+
+INBOUND_BUFFER = 1024
+"""Frames queued between reader and listener before the reader waits (TCP back-pressure)."""
+EXCERPT = 200
+"""Characters of a malformed frame shown in the log."""
+
+
+@attrs.frozen(slots=True)
+class SnapshotBody:
+    """A REST body on its way from a fetch task to the listener."""
+
+    token: int
+    body: bytes
+    recv_ns: int
+
+
+Frame = tuple[str | bytes, int]
+"""A received message and its ``time.monotonic_ns()`` (a tuple: it is made per frame)."""
+Inbound = Frame | SnapshotBody
+
+
+def excerpt(frame: str | bytes) -> str:
+    """The start of a frame for a log line."""
+    if isinstance(frame, bytes):
+        shown = repr(frame[:EXCERPT])
+        return shown + ("..." if len(frame) > EXCERPT else "")
+    return frame[:EXCERPT] + ("..." if len(frame) > EXCERPT else "")
+
+
+async def read_frames(stream: MessageStream, inbound: trio.MemorySendChannel[Inbound]) -> None:
+    """The socket read loop: receive, stamp, pass on. Ends by raising ``TransportError``."""
+    receive = stream.receive
+    send = inbound.send
+    monotonic_ns = time.monotonic_ns
+    while True:
+        frame = await receive()
+        await send((frame, monotonic_ns()))
+
+
+class Session:
+    """Runs one connection; the runner makes a new one per attempt."""
+
+    def __init__(
+        self,
+        protocol: VenueProtocol,
+        config: VenueConfig,
+        stats: FeedStats,
+        publisher: ViewPublisher,
+        rest: RestClient | None,
+        malformed_log: BurstLimiter,
+        on_ready: Callable[[], None],
+    ) -> None:
+        self.protocol = protocol
+        self.config = config
+        self.stats = stats
+        self.publisher = publisher
+        self.rest = rest
+        self.rejected = False
+        """The venue refused the subscription (as opposed to a transport failure)."""
+        self.ready_at: float | None = None
+        """``trio.current_time()`` when the feed became ready on this connection."""
+        self._malformed_log = malformed_log
+        self._on_ready = on_ready
+        self._venue = protocol.venue
+        self._stale = False
+        self._last_frame = 0.0
+        self._ack_deadline = math.inf
+        self._event_time: int | None = None
+        self._fetch_scope: trio.CancelScope | None = None
+        self._stream: MessageStream | None = None
+        self._nursery: trio.Nursery | None = None
+        self._inbound: trio.MemorySendChannel[Inbound] | None = None
+
+    # --- running ------------------------------------------------------------------------
+
+    async def run(self, stream: MessageStream) -> NoReturn:
+        self._stream = stream
+        inbound_send, inbound_recv = trio.open_memory_channel[Inbound](INBOUND_BUFFER)
+        self._inbound = inbound_send
+        now = trio.current_time()
+        self._last_frame = now
+        self._ack_deadline = now + self.config.ack_timeout
+        self.stats.state = "connecting"
+        async with trio.open_nursery() as nursery:
+            self._nursery = nursery
+            self._dispatch(self.protocol.connection_made(), b"", frame=False)
+            nursery.start_soon(read_frames, stream, inbound_send)
+            heartbeat = self.protocol.heartbeat()
+            if heartbeat is not None:
+                nursery.start_soon(self._heartbeats, heartbeat)
+            await self._listen(inbound_recv)
+        raise AssertionError("unreachable: the listener only ends by raising")
+
+    async def _listen(self, inbound: trio.MemoryReceiveChannel[Inbound]) -> NoReturn:
+        while True:
+            try:
+                item = inbound.receive_nowait()
+            except trio.WouldBlock:
+                item = await self._wait(inbound)
+            if type(item) is tuple:
+                self._on_frame(item[0], item[1])
+            else:
+                assert isinstance(item, SnapshotBody)
+                events = self.protocol.snapshot_received(item.token, item.body)
+                self._after(self._dispatch(events, item.body, frame=False), item.recv_ns)
+
+    async def _wait(self, inbound: trio.MemoryReceiveChannel[Inbound]) -> Inbound:
+        """The next item, enforcing the ack, stale and dead deadlines meanwhile."""
+        config = self.config
+        while True:
+            dead_at = self._last_frame + max(config.dead_after, config.stale_after)
+            deadline = dead_at
+            if not self._stale:
+                deadline = min(deadline, self._last_frame + config.stale_after)
+            if not self.protocol.subscribed:
+                deadline = min(deadline, self._ack_deadline)
+            with trio.move_on_at(deadline):
+                return await inbound.receive()
+            now = trio.current_time()
+            if not self.protocol.subscribed and now >= self._ack_deadline:
+                raise SubscriptionError(
+                    self._venue,
+                    f"no acknowledgement of {', '.join(self.protocol.streams)} "
+                    f"within {config.ack_timeout:g} s",
+                )
+            if now >= dead_at:
+                raise TransportError(
+                    f"{self._venue}: no frame for {now - self._last_frame:.1f} s, "
+                    "connection presumed dead"
+                )
+            if not self._stale:
+                self._go_stale(now)
+
+    def _go_stale(self, now: float) -> None:
+        self._stale = True
+        self.stats.stale_periods += 1
+        self.stats.state = "stale"
+        log.warning(
+            "%s: stale, no frame for %.1f s (stale_after=%g s)",
+            self._venue,
+            now - self._last_frame,
+            self.config.stale_after,
+        )
+        self.publisher.down("stale")
+
+    def _on_frame(self, frame: str | bytes, recv_ns: int) -> None:
+        stats = self.stats
+        stats.frames += 1
+        self._last_frame = trio.current_time()
+        events = self.protocol.receive(frame)
+        changed = self._dispatch(events, frame)
+        if self._stale:
+            self._stale = False
+            log.info("%s: frames flow again", self._venue)
+            changed = True  # the publisher sends a fresh view: the venue was reported down
+        self._after(changed, recv_ns)
+
+    def _after(self, changed: bool, recv_ns: int) -> None:
+        protocol = self.protocol
+        if changed and protocol.has_book:
+            self.publisher.publish(protocol, self._event_time, recv_ns)
+        stats = self.stats
+        if protocol.synced:
+            if stats.state != "live" and not self._stale:
+                stats.state = "live"
+            if self.ready_at is None:
+                self.ready_at = trio.current_time()
+                log.info("%s: live (%s)", self._venue, ", ".join(protocol.streams))
+                self._on_ready()
+        elif protocol.subscribed and not self._stale:
+            stats.state = "syncing"
+
+    # --- events -------------------------------------------------------------------------
+
+    def _dispatch(self, events: list[Event], source: str | bytes, *, frame: bool = True) -> bool:
+        """Carry out the protocol's events; True when the book changed.
+
+        ``source`` is the frame (or REST body) the events came from, for log lines;
+        ``frame`` says whether it counts as a received frame.
+        """
+        changed = False
+        malformed = False
+        for event in events:
+            if type(event) is BookChanged:
+                changed = True
+                if event.event_time_ms is not None:
+                    self._event_time = event.event_time_ms
+            elif isinstance(event, Skipped):
+                malformed = True
+                self._report_malformed(event.reason, source)
+            elif isinstance(event, Ignored):
+                self.stats.ignored += 1
+            elif isinstance(event, Dropped):
+                log.debug("%s: %d dropped: %s", self._venue, event.count, event.reason)
+            elif isinstance(event, FetchSnapshot):
+                self._start_fetch(event)
+            elif isinstance(event, BookReset):
+                self._on_reset(event)
+            elif isinstance(event, Subscribed):
+                self.stats.connects += 1
+                log.info("%s: subscribed to %s", self._venue, ", ".join(event.streams))
+            elif isinstance(event, SubscriptionRejected):
+                self.rejected = True
+                raise SubscriptionError(
+                    self._venue, f"subscription to {event.stream} rejected: {event.message}"
+                )
+            elif isinstance(event, ReconnectNow):
+                raise ReconnectRequested(self._venue, f"venue asked to reconnect ({event.reason})")
+            elif isinstance(event, VenueNotice):
+                self.stats.notices += 1
+                log.warning("%s: venue reported: %s", self._venue, event.message)
+            elif isinstance(event, SendText):
+                assert self._nursery is not None
+                self._nursery.start_soon(self._send, event.text)
+        if frame:
+            if malformed:
+                self.stats.malformed += 1
+            else:
+                self.stats.parsed += 1
+        return changed
+
+    def _report_malformed(self, reason: str, frame: str | bytes) -> None:
+        suppressed = self._malformed_log.allow(trio.current_time())
+        if suppressed is None:
+            return
+        more = f" ({suppressed} more since the last report)" if suppressed else ""
+        log.warning(
+            "%s: malformed frame skipped: %s; frame: %s%s",
+            self._venue,
+            reason,
+            excerpt(frame),
+            more,
+        )
+
+    def _on_reset(self, event: BookReset) -> None:
+        stats = self.stats
+        stats.resyncs += 1
+        if event.gap:
+            stats.gaps += 1
+        stats.state = "syncing"
+        log.warning("%s: book discarded, resyncing: %s", self._venue, event.reason)
+        self.publisher.down(f"resync: {event.reason}")
+
+    # --- I/O helpers --------------------------------------------------------------------
+
+    async def _send(self, text: str) -> None:
+        assert self._stream is not None
+        try:
+            with trio.fail_after(self.config.connect_timeout):
+                await self._stream.send(text)
+        except trio.TooSlowError as exc:
+            raise TransportError(
+                f"{self._venue}: send not done within {self.config.connect_timeout:g} s"
+            ) from exc
+
+    async def _heartbeats(self, text: str) -> NoReturn:
+        while True:
+            await trio.sleep(self.config.heartbeat_interval)
+            await self._send(text)
+
+    def _start_fetch(self, request: FetchSnapshot) -> None:
+        if self._fetch_scope is not None:
+            self._fetch_scope.cancel()
+        scope = trio.CancelScope()
+        self._fetch_scope = scope
+        assert self._nursery is not None
+        self._nursery.start_soon(self._fetch, request, scope)
+
+    async def _fetch(self, request: FetchSnapshot, scope: trio.CancelScope) -> None:
+        """Fetch until a body arrives; failures back off, never a tight loop."""
+        config = self.config
+        rest = self.rest
+        if rest is None:
+            raise TransportError(f"{self._venue}: diff mode needs a REST client")
+        backoff = Backoff(config.backoff_base, max(config.backoff_cap, config.backoff_base))
+        with scope:
+            await trio.sleep(request.delay)
+            while True:
+                self.stats.snapshot_requests += 1
+                try:
+                    with trio.fail_after(config.rest_timeout):
+                        body = await rest.get_bytes(request.url, params=dict(request.params))
+                    break
+                except (TransportError, DecodeError, trio.TooSlowError) as exc:
+                    self.stats.snapshot_failures += 1
+                    delay = backoff.next_delay()
+                    if isinstance(exc, HttpStatusError) and exc.retry_after is not None:
+                        delay = max(delay, exc.retry_after)
+                    reason = str(exc) or f"no answer within {config.rest_timeout:g} s"
+                    log.warning(
+                        "%s: snapshot %s failed (%s); retrying in %.2f s",
+                        self._venue,
+                        request.url,
+                        reason,
+                        delay,
+                    )
+                    await trio.sleep(delay)
+            assert self._inbound is not None
+            await self._inbound.send(SnapshotBody(request.token, body, time.monotonic_ns()))
