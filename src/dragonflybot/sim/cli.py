@@ -1,0 +1,257 @@
+"""``dragonflybot sim`` and ``dragonflybot record``: the simulator and recorder as commands.
+
+Both return an exit code instead of exiting, so the ``dragonflybot`` dispatcher and tests
+call them directly. Bad arguments or configuration print one line and return 2; Ctrl-C or
+SIGTERM ends a run cleanly with 0.
+"""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+from collections.abc import Awaitable, Callable
+from typing import NoReturn, TextIO
+
+import trio
+
+from dragonflybot.errors import ConfigError, DragonflybotError
+from dragonflybot.sim import SimConfig, SimHandle, serve_simulation
+from dragonflybot.sim.config import VENUES
+from dragonflybot.sim.record import RecordOptions, RecordStats, record
+
+
+class _UsageError(Exception):
+    pass
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        raise _UsageError(message)
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be > 0: {text!r}")
+    return value
+
+
+def _port(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a port: {text!r}") from None
+    if not 0 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"port out of range: {text!r}")
+    return value
+
+
+def _sim_parser() -> _Parser:
+    parser = _Parser(
+        prog="dragonflybot sim",
+        description="Run simulated Binance/Bitstamp venues (or replay a capture) and print "
+        "their endpoints; serve until Ctrl-C.",
+    )
+    parser.add_argument("--venue", action="append", choices=VENUES, help="repeatable; default: all")
+    parser.add_argument("--instrument", action="append", help="repeatable; default: ethbtc")
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument(
+        "--rate",
+        type=_positive_float,
+        default=20.0,
+        help="market updates per second per venue and instrument",
+    )
+    parser.add_argument("--depth", type=int, default=200, help="levels per side of each book")
+    parser.add_argument("--host", default="127.0.0.1")
+    for venue in VENUES:
+        parser.add_argument(
+            f"--port-{venue}",
+            type=_port,
+            default=0,
+            metavar="PORT",
+            help=f"{venue} WebSocket port (default: ephemeral)",
+        )
+        parser.add_argument(
+            f"--rest-port-{venue}",
+            type=_port,
+            default=0,
+            metavar="PORT",
+            help=f"{venue} REST port (default: ephemeral)",
+        )
+    parser.add_argument(
+        "--replay",
+        action="append",
+        metavar="FILE",
+        help="serve a capture or a line-format recording (repeatable)",
+    )
+    pace = parser.add_mutually_exclusive_group()
+    pace.add_argument("--speed", type=_positive_float, default=1.0, help="replay pace multiple")
+    pace.add_argument(
+        "--as-fast-as-possible", action="store_true", help="replay as fast as each client reads"
+    )
+    parser.add_argument(
+        "--stamp-send-time", action="store_true", help='add "T_send_ns" to every data payload'
+    )
+    parser.add_argument(
+        "--ws-backend", choices=("trio-websocket", "wsproto"), default="trio-websocket"
+    )
+    parser.add_argument("--duration", type=_positive_float, help="stop after this many seconds")
+    return parser
+
+
+def _record_parser() -> _Parser:
+    parser = _Parser(
+        prog="dragonflybot record",
+        description="Record a venue's raw frames (and REST snapshot) to a capture file.",
+    )
+    parser.add_argument("--venue", required=True, choices=VENUES)
+    parser.add_argument("--instrument", required=True)
+    parser.add_argument(
+        "--output",
+        "-o",
+        required=True,
+        metavar="FILE",
+        help="capture file (appended to if it exists)",
+    )
+    parser.add_argument("--mode", choices=("diff", "snapshot"), default="diff")
+    parser.add_argument("--ws-url", help="default: the venue's production endpoint")
+    parser.add_argument("--rest-url", help="default: the venue's production REST base")
+    parser.add_argument("--duration", type=_positive_float, help="stop after this many seconds")
+    parser.add_argument("--count", type=int, help="stop after this many received frames")
+    return parser
+
+
+def _parse(parser: _Parser, argv: list[str], err: TextIO) -> argparse.Namespace | int:
+    try:
+        return parser.parse_args(argv)
+    except _UsageError as exc:
+        print(f"{parser.prog}: error: {exc}", file=err)
+        return 2
+    except SystemExit as exc:  # --help
+        return exc.code if isinstance(exc.code, int) else 0
+
+
+async def _until_signal(run: Callable[[], Awaitable[None]], duration: float | None) -> None:
+    """Run ``run`` until it returns, ``duration`` passes, or SIGINT/SIGTERM arrives."""
+    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        async with trio.open_nursery() as nursery:
+
+            async def watch() -> None:
+                async for _ in signals:
+                    nursery.cancel_scope.cancel()
+
+            async def main() -> None:
+                with trio.move_on_after(duration if duration is not None else float("inf")):
+                    await run()
+                nursery.cancel_scope.cancel()
+
+            nursery.start_soon(watch)
+            nursery.start_soon(main)
+
+
+def _run_trio(
+    main: Callable[[Callable[[], Awaitable[None]], float | None], Awaitable[None]],
+    run: Callable[[], Awaitable[None]],
+    duration: float | None,
+) -> DragonflybotError | None:
+    """Run trio; the first of our own errors that ended it (unwrapped from any exception
+    group), or None. Anything else is a bug and propagates."""
+    try:
+        trio.run(main, run, duration)
+    except DragonflybotError as exc:
+        return exc
+    except BaseExceptionGroup as group:
+        matched, rest = group.split(DragonflybotError)
+        if matched is None or rest is not None:
+            raise
+        leaf: BaseException = matched
+        while isinstance(leaf, BaseExceptionGroup):
+            leaf = leaf.exceptions[0]
+        assert isinstance(leaf, DragonflybotError)
+        return leaf
+    return None
+
+
+def sim_config_from_args(args: argparse.Namespace) -> SimConfig:
+    ports = {v: getattr(args, f"port_{v}") for v in VENUES if getattr(args, f"port_{v}")}
+    rest_ports = {
+        v: getattr(args, f"rest_port_{v}") for v in VENUES if getattr(args, f"rest_port_{v}")
+    }
+    return SimConfig(
+        venues=tuple(dict.fromkeys(args.venue or VENUES)),
+        instruments=tuple(dict.fromkeys(args.instrument or ["ethbtc"])),
+        seed=args.seed,
+        rate=args.rate,
+        depth=args.depth,
+        host=args.host,
+        ports=ports,
+        rest_ports=rest_ports,
+        replay=tuple(args.replay or ()),
+        speed=args.speed,
+        as_fast_as_possible=args.as_fast_as_possible,
+        stamp_send_time=args.stamp_send_time,
+        ws_backend=args.ws_backend,
+    )
+
+
+def sim_main(argv: list[str]) -> int:
+    """``dragonflybot sim ...``: serve simulated venues until Ctrl-C; returns the exit code."""
+    parsed = _parse(_sim_parser(), argv, sys.stderr)
+    if isinstance(parsed, int):
+        return parsed
+    try:
+        config = sim_config_from_args(parsed)
+    except ConfigError as exc:
+        print(f"dragonflybot sim: error: {exc}", file=sys.stderr)
+        return 2
+
+    async def run() -> None:
+        async with trio.open_nursery() as nursery:
+            handle: SimHandle = await nursery.start(serve_simulation, config)
+            for venue, endpoints in handle.endpoints.items():
+                print(f"{venue}\tws_url={endpoints.ws_url}\trest_url={endpoints.rest_url}")
+            sys.stdout.flush()
+
+    error = _run_trio(_until_signal, run, parsed.duration)
+    if error is not None:
+        print(f"dragonflybot sim: error: {error}", file=sys.stderr)
+        return 2
+    return 0
+
+
+def record_main(argv: list[str]) -> int:
+    """``dragonflybot record ...``: capture a venue's traffic; returns the exit code."""
+    parsed = _parse(_record_parser(), argv, sys.stderr)
+    if isinstance(parsed, int):
+        return parsed
+    if parsed.count is not None and parsed.count < 1:
+        print("dragonflybot record: error: --count must be >= 1", file=sys.stderr)
+        return 2
+    options = RecordOptions(
+        venue=parsed.venue,
+        instrument=parsed.instrument,
+        output=parsed.output,
+        mode=parsed.mode,
+        ws_url=parsed.ws_url,
+        rest_url=parsed.rest_url,
+        duration=parsed.duration,
+        count=parsed.count,
+    )
+    stats = RecordStats()
+
+    async def run() -> None:
+        await record(options, stats=stats)
+
+    error = _run_trio(_until_signal, run, None)
+    if isinstance(error, ConfigError):
+        print(f"dragonflybot record: error: {error}", file=sys.stderr)
+        return 2
+    if error is not None:
+        print(f"dragonflybot record: {error}", file=sys.stderr)
+        return 1
+    print(f"recorded {stats.frames} frames and {stats.rest} REST snapshots to {options.output}")
+    return 0

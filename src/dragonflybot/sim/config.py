@@ -1,0 +1,106 @@
+"""Configuration of an in-process simulation and the endpoints it reports back."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import attrs
+import msgspec
+
+from dragonflybot.errors import ConfigError
+from dragonflybot.sim.faults import NO_FAULTS, Faults
+from dragonflybot.sim.instruments import instrument_spec
+
+VENUES = ("binance", "bitstamp")
+
+WsBackend = Literal["trio-websocket", "wsproto"]
+
+
+@attrs.frozen
+class Endpoints:
+    """Where a simulated venue listens.
+
+    ``ws_url`` is what a feed connects to: Binance's combined-stream endpoint
+    (``ws://HOST:PORT/stream``) or Bitstamp's root (``ws://HOST:PORT``); ``rest_url`` is the
+    REST base the feed appends ``/api/v3/depth?...`` or ``/api/v2/order_book/<pair>/`` to.
+    """
+
+    ws_url: str
+    rest_url: str
+
+
+class SimConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """What to simulate. Invalid values raise ``ConfigError`` on construction."""
+
+    venues: tuple[str, ...] = VENUES
+    instruments: tuple[str, ...] = ("ethbtc",)
+    seed: int = 1
+    rate: float = 20.0
+    """Market updates per second per venue and instrument (each is one diff frame)."""
+    rates: dict[str, float] = {}
+    """Per-venue override of ``rate``."""
+    host: str = "127.0.0.1"
+    ports: dict[str, int] = {}
+    """WebSocket port per venue; 0 or absent = an ephemeral port."""
+    rest_ports: dict[str, int] = {}
+    depth: int = 200
+    """Levels per side of each simulated book."""
+    faults: dict[str, Faults] = {}
+    stamp_send_time: bool = False
+    """Add ``"T_send_ns"`` (``time.time_ns()`` at send) to every data payload."""
+    epoch_ns: int | None = None
+    """Unix time (ns) of the simulation start, the origin of all message timestamps;
+    ``None`` = the wall clock at start. Fix it (and the seed) for identical messages."""
+    ws_backend: WsBackend = "trio-websocket"
+    """``wsproto``: the lean server path that writes a whole batch of frames in one
+    socket write (for benchmarks); ``trio-websocket``: one write per frame."""
+    batch_interval: float = 0.001
+    """Least time between two wakes of the market driver: updates due meanwhile are
+    generated and written as one batch."""
+    max_pending: int = 100_000
+    """Frames queued for one connection before it is dropped as a slow consumer."""
+    replay: tuple[str, ...] = ()
+    """Capture files to serve instead of the market model (dragonflybot captures or the
+    ``recv_time: frame`` line format); the venues served are those found in them."""
+    speed: float = 1.0
+    """Replay pace as a multiple of the recorded pace."""
+    as_fast_as_possible: bool = False
+    """Replay with no pacing: as fast as each client reads."""
+    replay_settle: float = 0.05
+    """Delay between a replay client's first subscription and the start of playback, so
+    the subscriptions it sends back to back all take effect first."""
+
+    def __post_init__(self) -> None:
+        if not self.venues and not self.replay:
+            raise ConfigError("no venue to simulate")
+        for venue in (*self.venues, *self.rates, *self.ports, *self.rest_ports, *self.faults):
+            if venue not in VENUES:
+                raise ConfigError(f"unknown venue {venue!r} (known: {', '.join(VENUES)})")
+        if len(set(self.venues)) != len(self.venues):
+            raise ConfigError("a venue is listed twice")
+        if not self.instruments:
+            raise ConfigError("no instrument to simulate")
+        if len(set(self.instruments)) != len(self.instruments):
+            raise ConfigError("an instrument is listed twice")
+        for name in self.instruments:
+            instrument_spec(name)
+        for rate in (self.rate, *self.rates.values()):
+            if not rate > 0:
+                raise ConfigError(f"rate must be > 0, got {rate}")
+        for port in (*self.ports.values(), *self.rest_ports.values()):
+            if not 0 <= port <= 65535:
+                raise ConfigError(f"port {port} is out of range")
+        if not 1 <= self.depth <= 5000:
+            raise ConfigError(f"depth must be in 1..5000, got {self.depth}")
+        if not self.speed > 0:
+            raise ConfigError(f"speed must be > 0, got {self.speed}")
+        if self.batch_interval < 0 or self.replay_settle < 0:
+            raise ConfigError("batch_interval and replay_settle must be >= 0")
+        if self.max_pending < 1:
+            raise ConfigError("max_pending must be >= 1")
+
+    def rate_for(self, venue: str) -> float:
+        return self.rates.get(venue, self.rate)
+
+    def faults_for(self, venue: str) -> Faults:
+        return self.faults.get(venue, NO_FAULTS)

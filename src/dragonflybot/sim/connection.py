@@ -1,0 +1,272 @@
+"""One client connection of a simulated venue: its queue of frames, a reader and a writer.
+
+The market driver (or a replay) never waits on a client: it appends frames to the
+connection's ``Outbox`` and moves on. The writer takes everything queued at once, applies
+the venue's faults and sends the batch. The reader answers control frames through the same
+queue, so an ack always goes out before the first data frame of its subscription. A client
+that falls ``max_pending`` frames behind is dropped, as real venues drop slow consumers.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import time
+from collections import deque
+from collections.abc import Iterable
+from typing import Final, Protocol
+
+import trio
+
+from dragonflybot.errors import TransportError
+from dragonflybot.sim.faults import Faults, FaultState
+from dragonflybot.sim.frames import FrameKind, Outgoing, stamped
+from dragonflybot.sim.protocol import Key, Session, VenueProtocol
+from dragonflybot.sim.transport import ServerSocket
+
+log = logging.getLogger(__name__)
+
+BATCH: Final = 4096
+"""Most frames one writer pass takes (and, with the lean backend, one socket write)."""
+MAX_CONNECTION_AGE: Final = 24 * 3600.0
+"""Binance closes every connection after 24 h; the simulator does the same for both."""
+
+
+class Outbox:
+    """Frames queued for one connection, taken by its writer a batch at a time."""
+
+    __slots__ = ("_frames", "_idle", "_wake", "overflow_at")
+
+    def __init__(self, overflow_at: int) -> None:
+        self._frames: deque[Outgoing] = deque()
+        self._wake = trio.Event()
+        self._idle = trio.Event()
+        self._idle.set()
+        self.overflow_at = overflow_at
+
+    def __len__(self) -> int:
+        return len(self._frames)
+
+    @property
+    def overflowed(self) -> bool:
+        return len(self._frames) > self.overflow_at
+
+    def put(self, frame: Outgoing) -> None:
+        self._frames.append(frame)
+        self._wake.set()
+        if self._idle.is_set():
+            self._idle = trio.Event()
+
+    def put_many(self, frames: Iterable[Outgoing]) -> None:
+        self._frames.extend(frames)
+        if self._frames:
+            self._wake.set()
+            if self._idle.is_set():
+                self._idle = trio.Event()
+
+    def push_front(self, frames: list[Outgoing]) -> None:
+        """Return frames the writer took but may not send yet (throttle)."""
+        self._frames.extendleft(reversed(frames))
+        if frames:
+            self._wake.set()
+
+    async def take(self, limit: int = BATCH) -> list[Outgoing]:
+        """Wait for frames; return up to ``limit`` of them, oldest first."""
+        while not self._frames:
+            self._idle.set()
+            await self._wake.wait()
+            self._wake = trio.Event()
+        frames = self._frames
+        if len(frames) <= limit:
+            batch = list(frames)
+            frames.clear()
+        else:
+            batch = [frames.popleft() for _ in range(limit)]
+        return batch
+
+    def written(self) -> None:
+        """The writer sent everything it took: wake those waiting for an empty queue."""
+        if not self._frames:
+            self._idle.set()
+
+    async def wait_idle(self) -> None:
+        """Until every queued frame has been written (or dropped with the connection)."""
+        await self._idle.wait()
+
+    def close(self) -> None:
+        self._frames.clear()
+        self._idle.set()
+
+
+class ConnectionHost(Protocol):
+    """What a connection needs from its venue server."""
+
+    @property
+    def protocol(self) -> VenueProtocol: ...
+
+    @property
+    def faults(self) -> Faults: ...
+
+    @property
+    def stamp_send_time(self) -> bool: ...
+
+    def subscribe(self, conn: ClientConnection, key: Key) -> None: ...
+
+    def unsubscribe(self, conn: ClientConnection, key: Key) -> None: ...
+
+    def written(self, frames: list[Outgoing], messages: int) -> None:
+        """``frames`` were processed (sent, or skipped by a fault) as ``messages`` messages."""
+        ...
+
+    def time_ms(self) -> int: ...
+
+
+class ClientConnection:
+    """A subscribed client: ``run`` serves it until either side closes."""
+
+    def __init__(
+        self,
+        host: ConnectionHost,
+        socket: ServerSocket,
+        session: Session,
+        *,
+        index: int,
+        seed: int,
+        max_pending: int,
+    ) -> None:
+        self.host = host
+        self.socket = socket
+        self.session = session
+        self.index = index
+        self.outbox = Outbox(max_pending)
+        protocol = host.protocol
+        self.faults_state = FaultState(
+            random.Random(f"faults:{seed}:{protocol.name}:{index}"),
+            lambda variant, frame: protocol.garbage(session, variant, frame),
+            lambda: protocol.reconnect_notice(session, host.time_ms()),
+        )
+        self.subscribed = trio.Event()
+        """Set at the first subscription (replay playback starts from it)."""
+        self._cancel = trio.CancelScope()
+        self._tokens = 0.0
+        self._tokens_at = 0.0
+
+    def subscribe(self, keys: Iterable[Key]) -> None:
+        for key in keys:
+            if key not in self.session.keys:
+                self.session.keys[key] = None
+                self.host.subscribe(self, key)
+                self.subscribed.set()
+
+    def unsubscribe(self, keys: Iterable[Key]) -> None:
+        for key in keys:
+            if self.session.keys.pop(key, 0) is None:
+                self.host.unsubscribe(self, key)
+
+    async def run(
+        self, task_status: trio.TaskStatus[trio.Nursery] = trio.TASK_STATUS_IGNORED
+    ) -> None:
+        """Serve the client; reports the connection's nursery (for per-connection tasks)."""
+        try:
+            with self._cancel, trio.move_on_after(MAX_CONNECTION_AGE):
+                async with trio.open_nursery() as nursery:
+                    nursery.start_soon(self._reader)
+                    nursery.start_soon(self._writer)
+                    task_status.started(nursery)
+        finally:
+            self.unsubscribe(list(self.session.keys))
+            self.outbox.close()
+            with trio.CancelScope(shield=True):
+                await self.socket.aclose(1000, "")
+
+    def close(self) -> None:
+        """End the connection (the socket is closed by ``run``)."""
+        self._cancel.cancel()
+
+    async def _close_later(self, delay: float) -> None:
+        await trio.sleep(delay)
+        self.close()
+
+    async def _reader(self) -> None:
+        protocol = self.host.protocol
+        try:
+            while True:
+                text = await self.socket.receive()
+                reaction = protocol.on_text(self.session, text, self.host.faults)
+                self.unsubscribe(reaction.unsubscribe)
+                self.subscribe(reaction.subscribe)
+                self.outbox.put_many(Outgoing(r, FrameKind.CONTROL) for r in reaction.replies)
+        except TransportError:
+            self.close()
+
+    async def _writer(self) -> None:
+        host = self.host
+        outbox = self.outbox
+        decide = self.faults_state.decide
+        async with trio.open_nursery() as later:
+            while True:
+                frames = await outbox.take()
+                if outbox.overflowed:
+                    log.info(
+                        "%s client %d: over %d frames behind, dropped",
+                        host.protocol.name,
+                        self.index,
+                        outbox.overflow_at,
+                    )
+                    await self.socket.abort()
+                    self.close()
+                    return
+                faults = host.faults
+                if faults.max_frames_per_second:
+                    frames = await self._throttle(frames, faults.max_frames_per_second)
+                stamp = host.stamp_send_time
+                texts: list[str] = []
+                done: list[Outgoing] = []
+                for frame in frames:
+                    for action, value in decide(frame, faults):
+                        if isinstance(value, str):
+                            texts.append(value)
+                        elif isinstance(value, Outgoing):
+                            texts.append(stamped(frame, time.time_ns()) if stamp else frame.text)
+                        elif action == "stall":
+                            await self._flush(texts, done)
+                            await trio.sleep(value)
+                        elif value:
+                            later.start_soon(self._close_later, value)
+                        else:
+                            done.append(frame)
+                            await self._flush(texts, done)
+                            await self.socket.abort()
+                            self.close()
+                            return
+                    done.append(frame)
+                await self._flush(texts, done)
+                outbox.written()
+
+    async def _flush(self, texts: list[str], done: list[Outgoing]) -> None:
+        if texts:
+            try:
+                await self.socket.send_many(texts)
+            except TransportError:
+                self.close()
+                await trio.lowlevel.checkpoint()
+                return
+        if done or texts:
+            self.host.written(done, len(texts))
+        texts.clear()
+        done.clear()
+
+    async def _throttle(self, frames: list[Outgoing], rate: float) -> list[Outgoing]:
+        """Token bucket: send what the rate allows now, queue the rest again."""
+        burst = max(1.0, rate / 10)
+        while True:
+            now = trio.current_time()
+            self._tokens = min(burst, self._tokens + (now - self._tokens_at) * rate)
+            self._tokens_at = now
+            if self._tokens >= 1:
+                break
+            await trio.sleep((1 - self._tokens) / rate)
+        allowed = min(len(frames), int(self._tokens))
+        self._tokens -= allowed
+        self.outbox.push_front(frames[allowed:])
+        return frames[:allowed]

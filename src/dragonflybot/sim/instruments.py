@@ -1,0 +1,82 @@
+"""Instrument parameters of the simulated market and each venue's name for an instrument.
+
+The simulator must publish prices on a tick grid and amounts in lots, exactly as a venue's
+matching engine would, so the feeds' fixed-point parsing and level keys see realistic
+strings. Known instruments get plausible parameters; any other compact name (``[a-z0-9]``)
+gets a generic grid so tests and demos can invent instruments freely.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from types import MappingProxyType
+from typing import Final
+
+import attrs
+
+from dragonflybot.core.fixed import ONE, Fixed, parse
+from dragonflybot.errors import ConfigError
+
+_NAME: Final = re.compile(r"[a-z0-9]{2,20}")
+
+# name: (start price, tick, lot, decimals Bitstamp prints prices with)
+_KNOWN: Final[Mapping[str, tuple[str, str, str, int]]] = MappingProxyType(
+    {
+        "ethbtc": ("0.05", "0.00001", "0.001", 8),
+        "btcusdt": ("60000", "0.01", "0.00001", 2),
+        "ethusdt": ("3000", "0.01", "0.0001", 2),
+        "btcusd": ("60000", "1", "0.00001", 0),
+        "ethusd": ("3000", "0.1", "0.0001", 1),
+        "btceur": ("55000", "1", "0.00001", 0),
+        "etheur": ("2800", "0.1", "0.0001", 1),
+        "xrpeur": ("0.5", "0.00001", "1", 5),
+    }
+)
+_GENERIC: Final = ("100", "0.01", "0.001", 2)
+
+
+@attrs.frozen
+class InstrumentSpec:
+    """One instrument's price grid; all values are ``core.fixed`` ints."""
+
+    name: str
+    start_price: Fixed
+    tick: Fixed
+    lot: Fixed
+    price_decimals: int
+
+    @property
+    def binance_symbol(self) -> str:
+        """REST and payload symbol, e.g. ``ETHBTC``."""
+        return self.name.upper()
+
+    @property
+    def binance_stream_symbol(self) -> str:
+        """Stream names use the lower-case symbol, e.g. ``ethbtc@depth@100ms``."""
+        return self.name
+
+    @property
+    def bitstamp_pair(self) -> str:
+        """Bitstamp's ``url_symbol``, used in channel names and REST paths."""
+        return self.name
+
+
+def instrument_spec(name: str) -> InstrumentSpec:
+    """The grid for ``name`` (compact lower-case form such as ``ethbtc``).
+
+    Raises ``ConfigError`` for a name venues could not carry in a stream or path.
+    """
+    if not _NAME.fullmatch(name):
+        raise ConfigError(f"instrument {name!r} must be 2-20 characters of [a-z0-9], e.g. 'ethbtc'")
+    start, tick, lot, decimals = _KNOWN.get(name, _GENERIC)
+    spec = InstrumentSpec(
+        name=name,
+        start_price=parse(start),
+        tick=parse(tick),
+        lot=parse(lot),
+        price_decimals=decimals,
+    )
+    if (spec.tick * 10**decimals) % ONE:
+        raise ConfigError(f"instrument {name!r}: tick does not fit {decimals} decimals")
+    return spec

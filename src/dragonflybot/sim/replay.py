@@ -1,0 +1,289 @@
+"""Serving recordings: a simulated venue that plays a capture back to each client.
+
+Each client gets its own playback, starting ``replay_settle`` seconds after its first
+subscription, at the recorded pace, ``speed`` times it, or as fast as the client reads.
+Data frames go to clients subscribed to their stream or channel, byte for byte as
+recorded (a Binance frame recorded on a combined stream is re-wrapped only for a client on
+the raw endpoint, and vice versa). Control traffic (acks, heartbeat replies) is answered
+live by the venue protocol instead of replayed, since the client's requests differ from
+the recorder's; venue notices (``serverShutdown``, ``bts:request_reconnect``) and frames
+that do not decode are delivered to every client at their recorded time. REST snapshots
+are looked up by symbol (Binance) or pair (Bitstamp).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Mapping
+from typing import Final
+from urllib.parse import parse_qs, urlsplit
+
+import attrs
+import msgspec
+import trio
+
+from dragonflybot.errors import ConfigError, DecodeError
+from dragonflybot.sim.capture import CaptureRecord, RecordKind, is_capture, read_capture
+from dragonflybot.sim.config import SimConfig
+from dragonflybot.sim.connection import ClientConnection
+from dragonflybot.sim.frames import FrameKind, Outgoing
+from dragonflybot.sim.http import HttpResponse
+from dragonflybot.sim.lineformat import read_lines
+from dragonflybot.sim.protocol import Key
+from dragonflybot.sim.venue_server import VenueServer, make_protocol
+
+BROADCAST: Final = ""
+"""Channel of frames every client gets (venue notices, undecodable frames)."""
+_HIGH_WATER: Final = 8192
+"""Frames queued for a client before an as-fast-as-possible playback waits for it."""
+
+
+@attrs.frozen(slots=True)
+class ReplayFrame:
+    channel: str
+    """Stream/channel the frame belongs to, or ``BROADCAST``."""
+    time_ns: int
+    text: str
+    """The frame exactly as recorded."""
+    form: str
+    """Delivery form it was recorded in (Binance ``combined``/``raw``, else ``""``)."""
+    payload: str
+    """The data payload inside ``text`` (== ``text`` when not wrapped)."""
+    kind: FrameKind
+
+
+@attrs.frozen
+class VenueRecording:
+    venue: str
+    frames: tuple[ReplayFrame, ...]
+    rest: Mapping[str, bytes]
+    """Symbol (Binance, upper-case) or pair (Bitstamp) -> first recorded snapshot body."""
+    channels: frozenset[str]
+
+
+class _BinanceProbe(msgspec.Struct):
+    stream: str | None = None
+    data: msgspec.Raw = msgspec.Raw()
+    result: msgspec.Raw = msgspec.Raw()
+    code: int | None = None
+    e: str | None = None
+
+
+class _BitstampProbe(msgspec.Struct):
+    event: str
+    channel: str = ""
+    data: msgspec.Raw = msgspec.Raw()
+
+
+def venue_of_url(url: str) -> str | None:
+    """The venue a recorded URL belongs to, judged by host, then by path."""
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    if "binance" in host:
+        return "binance"
+    if "bitstamp" in host:
+        return "bitstamp"
+    path = parts.path
+    if path.startswith(("/stream", "/ws", "/api/v3/")):
+        return "binance"
+    if path.startswith("/api/v2/") or path in ("", "/"):
+        return "bitstamp"
+    return None
+
+
+def _binance_frame(record: CaptureRecord, text: str) -> ReplayFrame | None:
+    try:
+        probe = msgspec.json.decode(text, type=_BinanceProbe)
+    except msgspec.DecodeError:
+        return ReplayFrame(BROADCAST, record.time_ns, text, "", text, FrameKind.CONTROL)
+    if probe.stream is not None:
+        payload = bytes(probe.data).decode()
+        if probe.stream.startswith("!"):
+            return ReplayFrame(
+                BROADCAST, record.time_ns, text, "combined", payload, FrameKind.CONTROL
+            )
+        kind = FrameKind.DIFF if _is_diff(probe.stream) else FrameKind.SNAPSHOT
+        return ReplayFrame(probe.stream, record.time_ns, text, "combined", payload, kind)
+    if probe.result or probe.code is not None:
+        return None  # a reply to the recorder's own request: answered live instead
+    if probe.e == "serverShutdown":
+        return ReplayFrame(BROADCAST, record.time_ns, text, "raw", text, FrameKind.CONTROL)
+    path = urlsplit(record.url).path
+    if path.startswith("/ws/"):
+        stream = path[4:].split("/")[0]
+        kind = FrameKind.DIFF if _is_diff(stream) else FrameKind.SNAPSHOT
+        return ReplayFrame(stream, record.time_ns, text, "raw", text, kind)
+    return ReplayFrame(BROADCAST, record.time_ns, text, "", text, FrameKind.CONTROL)
+
+
+def _is_diff(stream: str) -> bool:
+    name = stream.partition("@")[2]
+    return name in ("depth", "depth@100ms")
+
+
+def _bitstamp_frame(record: CaptureRecord, text: str) -> ReplayFrame | None:
+    try:
+        probe = msgspec.json.decode(text, type=_BitstampProbe)
+    except msgspec.DecodeError:
+        return ReplayFrame(BROADCAST, record.time_ns, text, "", text, FrameKind.CONTROL)
+    if probe.event.startswith("bts:"):
+        if probe.event == "bts:request_reconnect":
+            return ReplayFrame(BROADCAST, record.time_ns, text, "", text, FrameKind.CONTROL)
+        return None  # acks, errors, heartbeat replies: answered live
+    if not probe.channel:
+        return ReplayFrame(BROADCAST, record.time_ns, text, "", text, FrameKind.CONTROL)
+    kind = FrameKind.DIFF if probe.channel.startswith("diff_") else FrameKind.SNAPSHOT
+    return ReplayFrame(probe.channel, record.time_ns, text, "", bytes(probe.data).decode(), kind)
+
+
+def _rest_key(venue: str, url: str) -> str | None:
+    parts = urlsplit(url)
+    if venue == "binance":
+        symbols = parse_qs(parts.query).get("symbol")
+        return symbols[-1].upper() if symbols else None
+    segments = [s for s in parts.path.split("/") if s]
+    if len(segments) >= 4 and segments[:3] == ["api", "v2", "order_book"]:
+        return segments[3]
+    return None
+
+
+def build_recordings(
+    records: Iterable[tuple[str | None, CaptureRecord]],
+) -> dict[str, VenueRecording]:
+    """Group records by venue (given, else judged from their URL) into recordings."""
+    frames: dict[str, list[ReplayFrame]] = {}
+    rest: dict[str, dict[str, bytes]] = {}
+    channels: dict[str, set[str]] = {}
+    for given, record in records:
+        venue = given or venue_of_url(record.url)
+        if venue is None:
+            raise DecodeError(f"cannot tell which venue {record.url!r} belongs to")
+        venue_channels = channels.setdefault(venue, set())
+        if record.kind is RecordKind.REST:
+            key = _rest_key(venue, record.url)
+            if key is not None:
+                rest.setdefault(venue, {}).setdefault(key, record.payload)
+        elif record.kind is RecordKind.CONNECT and venue == "binance":
+            query = parse_qs(urlsplit(record.url).query)
+            venue_channels.update(s for v in query.get("streams", []) for s in v.split("/") if s)
+        elif record.kind is RecordKind.WS_IN:
+            text = record.payload.decode("utf-8", "replace")
+            maker = _binance_frame if venue == "binance" else _bitstamp_frame
+            frame = maker(record, text)
+            if frame is not None:
+                frames.setdefault(venue, []).append(frame)
+                if frame.channel != BROADCAST:
+                    venue_channels.add(frame.channel)
+    return {
+        venue: VenueRecording(
+            venue,
+            tuple(sorted(frames.get(venue, []), key=lambda f: f.time_ns)),
+            rest.get(venue, {}),
+            frozenset(venue_channels),
+        )
+        for venue in channels
+    }
+
+
+def load_records(path: str | os.PathLike[str]) -> list[tuple[str | None, CaptureRecord]]:
+    """Records of one file (either format), each with the venue its capture names."""
+    try:
+        capture_file = is_capture(path)
+    except OSError as exc:
+        raise DecodeError(f"cannot read {os.fspath(path)!r}: {exc}") from exc
+    if not capture_file:
+        return [(None, r) for r in read_lines(path)]
+    venue: str | None = None
+    out: list[tuple[str | None, CaptureRecord]] = []
+    for record in read_capture(path).records:
+        if record.kind is RecordKind.META:
+            try:
+                meta = msgspec.json.decode(record.payload, type=dict[str, str])
+            except msgspec.DecodeError as exc:
+                raise DecodeError(f"{os.fspath(path)}: bad META record: {exc}") from exc
+            venue = meta.get("venue", venue)
+            continue
+        out.append((venue, record))
+    return out
+
+
+class ReplayVenueServer(VenueServer):
+    """A venue serving one recording to every client."""
+
+    def __init__(self, recording: VenueRecording, config: SimConfig) -> None:
+        catalog = {name: name for name in recording.channels}
+        super().__init__(recording.venue, make_protocol(recording.venue, catalog), config)
+        self.recording = recording
+
+    def subscribe(self, conn: ClientConnection, key: Key) -> None:
+        """Playback reads the session's subscriptions directly."""
+
+    def unsubscribe(self, conn: ClientConnection, key: Key) -> None:
+        """Playback reads the session's subscriptions directly."""
+
+    def connection_opened(self, conn: ClientConnection, nursery: trio.Nursery) -> None:
+        super().connection_opened(conn, nursery)
+        nursery.start_soon(self._play, conn)
+
+    def rest(self, method: str, target: str) -> HttpResponse:
+        key = _rest_key(self.venue, target)
+        body = self.recording.rest.get(key) if key is not None else None
+        if body is None:
+            return HttpResponse.json(404, {"code": -1121, "msg": "Not in the recording."})
+        return HttpResponse(200, body)
+
+    async def _play(self, conn: ClientConnection) -> None:
+        config = self.config
+        await conn.subscribed.wait()
+        await trio.sleep(config.replay_settle)
+        frames = self.recording.frames
+        if not frames:
+            return
+        outbox = conn.outbox
+        keys = conn.session.keys
+        wrap = self.protocol.wrap
+        paced = not config.as_fast_as_possible
+        stamp = config.stamp_send_time
+        origin = frames[0].time_ns
+        start = trio.current_time()
+        scale = 1e-9 / config.speed
+        for frame in frames:
+            if paced:
+                due = start + (frame.time_ns - origin) * scale
+                if due > trio.current_time():
+                    await trio.sleep_until(due)
+            elif len(outbox) >= _HIGH_WATER:
+                await outbox.wait_idle()
+            if frame.channel == BROADCAST:
+                outbox.put(Outgoing(frame.text, FrameKind.CONTROL))
+                continue
+            for name, form in keys:
+                if name != frame.channel:
+                    continue
+                if form == frame.form:
+                    text = frame.text
+                    at = _stamp_index(text, frame.payload) if stamp else -1
+                else:
+                    text, at = wrap((name, form), frame.payload)
+                outbox.put(Outgoing(text, frame.kind, at, "", name))
+
+
+def _stamp_index(text: str, payload: str) -> int:
+    if not payload.endswith("}"):
+        return -1
+    at = text.find(payload)
+    return -1 if at < 0 else at + len(payload) - 1
+
+
+def replay_servers(config: SimConfig) -> dict[str, ReplayVenueServer]:
+    """One server per venue found in ``config.replay``; ``ConfigError`` if unreadable."""
+    records: list[tuple[str | None, CaptureRecord]] = []
+    try:
+        for path in config.replay:
+            records += load_records(path)
+        recordings = build_recordings(records)
+    except DecodeError as exc:
+        raise ConfigError(str(exc)) from exc
+    if not recordings:
+        raise ConfigError("the replay files hold no venue traffic")
+    return {venue: ReplayVenueServer(rec, config) for venue, rec in recordings.items()}
