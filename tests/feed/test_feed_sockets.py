@@ -551,3 +551,36 @@ async def test_run_feed_closes_its_channel_when_cancelled(
                 scope.cancel()
         with pytest.raises(trio.EndOfChannel):
             await recv.receive()
+
+
+async def test_bitstamp_diff_survives_rest_errors_and_refetches_old_snapshot(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    def snapshot(micros: int, bids: Any) -> httpx.Response:
+        return json_response({"microtimestamp": str(micros), "bids": bids, "asks": []})
+
+    answers = [
+        httpx.Response(500, content=b"oops"),
+        httpx.Response(429, headers={"Retry-After": "7"}, content=b"slow down"),
+        snapshot(500, [["1.0", "1"]]),  # older than the first buffered diff: fetched again
+        snapshot(1500, [["1.0", "3"], ["0.8", "1"]]),
+    ]
+    rest = RestBook(lambda request: answers.pop(0))
+    async with rest.client() as client, venue_and_nursery() as (nursery, venue):
+        config = bitstamp_config(venue, mode="diff", backoff_base=1.0, backoff_cap=2.0)
+        feed = start_feed(nursery, config, rest=client)
+        conn = await venue.next_conn()
+        await conn.bitstamp_subscribe()
+        started_at = trio.current_time()
+        for micros, bids in ((1000, [["1.0", "2"]]), (2000, [["0.8", "0"], ["0.9", "2"]])):
+            data = {"microtimestamp": str(micros), "bids": bids, "asks": []}
+            await conn.send({"event": "data", "channel": "diff_order_book_ethbtc", "data": data})
+        view = await feed.view()
+        with trio.fail_after(WAIT):
+            await feed.started.wait()
+        assert view.bids == levels(("1.0", "3"), ("0.9", "2")) and view.event_time_ms == 2
+        stats = feed.stats
+        assert (stats.snapshot_requests, stats.snapshot_failures) == (4, 2)
+        assert (stats.sync.refetches, stats.sync.dropped, stats.sync.applied) == (1, 1, 1)
+        assert trio.current_time() - started_at >= 7.0  # Retry-After was obeyed
+        assert not answers

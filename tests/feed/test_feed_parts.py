@@ -1,0 +1,130 @@
+"""The feed's small parts without sockets: handoff slot, burst limiter, change forwarder."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import trio
+import trio.testing
+
+from dragonflybot.core.book import Level, Side
+from dragonflybot.core.fixed import parse
+from dragonflybot.core.view import VenueDown, VenueUpdate, VenueView
+from dragonflybot.errors import (
+    ConfigError,
+    ReconnectRequested,
+    SubscriptionError,
+    TransportError,
+)
+from dragonflybot.feed.handoff import LatestValue, forward
+from dragonflybot.feed.publisher import ViewPublisher
+from dragonflybot.feed.runner import _pick
+from dragonflybot.feed.session import excerpt
+from dragonflybot.feed.stats import FeedStats
+from dragonflybot.feed.throttle import BurstLimiter
+from dragonflybot.venues.base import BookChanged
+from dragonflybot.venues.binance import BinanceProtocol
+
+
+async def test_latest_value_keeps_only_the_newest() -> None:
+    slot = LatestValue[int]()
+    assert slot.put(1) is False
+    assert slot.put(2) is True  # replaced 1, never taken
+    assert await slot.get() == 2
+    got: list[int] = []
+
+    async def taker() -> None:
+        got.append(await slot.get())
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(taker)
+        await trio.testing.wait_all_tasks_blocked()
+        assert got == []  # waits while empty
+        slot.put(3)
+    assert got == [3]
+
+
+async def test_forward_moves_newest_into_a_busy_channel() -> None:
+    slot = LatestValue[int]()
+    send, recv = trio.open_memory_channel[int](0)
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(forward, slot, send)
+        slot.put(1)
+        await trio.testing.wait_all_tasks_blocked()  # forwarder now blocked sending 1
+        for value in range(2, 10):
+            slot.put(value)
+        assert await recv.receive() == 1
+        assert await recv.receive() == 9
+        nursery.cancel_scope.cancel()
+
+
+def test_burst_limiter_reports_first_and_counts_the_rest() -> None:
+    limiter = BurstLimiter(1.0)
+    assert limiter.allow(10.0) == 0
+    assert limiter.allow(10.2) is None
+    assert limiter.allow(10.9) is None
+    assert limiter.allow(11.0) == 2
+    assert limiter.allow(20.0) == 0
+
+
+def side(*prices: str) -> Side:
+    return tuple(Level(parse(p), parse("1")) for p in prices)
+
+
+def set_book(protocol: BinanceProtocol, *bids: str) -> None:
+    data = {"lastUpdateId": 1, "bids": [[p, "1"] for p in bids], "asks": []}
+    frame = json.dumps({"stream": protocol.stream, "data": data})
+    assert protocol.receive(frame) == [BookChanged(None)]
+
+
+def drain(slot: LatestValue[VenueUpdate]) -> VenueUpdate | None:
+    if not slot._has:
+        return None
+    value = slot._value
+    slot._has = False
+    return value
+
+
+def test_publisher_forwards_only_top_n_changes_and_reports_down_once() -> None:
+    slot = LatestValue[VenueUpdate]()
+    stats = FeedStats()
+    publisher = ViewPublisher("v", 2, slot, stats)
+    protocol = BinanceProtocol("ethbtc")
+    # Down before anything was published: nothing to tell the aggregator.
+    publisher.down("disconnected")
+    assert drain(slot) is None
+    set_book(protocol, "3", "2", "1")
+    assert publisher.publish(protocol, 7, 100)
+    assert drain(slot) == VenueView("v", side("3", "2"), (), 7, 100)
+    set_book(protocol, "3", "2", "0.5")  # below the top 2
+    assert not publisher.publish(protocol, 8, 101)
+    assert drain(slot) is None
+    publisher.down("stale")
+    assert drain(slot) == VenueDown("v", "stale")
+    publisher.down("disconnected: gone")  # already down
+    assert drain(slot) is None and publisher.down_reason == "disconnected: gone"
+    assert publisher.publish(protocol, 9, 102)  # same levels, but it was down
+    assert drain(slot) == VenueView("v", side("3", "2"), (), 9, 102)
+    assert (stats.forwarded, stats.downs) == (2, 1)
+
+
+def test_pick_prefers_the_error_that_explains_the_end() -> None:
+    transport = TransportError("socket closed")
+    rejected = SubscriptionError("binance", "rejected")
+    group = ExceptionGroup("g", [transport, ExceptionGroup("h", [rejected])])
+    assert _pick(group) is rejected
+    asked = ReconnectRequested("bitstamp", "asked")
+    assert _pick(ExceptionGroup("g", [transport, asked])) is asked
+    assert _pick(ExceptionGroup("g", [transport])) is transport
+    # Anything else is not a connection failure: it must propagate.
+    assert _pick(ExceptionGroup("g", [transport, ConfigError("bad url")])) is None
+    assert _pick(ExceptionGroup("g", [ValueError("bug")])) is None
+
+
+@pytest.mark.parametrize(
+    ("frame", "shown"),
+    [("abc", "abc"), ("x" * 300, "x" * 200 + "..."), (b"\x00\x01", "b'\\x00\\x01'")],
+)
+def test_excerpt_truncates(frame: str | bytes, shown: str) -> None:
+    assert excerpt(frame) == shown
