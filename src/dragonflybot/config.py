@@ -45,7 +45,7 @@ class VenueConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_on
 # --- the application: instruments, their venues and listen addresses ----------------------
 
 LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]
-Depth = Annotated[int, msgspec.Meta(ge=1, le=500)]
+Depth = Annotated[int, msgspec.Meta(ge=1, le=250)]
 """Consolidated levels per side. Capped so one Summary stays far below the gRPC message limit."""
 
 DEFAULT_LISTEN = "127.0.0.1:50051"
@@ -60,7 +60,8 @@ class InstrumentConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True, 
     client connects to. ``None`` fields take the file's top-level defaults.
     """
 
-    name: Annotated[str, msgspec.Meta(min_length=1, pattern=r"^[A-Za-z0-9_-]+$")]
+    name: Annotated[str, msgspec.Meta(pattern=r"^[a-z0-9]{2,20}$")]
+    """Compact lower-case form, as the venues spell it in stream names (``ethbtc``)."""
     depth: Depth | None = None
     listen: str | None = None
     venues: list[VenueConfig] | None = None

@@ -6,9 +6,12 @@ what the application consumes. For a book stream that means a slow reader can
 sit on ~100 s of stale Summaries inside its own transport while the server
 believes it is keeping up. A small window makes the server's writes wait for
 this client instead, which lets the server's conflation skip stale states.
+(``follow_book`` goes further and drains the stream as fast as it arrives,
+keeping only the newest Summary for a slow display.)
 
 purerpc sizes the stream window as twice the largest accepted message; so the
-window is set through ``max_message_length`` (64 KiB -> a 128 KiB window),
+window is set through ``max_message_length`` (32 KiB -> a 64 KiB window, the
+size grpcio starts with, instead of 64 MiB),
 which also keeps a whole message inside the window, as purerpc needs (it
 acknowledges data per complete message).
 """
@@ -16,6 +19,7 @@ acknowledges data per complete message).
 from __future__ import annotations
 
 import contextlib
+import os
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -26,8 +30,25 @@ from purerpc.grpclib.config import GRPCConfiguration
 
 from dragonflybot.errors import TransportError
 
-MAX_MESSAGE = 64 * 1024
-"""Largest Summary accepted; a depth-500 book of 8-letter venues is about 30 KiB."""
+MAX_MESSAGE = 32 * 1024
+"""Largest Summary accepted: a book at the maximum depth (250 a side) is about 15 KiB."""
+
+
+class _ClientSocket(GRPCProtoSocket):  # type: ignore[misc]  # purerpc is untyped
+    """purerpc's client socket, except that losing the connection ends the streams.
+
+    purerpc's reader task simply returns on EOF, leaving every open stream
+    waiting forever for a message; a book client would hang on a server that
+    died. Closing each stream's event queue makes its next read raise
+    ``anyio.EndOfStream`` instead.
+    """
+
+    async def _reader_thread(self) -> None:
+        try:
+            await super()._reader_thread()
+        finally:
+            for stream in list(self._streams.values()):
+                stream._incoming_events[0].close()
 
 
 class Channel:
@@ -54,9 +75,11 @@ async def open_channel(
     except trio.TooSlowError as exc:
         raise TransportError(f"cannot connect to {host}:{port}: timed out") from exc
     except OSError as exc:
-        reason = exc.strerror or str(exc)
+        # anyio reports "All connection attempts failed" and chains the real reason.
+        cause = exc.__cause__ if isinstance(exc.__cause__, OSError) else exc
+        reason = os.strerror(cause.errno) if cause.errno else str(cause)
         raise TransportError(f"cannot connect to {host}:{port}: {reason}") from exc
     async with socket:
         config = GRPCConfiguration(client_side=True, max_message_length=max_message)
-        async with GRPCProtoSocket(config, socket) as grpc_socket:
+        async with _ClientSocket(config, socket) as grpc_socket:
             yield Channel(host, port, grpc_socket)

@@ -1,0 +1,277 @@
+"""The running service: the nursery tree wired from an ``AppConfig``.
+
+Per instrument (its own consolidated book, so its own gRPC address, because
+``BookSummary`` takes no argument)::
+
+    feed(venue 1) ─┐
+    feed(venue 2) ─┼─ memory channel ─> aggregator ─> SummaryPublisher ─┬─> BookSummary streams
+    ...           ─┘                                                    └─> health (SERVING?)
+
+The gRPC servers bind first, so a taken port fails the start before any venue
+is contacted; the simulator (``[simulation]`` / ``--simulate``) starts next and
+the feeds are pointed at it; then the feeds. Feeds are started with
+``start_soon``: a venue that is slow to answer must not hold up the others or
+the server, and readiness is visible where clients look for it (the health
+service, the stream's live venues).
+
+Shutdown (``App.shutdown``) is graceful first: the servers stop accepting and end
+every stream with an ``UNAVAILABLE`` status, send GOAWAY and close their sockets;
+after ``shutdown_grace`` seconds whatever remains (a client that stopped
+reading) is cancelled with the rest of the tree.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from types import MappingProxyType
+from typing import Any, Protocol
+
+import attrs
+import msgspec
+import trio
+
+from dragonflybot.aggregator import Aggregator, AggregatorStats, BookState
+from dragonflybot.config import DEFAULT_LISTEN, AppConfig, VenueConfig, parse_listen
+from dragonflybot.core.view import VenueUpdate
+from dragonflybot.errors import ConfigError
+from dragonflybot.feed import FeedStats, run_feed
+from dragonflybot.service import BookSummaryService, GrpcServer, HealthService, SummaryPublisher
+from dragonflybot.sim import SimConfig, SimHandle, serve_simulation
+from dragonflybot.venues.registry import lookup
+
+log = logging.getLogger("dragonflybot.app")
+
+FEED_BUFFER = 64
+"""Venue updates queued towards an aggregator before its feeds wait (they conflate meanwhile)."""
+
+
+class FeedRunner(Protocol):
+    """``dragonflybot.feed.run_feed``'s shape; tests substitute fake feeds."""
+
+    def __call__(
+        self,
+        config: VenueConfig,
+        instrument: str,
+        depth: int,
+        send: trio.MemorySendChannel[VenueUpdate],
+        *,
+        stats: FeedStats | None = None,
+    ) -> Awaitable[None]: ...
+
+
+@attrs.frozen
+class InstrumentPlan:
+    """One instrument with every default resolved and every name checked."""
+
+    name: str
+    depth: int
+    host: str
+    port: int
+    venues: tuple[VenueConfig, ...]
+
+
+def plan_topology(config: AppConfig) -> tuple[InstrumentPlan, ...]:
+    """Resolve defaults and check venue names; ``ConfigError`` naming the key otherwise."""
+    if not config.instruments:
+        raise ConfigError("no instrument: pass --instrument-name or list [[instruments]]")
+    plans = []
+    for i, inst in enumerate(config.instruments):
+        key = f"instruments[{i}]"
+        venues = config.venues if inst.venues is None else inst.venues
+        where = f"{key}.venues" if inst.venues is not None else "venues"
+        if not venues:
+            raise ConfigError(f"{where}: instrument {inst.name!r} has no venue")
+        for j, venue in enumerate(venues):
+            try:
+                lookup(venue.name)
+            except ConfigError as exc:
+                raise ConfigError(f"{where}[{j}].name: {exc}") from None
+        try:
+            host, port = parse_listen(inst.listen or DEFAULT_LISTEN)
+        except ConfigError as exc:
+            raise ConfigError(f"{key}.listen: {exc}") from None
+        depth = inst.depth if inst.depth is not None else config.depth
+        plans.append(InstrumentPlan(inst.name, depth, host, port, tuple(venues)))
+    return tuple(plans)
+
+
+def simulation_config(config: AppConfig, plans: Sequence[InstrumentPlan]) -> SimConfig | None:
+    """What to simulate so that every planned feed has a venue to talk to."""
+    if config.simulation is None:
+        return None
+    venues = tuple(dict.fromkeys(v.name for plan in plans for v in plan.venues))
+    return SimConfig(
+        venues=venues,
+        instruments=tuple(plan.name for plan in plans),
+        seed=config.simulation.seed,
+        rate=config.simulation.rate,
+    )
+
+
+def point_at(plan: InstrumentPlan, sim: SimHandle) -> InstrumentPlan:
+    """The plan with every venue's URLs replaced by the simulator's endpoints."""
+    venues = tuple(
+        msgspec.structs.replace(
+            v, ws_url=sim.endpoints[v.name].ws_url, rest_url=sim.endpoints[v.name].rest_url
+        )
+        for v in plan.venues
+    )
+    return attrs.evolve(plan, venues=venues)
+
+
+class InstrumentRuntime:
+    """What runs for one instrument, for callers to observe (ports, states, counters)."""
+
+    def __init__(self, plan: InstrumentPlan) -> None:
+        self.plan = plan
+        self.publisher = SummaryPublisher()
+        self.server = GrpcServer(
+            [BookSummaryService(self.publisher.books), HealthService(self.publisher.serving)],
+            plan.host,
+            plan.port,
+        )
+        self.aggregator_stats = AggregatorStats()
+        self.feed_stats: dict[str, FeedStats] = {v.name: FeedStats() for v in plan.venues}
+
+    @property
+    def name(self) -> str:
+        return self.plan.name
+
+    @property
+    def port(self) -> int:
+        """The bound port (the configured one, or the one picked for port 0)."""
+        return self.server.port
+
+    def latest(self) -> BookState | None:
+        book = self.publisher.books.latest()
+        return book.state if book is not None else None
+
+
+class App:
+    """Handle on a running service (what ``run_app`` reports when started)."""
+
+    def __init__(self, instruments: Sequence[InstrumentRuntime], sim: SimHandle | None) -> None:
+        self.instruments: Mapping[str, InstrumentRuntime] = MappingProxyType(
+            {rt.name: rt for rt in instruments}
+        )
+        self.simulation = sim
+        self._stop = trio.Event()
+
+    def shutdown(self) -> None:
+        """Begin the graceful shutdown; ``run_app`` returns once it is done (idempotent)."""
+        self._stop.set()
+
+    @property
+    def stopping(self) -> bool:
+        return self._stop.is_set()
+
+    async def wait_stopping(self) -> None:
+        await self._stop.wait()
+
+
+async def run_app(
+    config: AppConfig,
+    *,
+    feed_runner: FeedRunner = run_feed,
+    task_status: trio.TaskStatus[App] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    """Run every instrument of ``config`` until ``App.shutdown()`` (or cancellation).
+
+    Reports the ``App`` once every gRPC server is bound and every feed started.
+    Raises ``ConfigError`` for a bad topology and ``ServiceError`` for an address
+    that cannot be bound, before anything else starts.
+    """
+    plans = plan_topology(config)
+    sim_config = simulation_config(config, plans)
+    runtimes = [InstrumentRuntime(plan) for plan in plans]
+    async with trio.open_nursery() as nursery:
+        for rt in runtimes:
+            await nursery.start(rt.server.serve)
+        sim: SimHandle | None = None
+        if sim_config is not None:
+            sim = await nursery.start(serve_simulation, sim_config)
+            for rt in runtimes:
+                rt.plan = point_at(rt.plan, sim)
+        feeds = _FeedGroup()
+        for rt in runtimes:
+            send = _start_aggregator(nursery, rt)
+            feeds.add(rt, send, feed_runner)
+        nursery.start_soon(feeds.run, name="feeds")
+        app = App(runtimes, sim)
+        task_status.started(app)
+        await app.wait_stopping()
+        log.info("shutting down")
+        # Streams first (they end with a status, not because their book stopped), then
+        # the feeds, whose WebSocket close handshakes run while the venues (or the
+        # simulator) are still there to answer; both proceed concurrently.
+        for rt in runtimes:
+            rt.server.shutdown()
+        feeds.cancel()
+        with trio.move_on_after(config.shutdown_grace):
+            for rt in runtimes:
+                await rt.server.wait_closed()
+            await feeds.wait_done()
+        nursery.cancel_scope.cancel()
+
+
+def _start_aggregator(
+    nursery: trio.Nursery, rt: InstrumentRuntime
+) -> trio.MemorySendChannel[VenueUpdate]:
+    plan = rt.plan
+    send, receive = trio.open_memory_channel[VenueUpdate](FEED_BUFFER)
+    aggregator = Aggregator(plan.depth, rt.publisher, stats=rt.aggregator_stats)
+    nursery.start_soon(aggregator.run, receive, name=f"aggregator:{plan.name}")
+    nursery.start_soon(_log_live_venues, rt, name=f"health-log:{plan.name}")
+    return send
+
+
+class _FeedGroup:
+    """Every feed of the process, in one nursery of their own so they can be stopped first."""
+
+    def __init__(self) -> None:
+        self._feeds: list[tuple[str, Callable[[], Awaitable[Any]]]] = []
+        self._sends: list[trio.MemorySendChannel[VenueUpdate]] = []
+        self._scope = trio.CancelScope()
+        self._done = trio.Event()
+
+    def add(
+        self,
+        rt: InstrumentRuntime,
+        send: trio.MemorySendChannel[VenueUpdate],
+        runner: FeedRunner,
+    ) -> None:
+        plan = rt.plan
+        for venue in plan.venues:
+            stats = rt.feed_stats[venue.name]
+            run = functools.partial(runner, venue, plan.name, plan.depth, send.clone(), stats=stats)
+            self._feeds.append((f"feed:{plan.name}:{venue.name}", run))
+        # Each feed owns a clone and closes it; the aggregator ends once all are closed.
+        send.close()
+
+    async def run(self) -> None:
+        try:
+            with self._scope:
+                async with trio.open_nursery() as nursery:
+                    for name, run in self._feeds:
+                        nursery.start_soon(run, name=name)
+        finally:
+            self._done.set()
+
+    def cancel(self) -> None:
+        self._scope.cancel()
+
+    async def wait_done(self) -> None:
+        await self._done.wait()
+
+
+async def _log_live_venues(rt: InstrumentRuntime) -> None:
+    """One log line whenever the set of merged venues changes: what an operator needs."""
+    live: frozenset[str] | None = None
+    with rt.publisher.books.subscribe() as books:
+        async for book in books:
+            if book.state.live != live:
+                live = book.state.live
+                names = ", ".join(sorted(live)) or "none"
+                log.info("%s on %s: live venues: %s", rt.name, rt.server.address, names)

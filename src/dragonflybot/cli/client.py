@@ -1,0 +1,148 @@
+"""``dragonflybot-grpc-client``: watch the consolidated book of a dragonflybot server.
+
+    dragonflybot-grpc-client                               # live table on a terminal
+    dragonflybot-grpc-client --count 5 --format json       # five JSON lines, then exit
+    dragonflybot-grpc-client --server 10.0.0.5:50051 --retry
+
+Speaks gRPC through purerpc with a small flow-control window and keeps only the
+newest Summary for the display. An unreachable server is one line on stderr and
+exit 1; ``--retry`` keeps trying with backoff instead.
+"""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+from collections.abc import AsyncIterator, Sequence
+
+import trio
+
+from dragonflybot.aggregator.fanout import Fanout
+from dragonflybot.cli import options
+from dragonflybot.cli.common import EXIT_OK, OneLineParser, run, setup_logging
+from dragonflybot.cli.display import print_json_lines, show_live_table
+from dragonflybot.config import DEFAULT_LISTEN, format_listen, parse_listen
+from dragonflybot.service.book_client import ReceivedSummary, follow_book
+
+PROG = "dragonflybot-grpc-client"
+
+
+def build_parser(prog: str = PROG) -> argparse.ArgumentParser:
+    parser = OneLineParser(
+        prog=prog,
+        description="Watch the consolidated order book streamed by a dragonflybot server.",
+    )
+    parser.add_argument(
+        "--server",
+        type=options.listen_address,
+        default=DEFAULT_LISTEN,
+        metavar="HOST:PORT",
+        help=f"server address (default: {DEFAULT_LISTEN})",
+    )
+    parser.add_argument(
+        "--count", type=_count, default=0, metavar="N", help="stop after N books (default: never)"
+    )
+    parser.add_argument(
+        "--format",
+        choices=("table", "json"),
+        help="table (live, for terminals) or json (one line per book); "
+        "default: table on a terminal, json otherwise",
+    )
+    parser.add_argument(
+        "--retry", action="store_true", help="keep reconnecting (with backoff) instead of failing"
+    )
+    parser.add_argument(
+        "--connect-timeout", type=float, default=5.0, metavar="S", help="default: 5 seconds"
+    )
+    parser.add_argument("--log-level", type=str.upper, default="WARNING", help="default: WARNING")
+    return parser
+
+
+def _count(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"bad count {text!r}: expected an integer") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError("count must be >= 0")
+    return value
+
+
+async def follow_and_show(
+    host: str,
+    port: int,
+    *,
+    table: bool,
+    count: int = 0,
+    retry: bool = False,
+    connect_timeout: float = 5.0,
+) -> None:
+    """Follow the stream and display it until ``count`` books (0: until cancelled).
+
+    Raises ``TransportError`` (inside an exception group) when the server cannot be
+    reached or the stream ends, unless ``retry``.
+    """
+    books: Fanout[ReceivedSummary] = Fanout()
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(
+            lambda: follow_book(host, port, books, retry=retry, connect_timeout=connect_timeout)
+        )
+        if table:
+            await show_live_table(books, count, format_listen(host, port))
+        else:
+            await print_json_lines(books, count)
+        nursery.cancel_scope.cancel()
+
+
+async def watch(
+    host: str,
+    port: int,
+    *,
+    table: bool,
+    count: int = 0,
+    retry: bool = False,
+    connect_timeout: float = 5.0,
+) -> int:
+    """``follow_and_show`` until done or SIGINT/SIGTERM (both a normal end: exit 0)."""
+    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(_stop_on_signal, signals, nursery.cancel_scope)
+            await follow_and_show(
+                host,
+                port,
+                table=table,
+                count=count,
+                retry=retry,
+                connect_timeout=connect_timeout,
+            )
+            nursery.cancel_scope.cancel()
+    return EXIT_OK
+
+
+async def _stop_on_signal(signals: AsyncIterator[int], scope: trio.CancelScope) -> None:
+    async for _ in signals:
+        scope.cancel()
+        return
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    host, port = parse_listen(args.server)
+    table = args.format == "table" if args.format else sys.stdout.isatty()
+    setup_logging(args.log_level)
+    try:
+        return run(
+            PROG,
+            lambda: watch(
+                host,
+                port,
+                table=table,
+                count=args.count,
+                retry=args.retry,
+                connect_timeout=args.connect_timeout,
+            ),
+        )
+    except BrokenPipeError:
+        # The reader of our stdout went away (`| head`): nothing left to do.
+        return EXIT_OK

@@ -1,0 +1,79 @@
+"""``dragonflybot``: one command for everything (``make demo`` runs ``dragonflybot demo``).
+
+dragonflybot demo [--duration S] [--instrument ethbtc] [--seed N]
+dragonflybot server ...    (same as dragonflybot-grpc-server)
+dragonflybot client ...    (same as dragonflybot-grpc-client)
+dragonflybot sim ...       simulated venues only
+dragonflybot record ...    capture a venue's traffic
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable, Sequence
+
+from dragonflybot.cli.common import EXIT_OK, EXIT_USAGE
+
+PROG = "dragonflybot"
+
+
+def _demo(argv: list[str]) -> int:
+    from dragonflybot.cli.demo import main
+
+    return main(argv)
+
+
+def _server(argv: list[str]) -> int:
+    from dragonflybot.cli.server import main
+
+    return main(argv)
+
+
+def _client(argv: list[str]) -> int:
+    from dragonflybot.cli.client import main
+
+    return main(argv)
+
+
+def _sim(argv: list[str]) -> int:
+    from dragonflybot.sim.cli import sim_main
+
+    return sim_main(argv)
+
+
+def _record(argv: list[str]) -> int:
+    from dragonflybot.sim.cli import record_main
+
+    return record_main(argv)
+
+
+COMMANDS: dict[str, tuple[Callable[[list[str]], int], str]] = {
+    "demo": (_demo, "simulated venues + server + client, offline"),
+    "server": (_server, "serve the consolidated book over gRPC"),
+    "client": (_client, "watch a server's book (table or JSON lines)"),
+    "sim": (_sim, "run simulated venues"),
+    "record": (_record, "capture a venue's traffic to a file"),
+}
+
+
+def usage() -> str:
+    lines = [f"usage: {PROG} COMMAND [ARGS...]", "", "commands:"]
+    lines += [f"  {name:<8} {text}" for name, (_, text) in COMMANDS.items()]
+    lines += ["", f"'{PROG} COMMAND --help' describes each command."]
+    return "\n".join(lines)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = list(sys.argv[1:] if argv is None else argv)
+    if not args:
+        print(usage(), file=sys.stderr)
+        return EXIT_USAGE
+    if args[0] in ("-h", "--help"):
+        print(usage())
+        return EXIT_OK
+    command = COMMANDS.get(args[0])
+    if command is None:
+        known = ", ".join(COMMANDS)
+        print(f"{PROG}: error: unknown command {args[0]!r} (known: {known})", file=sys.stderr)
+        return EXIT_USAGE
+    return command[0](args[1:])

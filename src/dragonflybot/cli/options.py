@@ -1,0 +1,111 @@
+"""From command-line flags (and an optional config file) to one ``AppConfig``.
+
+Flags override the file. ``--instrument-name`` selects that instrument from the
+file (or adds it with the file's defaults); ``--venues``, ``--depth`` and
+``--listen`` then apply to the selected instruments. The result is validated
+exactly like a file, so a flag value and a file value fail the same way.
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+
+import msgspec
+
+from dragonflybot.config import (
+    AppConfig,
+    InstrumentConfig,
+    SimulationConfig,
+    VenueConfig,
+    check_config,
+    load_config,
+    parse_listen,
+)
+from dragonflybot.errors import ConfigError
+from dragonflybot.venues.registry import lookup
+
+_INSTRUMENT = re.compile(r"[a-z0-9]{2,20}")
+
+
+def instrument_name(text: str) -> str:
+    name = text.strip().lower()
+    if not _INSTRUMENT.fullmatch(name):
+        raise argparse.ArgumentTypeError(
+            f"bad instrument {text!r}: expected 2-20 letters/digits such as ethbtc"
+        )
+    return name
+
+
+def venue_list(text: str) -> tuple[str, ...]:
+    names = tuple(n.strip().lower() for n in text.split(",") if n.strip())
+    if not names:
+        raise argparse.ArgumentTypeError("no venue given")
+    for name in names:
+        try:
+            lookup(name)
+        except ConfigError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
+    if len(set(names)) != len(names):
+        raise argparse.ArgumentTypeError(f"a venue is listed twice in {text!r}")
+    return names
+
+
+def listen_address(text: str) -> str:
+    try:
+        parse_listen(text)
+    except ConfigError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return text
+
+
+def depth(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"bad depth {text!r}: expected an integer") from None
+    if not 1 <= value <= 250:
+        raise argparse.ArgumentTypeError(f"bad depth {value}: expected 1-250")
+    return value
+
+
+def build_config(
+    *,
+    config_path: str | None,
+    instrument: str | None,
+    venues: tuple[str, ...] | None,
+    depth: int | None,
+    listen: str | None,
+    simulate: bool,
+    log_level: str | None,
+) -> AppConfig:
+    """The file's config (or the defaults) with the flags applied and validated."""
+    base = load_config(config_path) if config_path else AppConfig()
+    instruments = list(base.instruments)
+    if instrument is not None:
+        chosen = [i for i in instruments if i.name == instrument]
+        instruments = chosen or [InstrumentConfig(name=instrument)]
+    if not instruments:
+        raise ConfigError("missing instrument: pass --instrument-name or a --config with one")
+    if venues is not None:
+        known = {v.name: v for v in base.venues}
+        for inst in instruments:
+            known.update({v.name: v for v in inst.venues or ()})
+        picked = [known.get(name, VenueConfig(name=name)) for name in venues]
+        instruments = [msgspec.structs.replace(i, venues=picked) for i in instruments]
+    if depth is not None:
+        instruments = [msgspec.structs.replace(i, depth=depth) for i in instruments]
+    if listen is not None:
+        if len(instruments) != 1:
+            raise ConfigError(
+                f"--listen needs exactly one instrument, the config has {len(instruments)}: "
+                "add --instrument-name"
+            )
+        instruments = [msgspec.structs.replace(instruments[0], listen=listen)]
+    changes: dict[str, object] = {"instruments": instruments}
+    if simulate and base.simulation is None:
+        changes["simulation"] = SimulationConfig()
+    if log_level is not None:
+        changes["log_level"] = log_level
+    config = msgspec.structs.replace(base, **changes)
+    return check_config(config, source="command line")

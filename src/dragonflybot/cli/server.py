@@ -1,0 +1,89 @@
+"""``dragonflybot-grpc-server``: serve the consolidated book of one or more instruments.
+
+    dragonflybot-grpc-server --instrument-name ethbtc            # real venues
+    dragonflybot-grpc-server --instrument-name ethbtc --simulate # local simulated venues
+    dragonflybot-grpc-server --config examples/two-instruments.toml
+
+Runs until SIGINT or SIGTERM, then ends every stream with a gRPC status and
+exits 0. Usage mistakes print one line and exit 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Sequence
+
+from dragonflybot.app import plan_topology
+from dragonflybot.cli import options
+from dragonflybot.cli.common import (
+    OneLineParser,
+    fail,
+    run,
+    serve_until_signal,
+    setup_logging,
+)
+from dragonflybot.config import DEFAULT_LISTEN, AppConfig
+from dragonflybot.errors import DragonflybotError
+
+PROG = "dragonflybot-grpc-server"
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+
+
+def build_parser(prog: str = PROG) -> argparse.ArgumentParser:
+    parser = OneLineParser(
+        prog=prog,
+        description="Stream the consolidated order book of crypto venues over gRPC "
+        "(orderbook.OrderbookAggregator/BookSummary, plus grpc.health.v1.Health).",
+    )
+    parser.add_argument(
+        "--instrument-name",
+        type=options.instrument_name,
+        help="instrument to serve, e.g. ethbtc (selects it from --config if listed there)",
+    )
+    parser.add_argument(
+        "--venues",
+        type=options.venue_list,
+        help="comma-separated venues (default: binance,bitstamp)",
+    )
+    parser.add_argument(
+        "--depth", type=options.depth, help="consolidated levels per side (default: 10)"
+    )
+    parser.add_argument(
+        "--listen",
+        type=options.listen_address,
+        metavar="HOST:PORT",
+        help=f"gRPC listen address (default: {DEFAULT_LISTEN})",
+    )
+    parser.add_argument("--config", metavar="FILE", help="TOML configuration file")
+    parser.add_argument(
+        "--simulate",
+        action="store_true",
+        help="run simulated venues in-process instead of connecting to the real ones",
+    )
+    parser.add_argument("--log-level", type=str.upper, choices=LOG_LEVELS, help="default: INFO")
+    return parser
+
+
+def config_from_args(args: argparse.Namespace) -> AppConfig:
+    """Flags and file -> validated config; raises ``ConfigError``."""
+    config = options.build_config(
+        config_path=args.config,
+        instrument=args.instrument_name,
+        venues=args.venues,
+        depth=args.depth,
+        listen=args.listen,
+        simulate=args.simulate,
+        log_level=args.log_level,
+    )
+    plan_topology(config)
+    return config
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        config = config_from_args(args)
+    except DragonflybotError as exc:
+        return fail(PROG, exc)
+    setup_logging(config.log_level)
+    return run(PROG, lambda: serve_until_signal(config))
