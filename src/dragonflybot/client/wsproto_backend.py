@@ -1,0 +1,287 @@
+"""The lean WebSocket client: wsproto driven straight over a trio stream.
+
+The receive path is the pipeline's measured bottleneck. trio-websocket runs a reader task that
+reads 4 KiB at a time and hands every message to the consumer through a memory channel, which
+costs a full scheduler round trip per message. Here the consumer's own ``receive()`` reads up to
+64 KiB, parses every complete message in that chunk and then serves them from a deque, so one
+system call and one trip through the scheduler serve many frames.
+"""
+
+from __future__ import annotations
+
+import ssl
+from collections import deque
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import cast
+
+import trio
+from wsproto import ConnectionType, WSConnection
+from wsproto.connection import ConnectionState
+from wsproto.events import (
+    BytesMessage,
+    CloseConnection,
+    Event,
+    Ping,
+    RejectConnection,
+    Request,
+    TextMessage,
+)
+from wsproto.frame_protocol import CloseReason
+from wsproto.utilities import LocalProtocolError, RemoteProtocolError
+
+from dragonflybot.client.tls import default_ssl_context
+from dragonflybot.client.wsurl import WebSocketTarget, parse_ws_url
+from dragonflybot.errors import TransportError
+
+RECEIVE_CHUNK = 64 * 1024
+
+
+def describe(exc: BaseException) -> str:
+    """Name the real failure: trio hides ssl and socket errors behind BrokenResourceError."""
+    inner = exc.__cause__ if isinstance(exc, trio.BrokenResourceError) else None
+    shown = inner if inner is not None else exc
+    return f"{type(shown).__name__}: {shown}" if str(shown) else type(shown).__name__
+
+
+class WsprotoStream:
+    """One client WebSocket connection over any trio byte stream.
+
+    One task receives at a time; any task may send. Pings and the peer's close frame are answered
+    from inside ``receive()``, which a feed is always waiting in. ``receive()`` only checks for
+    cancellation while it serves messages already parsed: the scheduler is visited once per network
+    read (at most 64 KiB of frames), not once per frame.
+    """
+
+    def __init__(
+        self,
+        stream: trio.abc.Stream,
+        url: str,
+        *,
+        max_message_size: int,
+        disconnect_timeout: float,
+    ) -> None:
+        self._stream = stream
+        self._url = url
+        self._max_message_size = max_message_size
+        self._disconnect_timeout = disconnect_timeout
+        self._ws = WSConnection(ConnectionType.CLIENT)
+        self._ready: deque[str | bytes] = deque()
+        self._fragments: list[str | bytes] = []
+        self._fragments_size = 0
+        self._closed_reason: str | None = None
+        self._send_lock = trio.Lock()
+        self._reading = False
+        self._released = False
+
+    @property
+    def url(self) -> str:
+        return self._url
+
+    async def handshake(self, target: WebSocketTarget) -> None:
+        """Send the upgrade request and wait for the answer (the caller bounds the wait)."""
+        request = Request(host=target.host_header, target=target.resource)
+        await self._send_event(request)
+        while self._ws.state is ConnectionState.CONNECTING:
+            data = await self._read()
+            if not data:
+                raise TransportError(f"{self._url}: connection closed during the handshake")
+            self._feed(data)
+        accepted = self._ws.connection is not None
+        # Frames sent right behind the 101 response arrive with it: keep them for receive().
+        await self._process_events()
+        if not accepted:
+            reason = self._closed_reason or "handshake failed"
+            raise TransportError(f"{self._url}: {reason}")
+
+    async def send(self, message: str) -> None:
+        if self._closed_reason is not None:
+            await trio.lowlevel.checkpoint()
+            raise TransportError(f"{self._url}: cannot send, {self._closed_reason}")
+        await self._send_event(TextMessage(data=message))
+
+    async def receive(self) -> str | bytes:
+        ready = self._ready
+        if ready:
+            await trio.lowlevel.checkpoint_if_cancelled()
+            return ready.popleft()
+        while not ready:
+            if self._closed_reason is not None:
+                await trio.lowlevel.checkpoint()
+                raise TransportError(f"{self._url}: {self._closed_reason}")
+            data = await self._read()
+            self._feed(data if data else None)
+            await self._process_events()
+        return ready.popleft()
+
+    async def aclose(self) -> None:
+        """Close handshake bounded by the disconnect timeout, shielded so that a cancelled feed
+        still says goodbye, then drop the socket whatever happened."""
+        if self._released:
+            await trio.lowlevel.checkpoint()
+            return
+        self._released = True
+        with trio.move_on_after(self._disconnect_timeout, shield=True):
+            try:
+                if self._ws.state is ConnectionState.OPEN:
+                    await self._send_event(CloseConnection(code=CloseReason.NORMAL_CLOSURE))
+                # Wait for the peer's close frame unless another task is reading (it will see it).
+                while self._ws.state is ConnectionState.LOCAL_CLOSING and not self._reading:
+                    data = await self._read()
+                    self._feed(data if data else None)
+                    await self._process_events()
+            except TransportError:
+                pass
+        if self._closed_reason is None:
+            self._closed_reason = "connection closed locally"
+        await trio.aclose_forcefully(self._stream)
+
+    def _feed(self, data: bytes | None) -> None:
+        try:
+            self._ws.receive_data(data)
+        except RemoteProtocolError as exc:
+            self._closed_reason = f"protocol error from peer: {exc}"
+            raise TransportError(f"{self._url}: {self._closed_reason}") from exc
+
+    async def _process_events(self) -> None:
+        ready = self._ready
+        limit = self._max_message_size
+        replies = b""
+        for event in self._ws.events():
+            if isinstance(event, TextMessage | BytesMessage):
+                if self._closed_reason is not None:
+                    continue
+                data = event.data if isinstance(event, TextMessage) else bytes(event.data)
+                if event.message_finished and not self._fragments and len(data) <= limit:
+                    ready.append(data)
+                else:
+                    replies += self._add_fragment(data, event)
+            elif isinstance(event, Ping):
+                if self._ws.state is ConnectionState.OPEN:
+                    replies += self._ws.send(event.response())
+            elif isinstance(event, CloseConnection):
+                if self._ws.state is ConnectionState.REMOTE_CLOSING:
+                    replies += self._ws.send(event.response())
+                if self._closed_reason is None:
+                    reason = f": {event.reason}" if event.reason else ""
+                    self._closed_reason = f"connection closed by peer (code {event.code}{reason})"
+            elif isinstance(event, RejectConnection):
+                self._closed_reason = f"handshake rejected with HTTP {event.status_code}"
+        if replies:
+            await self._write(replies)
+
+    def _add_fragment(self, data: str | bytes, event: TextMessage | BytesMessage) -> bytes:
+        """Collect a message that arrives in pieces; returns a close frame if it grows too big."""
+        self._fragments.append(data)
+        self._fragments_size += len(data)
+        if self._fragments_size > self._max_message_size:
+            self._fragments.clear()
+            self._fragments_size = 0
+            self._closed_reason = f"message larger than {self._max_message_size} bytes"
+            return self._ws.send(
+                CloseConnection(code=CloseReason.MESSAGE_TOO_BIG, reason="message too big")
+            )
+        if event.message_finished:
+            message: str | bytes
+            if isinstance(event, TextMessage):
+                message = "".join(cast(list[str], self._fragments))
+            else:
+                message = b"".join(cast(list[bytes], self._fragments))
+            self._fragments.clear()
+            self._fragments_size = 0
+            self._ready.append(message)
+        return b""
+
+    async def _send_event(self, event: Event) -> None:
+        # Frames are produced under the lock so that nothing can follow our close frame.
+        async with self._send_lock:
+            try:
+                data = self._ws.send(event)
+            except LocalProtocolError as exc:
+                reason = self._closed_reason or f"connection is {self._ws.state.name}"
+                raise TransportError(f"{self._url}: cannot send, {reason}") from exc
+            await self._write_locked(data)
+
+    async def _write(self, data: bytes) -> None:
+        async with self._send_lock:
+            await self._write_locked(data)
+
+    async def _write_locked(self, data: bytes) -> None:
+        try:
+            await self._stream.send_all(data)
+        except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as exc:
+            self._closed_reason = self._closed_reason or f"connection broken ({describe(exc)})"
+            raise TransportError(f"{self._url}: send failed: {describe(exc)}") from exc
+
+    async def _read(self) -> bytes:
+        self._reading = True
+        try:
+            # bytes() of a bytes object is the object itself: no copy on the hot path.
+            return bytes(await self._stream.receive_some(RECEIVE_CHUNK))
+        except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as exc:
+            self._closed_reason = self._closed_reason or f"connection broken ({describe(exc)})"
+            raise TransportError(f"{self._url}: receive failed: {describe(exc)}") from exc
+        finally:
+            self._reading = False
+
+
+async def _connect(
+    url: str,
+    target: WebSocketTarget,
+    *,
+    ssl_context: ssl.SSLContext | None,
+    max_message_size: int,
+    disconnect_timeout: float,
+) -> WsprotoStream:
+    tcp = await trio.open_tcp_stream(target.host, target.port)
+    stream: trio.abc.Stream = tcp
+    try:
+        if target.secure:
+            # https_compatible: a peer that drops TCP without TLS close_notify is reported as a
+            # plain end of stream; the WebSocket close handshake already says whether that was OK.
+            tls = trio.SSLStream(
+                tcp,
+                ssl_context or default_ssl_context(),
+                server_hostname=target.host,
+                https_compatible=True,
+            )
+            stream = tls
+            await tls.do_handshake()
+        connection = WsprotoStream(
+            stream, url, max_message_size=max_message_size, disconnect_timeout=disconnect_timeout
+        )
+        await connection.handshake(target)
+    except BaseException:
+        await trio.aclose_forcefully(stream)
+        raise
+    return connection
+
+
+@asynccontextmanager
+async def open_wsproto_stream(
+    url: str,
+    *,
+    connect_timeout: float,
+    max_message_size: int,
+    ssl_context: ssl.SSLContext | None,
+    disconnect_timeout: float,
+) -> AsyncIterator[WsprotoStream]:
+    """Connect (TCP, TLS for wss://, upgrade) within ``connect_timeout``; close on exit."""
+    target = parse_ws_url(url)
+    try:
+        with trio.fail_after(connect_timeout):
+            connection = await _connect(
+                url,
+                target,
+                ssl_context=ssl_context,
+                max_message_size=max_message_size,
+                disconnect_timeout=disconnect_timeout,
+            )
+    except trio.TooSlowError as exc:
+        raise TransportError(f"{url}: not connected within {connect_timeout} s") from exc
+    except (trio.BrokenResourceError, OSError) as exc:
+        raise TransportError(f"{url}: cannot connect: {describe(exc)}") from exc
+    try:
+        yield connection
+    finally:
+        await connection.aclose()
