@@ -52,8 +52,18 @@ def kinds(events: list[Event]) -> list[type]:
 def subscribed(mode: str = "diff") -> BinanceProtocol:
     protocol = BinanceProtocol("ethbtc", mode=mode)  # type: ignore[arg-type]
     protocol.connection_made()
-    assert kinds(protocol.receive('{"result":null,"id":1}')) == [Subscribed]
+    expected = [Subscribed, FetchSnapshot] if mode == "diff" else [Subscribed]
+    assert kinds(protocol.receive('{"result":null,"id":1}')) == expected
     return protocol
+
+
+def subscribed_diff() -> tuple[BinanceProtocol, FetchSnapshot]:
+    """A diff-mode protocol right after its ack, and the snapshot request the ack started."""
+    protocol = BinanceProtocol("ethbtc", mode="diff")
+    protocol.connection_made()
+    events = protocol.receive('{"result":null,"id":1}')
+    assert kinds(events) == [Subscribed, FetchSnapshot]
+    return protocol, fetch_of(events)
 
 
 def fetch_of(events: list[Event]) -> FetchSnapshot:
@@ -206,9 +216,9 @@ def test_malformed_partial_depth_leaves_book(data: Any) -> None:
 
 
 def test_diff_sync_drops_old_then_applies_in_sequence() -> None:
-    protocol = subscribed()
+    protocol, fetch = subscribed_diff()
     assert not protocol.synced
-    fetch = fetch_of(protocol.receive(update(95, 99, bids=[["1.0", "1"]])))
+    assert protocol.receive(update(95, 99, bids=[["1.0", "1"]])) == []
     assert fetch.url == "https://api.binance.com/api/v3/depth"
     assert dict(fetch.params) == {"symbol": "ETHBTC", "limit": "1000"}
     assert fetch.delay == 0
@@ -228,17 +238,46 @@ def test_diff_sync_drops_old_then_applies_in_sequence() -> None:
     assert protocol.counters.applied == 2 and protocol.counters.dropped == 1
 
 
+def test_quiet_symbol_syncs_from_the_snapshot_requested_at_ack() -> None:
+    protocol, fetch = subscribed_diff()
+    assert fetch.delay == 0
+    # No event buffered yet: the snapshot alone is the book...
+    events = protocol.snapshot_received(fetch.token, snapshot(50, bids=[["1", "1"]]))
+    assert events == [BookChanged(None)]
+    assert protocol.synced and protocol.top_bids(5) == (lv("1", "1"),)
+    # ...and the first live event is still held to U <= L + 1.
+    assert kinds(protocol.receive(update(49, 50))) == [Dropped]
+    assert protocol.receive(update(51, 52)) == [BookChanged(1052)]
+
+
+def test_snapshot_at_ack_older_than_stream_is_caught_by_first_event() -> None:
+    protocol, fetch = subscribed_diff()
+    protocol.snapshot_received(fetch.token, snapshot(50))
+    assert kinds(protocol.receive(update(60, 61))) == [BookReset, FetchSnapshot]
+    assert not protocol.has_book
+
+
+def test_events_before_the_ack_start_the_sync() -> None:
+    protocol = BinanceProtocol("ethbtc", mode="diff")
+    protocol.connection_made()
+    fetch = fetch_of(protocol.receive(update(10, 11)))
+    # The ack does not ask a second time while that request is in flight.
+    assert kinds(protocol.receive('{"result":null,"id":1}')) == [Subscribed]
+    assert protocol.snapshot_received(fetch.token, snapshot(10)) == [BookChanged(1011)]
+    assert protocol.synced
+
+
 def test_first_event_may_straddle_snapshot_id() -> None:
-    protocol = subscribed()
-    fetch = fetch_of(protocol.receive(update(98, 103, bids=[["1", "1"]])))
+    protocol, fetch = subscribed_diff()
+    assert protocol.receive(update(98, 103, bids=[["1", "1"]])) == []
     events = protocol.snapshot_received(fetch.token, snapshot(100))
     assert events == [BookChanged(1103)]
     assert protocol.book_id == 103
 
 
 def test_snapshot_older_than_buffer_is_fetched_again() -> None:
-    protocol = subscribed()
-    fetch = fetch_of(protocol.receive(update(200, 201)))
+    protocol, fetch = subscribed_diff()
+    assert protocol.receive(update(200, 201)) == []
     refetch = fetch_of(protocol.snapshot_received(fetch.token, snapshot(150)))
     assert refetch.token != fetch.token and refetch.delay > 0
     assert not protocol.has_book and protocol.counters.refetches == 1
@@ -249,8 +288,8 @@ def test_snapshot_older_than_buffer_is_fetched_again() -> None:
 
 
 def test_gap_discards_book_and_resyncs() -> None:
-    protocol = subscribed()
-    fetch = fetch_of(protocol.receive(update(10, 11)))
+    protocol, fetch = subscribed_diff()
+    assert protocol.receive(update(10, 11)) == []
     protocol.snapshot_received(fetch.token, snapshot(10, bids=[["1", "1"]]))
     assert protocol.book_id == 11
     events = protocol.receive(update(13, 14))  # 12 is missing
@@ -271,8 +310,8 @@ def test_gap_discards_book_and_resyncs() -> None:
 
 
 def test_first_event_after_snapshot_must_reach_it() -> None:
-    protocol = subscribed()
-    fetch = fetch_of(protocol.receive(update(100, 101)))
+    protocol, fetch = subscribed_diff()
+    assert protocol.receive(update(100, 101)) == []
     # Snapshot far ahead of every buffered event: all dropped; the next live
     # event must still satisfy U <= L + 1.
     events = protocol.snapshot_received(fetch.token, snapshot(120))
@@ -281,8 +320,8 @@ def test_first_event_after_snapshot_must_reach_it() -> None:
 
 
 def test_gap_inside_buffer_keeps_later_events() -> None:
-    protocol = subscribed()
-    fetch = fetch_of(protocol.receive(update(10, 11)))
+    protocol, fetch = subscribed_diff()
+    assert protocol.receive(update(10, 11)) == []
     protocol.receive(update(12, 12))
     protocol.receive(update(14, 14))  # gap after 12
     protocol.receive(update(15, 15))
@@ -296,23 +335,23 @@ def test_gap_inside_buffer_keeps_later_events() -> None:
 
 
 def test_duplicate_event_after_sync_is_dropped_not_a_gap() -> None:
-    protocol = subscribed()
-    fetch = fetch_of(protocol.receive(update(10, 11)))
+    protocol, fetch = subscribed_diff()
+    assert protocol.receive(update(10, 11)) == []
     protocol.snapshot_received(fetch.token, snapshot(10))
     assert kinds(protocol.receive(update(10, 11))) == [Dropped]
     assert protocol.counters.gaps == 0 and protocol.synced
 
 
 def test_overlapping_event_after_first_is_a_gap() -> None:
-    protocol = subscribed()
-    fetch = fetch_of(protocol.receive(update(10, 11)))
+    protocol, fetch = subscribed_diff()
+    assert protocol.receive(update(10, 11)) == []
     protocol.snapshot_received(fetch.token, snapshot(10))
     assert kinds(protocol.receive(update(11, 13))) == [BookReset, FetchSnapshot]
 
 
 def test_reconnect_discards_book_and_pending_snapshot() -> None:
-    protocol = subscribed()
-    fetch = fetch_of(protocol.receive(update(10, 11)))
+    protocol, fetch = subscribed_diff()
+    assert protocol.receive(update(10, 11)) == []
     protocol.snapshot_received(fetch.token, snapshot(10, bids=[["1", "1"]]))
     fetch2 = fetch_of(protocol.receive(update(20, 21)))  # gap -> new request
     protocol.connection_made()
@@ -326,8 +365,8 @@ def test_reconnect_discards_book_and_pending_snapshot() -> None:
     [b"not json", b'{"lastUpdateId": 5}', b'{"lastUpdateId":5,"bids":[["-1","1"]],"asks":[]}'],
 )
 def test_malformed_snapshot_is_skipped_and_refetched(body: bytes) -> None:
-    protocol = subscribed()
-    fetch = fetch_of(protocol.receive(update(10, 11)))
+    protocol, fetch = subscribed_diff()
+    assert protocol.receive(update(10, 11)) == []
     events = protocol.snapshot_received(fetch.token, body)
     assert kinds(events) == [Skipped, FetchSnapshot]
     assert fetch_of(events).delay > 0
@@ -353,8 +392,8 @@ def test_malformed_snapshot_is_skipped_and_refetched(body: bytes) -> None:
     ],
 )
 def test_malformed_diff_is_skipped_and_book_untouched(text: str | bytes) -> None:
-    protocol = subscribed()
-    fetch = fetch_of(protocol.receive(update(10, 11, bids=[["1", "1"]])))
+    protocol, fetch = subscribed_diff()
+    assert protocol.receive(update(10, 11, bids=[["1", "1"]])) == []
     protocol.snapshot_received(fetch.token, snapshot(10, bids=[["1", "2"]], asks=[["2", "2"]]))
     before = (protocol.full_book.bids_dict(), protocol.full_book.asks_dict(), protocol.book_id)
     assert kinds(protocol.receive(text)) == [Skipped]
@@ -366,9 +405,9 @@ def test_malformed_diff_is_skipped_and_book_untouched(text: str | bytes) -> None
 
 
 def test_buffer_overflow_restarts_the_sync() -> None:
-    protocol = subscribed()
+    protocol, fetch = subscribed_diff()
     limit = protocol._diff.MAX_BUFFER
-    fetch = fetch_of(protocol.receive(update(1, 1)))
+    assert protocol.receive(update(1, 1)) == []
     for i in range(2, limit + 1):
         assert protocol.receive(update(i, i)) == []
     events = protocol.receive(update(limit + 1, limit + 1))

@@ -120,11 +120,11 @@ BITSTAMP_TOP = {
 def binance(mode: str) -> BinanceProtocol:
     protocol = BinanceProtocol("ethbtc", mode=mode)  # type: ignore[arg-type]
     protocol.connection_made()
-    protocol.receive('{"result":null,"id":1}')
+    acked = protocol.receive('{"result":null,"id":1}')
     if mode == "diff":
-        (fetch,) = protocol.receive(
-            json.dumps(BINANCE_DIFF | {"data": BINANCE_DIFF["data"] | {"U": 10, "u": 11}})
-        )
+        fetch = acked[-1]  # diff mode asks for the snapshot at the ack
+        first = BINANCE_DIFF | {"data": BINANCE_DIFF["data"] | {"U": 10, "u": 11}}
+        assert protocol.receive(json.dumps(first)) == []
         body = {"lastUpdateId": 10, "bids": [["1.0", "1"], ["0.9", "1"]], "asks": [["4", "1"]]}
         protocol.snapshot_received(fetch.token, json.dumps(body).encode())  # type: ignore[union-attr]
     else:

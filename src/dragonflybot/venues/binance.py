@@ -192,6 +192,18 @@ class _DiffSync:
         self.first_pending = False
         self.requests.cancel()
 
+    def on_subscribed(self) -> list[Event]:
+        """Ask for the snapshot as soon as the stream is live, not at its first event.
+
+        Safe by the update-id rules: events arriving meanwhile are buffered, and if
+        none is buffered when the snapshot lands, the first live event is still held
+        to ``U <= L + 1``. It keeps a quiet symbol from waiting for a trade to get
+        its book.
+        """
+        if self.last_id is not None or self.requests.in_flight:
+            return []
+        return [self.requests.request()]
+
     def on_update(self, update: _Update) -> list[Event]:
         if self.last_id is not None:
             return self._apply_live(update)
@@ -429,7 +441,10 @@ class BinanceProtocol(VenueProtocol):
             shown = bytes(msg.result)[:100].decode(errors="replace")
             return [SubscriptionRejected(stream, f"unexpected SUBSCRIBE result {shown}")]
         self._subscribed = True
-        return [Subscribed(self.streams)]
+        events: list[Event] = [Subscribed(self.streams)]
+        if self.mode == "diff":
+            events.extend(self._diff.on_subscribed())
+        return events
 
     def _on_partial(self, data: msgspec.Raw) -> list[Event]:
         try:
