@@ -9,6 +9,7 @@ system call and one trip through the scheduler serve many frames.
 
 from __future__ import annotations
 
+import contextlib
 import ssl
 from collections import deque
 from collections.abc import AsyncIterator
@@ -168,7 +169,10 @@ class WsprotoStream:
             elif isinstance(event, RejectConnection):
                 self._closed_reason = f"handshake rejected with HTTP {event.status_code}"
         if replies:
-            await self._write(replies)
+            # A peer gone deaf may still have sent data we have not read yet: a failed pong or
+            # close reply is not the end; the read side reports the end, after the messages.
+            with contextlib.suppress(TransportError):
+                await self._write(replies)
 
     def _add_fragment(self, data: str | bytes, event: TextMessage | BytesMessage) -> bytes:
         """Collect a message that arrives in pieces; returns a close frame if it grows too big."""
@@ -210,7 +214,6 @@ class WsprotoStream:
         try:
             await self._stream.send_all(data)
         except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as exc:
-            self._closed_reason = self._closed_reason or f"connection broken ({describe(exc)})"
             raise TransportError(f"{self._url}: send failed: {describe(exc)}") from exc
 
     async def _read(self) -> bytes:
