@@ -86,6 +86,13 @@ class Connection:
     def stream_count(self) -> int:
         return len(self._streams)
 
+    @property
+    def buffered_bytes(self) -> int:
+        """Bytes written by streams but not yet handed to the socket (pacing keeps it small)."""
+        if self._grpc_socket is None:
+            return 0
+        return len(self._grpc_socket._grpc_connection.h2_connection._data_to_send)
+
     async def serve(self) -> None:
         """Run until the peer goes away or ``shutdown`` has finished; always closes the socket."""
         tune_socket(self._raw)
@@ -100,8 +107,7 @@ class Connection:
         config = GRPCConfiguration(client_side=False)
         async with GRPCProtoSocket(config, self._paced) as grpc_socket:
             self._grpc_socket = grpc_socket
-            h2_connection = grpc_socket._grpc_connection.h2_connection
-            self._paced.bind_pending(lambda: len(h2_connection._data_to_send))
+            self._paced.bind_pending(lambda: self.buffered_bytes)
             async with trio.open_nursery() as nursery:
                 self._nursery = nursery
                 try:

@@ -57,6 +57,10 @@ class GrpcServer:
     def connection_count(self) -> int:
         return len(self._connections)
 
+    def connections(self) -> tuple[Connection, ...]:
+        """The open client connections (for metrics and tests)."""
+        return tuple(self._connections)
+
     async def serve(self, *, task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED) -> None:
         """Bind, report the bound port through ``task_status``, serve until shut down.
 

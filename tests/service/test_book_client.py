@@ -1,0 +1,92 @@
+"""``follow_book``: the project's own client, its errors and its reconnects."""
+
+from __future__ import annotations
+
+import socket
+
+import pytest
+import trio
+
+from dragonflybot.aggregator import Fanout
+from dragonflybot.client import Backoff
+from dragonflybot.errors import TransportError
+from dragonflybot.service.book_client import ReceivedSummary, follow_book
+
+from .conftest import numbered, serving, wait_for
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+async def test_unreachable_server_is_one_clear_error() -> None:
+    port = free_port()
+    with pytest.raises(
+        TransportError, match=f"cannot connect to 127.0.0.1:{port}: Connection refused"
+    ):
+        await follow_book("127.0.0.1", port, Fanout())
+
+
+async def test_stream_end_is_reported_with_its_status() -> None:
+    books: Fanout[ReceivedSummary] = Fanout()
+    async with serving() as h:
+        await h.push(numbered("binance", 7))
+        with pytest.RaisesGroup(
+            pytest.RaisesExc(TransportError, match=r"UNAVAILABLE \(server is shutting down\)")
+        ):
+            async with trio.open_nursery() as n:
+                n.start_soon(follow_book, "127.0.0.1", h.port, books)
+                await wait_for(lambda: books.published > 0)
+                h.server.shutdown()
+    latest = books.latest()
+    assert latest is not None and round(latest.summary.bids[0].price) == 7
+
+
+async def test_a_server_that_vanishes_does_not_hang_the_client() -> None:
+    books: Fanout[ReceivedSummary] = Fanout()
+    with trio.fail_after(10):
+        async with trio.open_nursery() as outer:
+            server_scope = trio.CancelScope()
+
+            async def server() -> None:
+                with server_scope:
+                    async with serving() as h:
+                        await h.push(numbered("binance", 1))
+                        port.append(h.port)
+                        await trio.sleep_forever()
+
+            port: list[int] = []
+            outer.start_soon(server)
+            await wait_for(lambda: bool(port))
+            with pytest.RaisesGroup(
+                pytest.RaisesExc(TransportError, match=r"connection to the server was lost")
+            ):
+                async with trio.open_nursery() as n:
+                    n.start_soon(follow_book, "127.0.0.1", port[0], books)
+                    await wait_for(lambda: books.published > 0)
+                    server_scope.cancel()  # no graceful shutdown: sockets just close
+                    await trio.sleep_forever()
+
+
+async def test_retry_reconnects_to_a_restarted_server() -> None:
+    books: Fanout[ReceivedSummary] = Fanout()
+    port = free_port()
+    backoff = Backoff(0.01, 0.05)
+
+    async with trio.open_nursery() as n:
+        n.start_soon(lambda: follow_book("127.0.0.1", port, books, retry=True, backoff=backoff))
+        for value in (1, 2):
+            async with serving(port=port) as h:
+                await h.push(numbered("binance", value))
+                await wait_for(lambda v=value: _best_bid(books) == v)
+        n.cancel_scope.cancel()
+    latest = books.latest()
+    assert latest is not None and latest.number >= 2
+
+
+def _best_bid(books: Fanout[ReceivedSummary]) -> int | None:
+    latest = books.latest()
+    return None if latest is None else round(latest.summary.bids[0].price)
