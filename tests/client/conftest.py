@@ -7,6 +7,7 @@ with a ping in between, dropping TCP without a close frame, never answering.
 
 from __future__ import annotations
 
+import ssl
 from collections.abc import Awaitable, Callable
 from functools import partial
 
@@ -33,7 +34,10 @@ def ws_server(nursery: trio.Nursery) -> Callable[..., Awaitable[str]]:
     """Start a trio-websocket server running ``handler`` per connection; returns its URL."""
 
     async def start(
-        handler: ServerHandler, *, reject_status: int | None = None, ssl_context: object = None
+        handler: ServerHandler,
+        *,
+        reject_status: int | None = None,
+        ssl_context: ssl.SSLContext | None = None,
     ) -> str:
         async def on_request(request: trio_websocket.WebSocketRequest) -> None:
             if reject_status is not None:

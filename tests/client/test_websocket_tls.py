@@ -8,11 +8,10 @@ from collections.abc import Awaitable, Callable
 
 import pytest
 import trio_websocket
+import trustme
 
 from dragonflybot.client import Backend, connect_websocket
 from dragonflybot.errors import TransportError
-
-trustme = pytest.importorskip("trustme")
 
 StartServer = Callable[..., Awaitable[str]]
 

@@ -100,7 +100,9 @@ def test_messages_up_to_the_limit_pass_and_a_longer_one_ends_the_stream(
     fragment_cuts = [
         data.draw(st.lists(st.integers(min_value=0, max_value=60), max_size=3)) for _ in sent
     ]
-    received, ending = trio.run(exchange, list(sent), fragment_cuts, [], limit)
+    sent_messages: list[str | bytes] = list(sent)
+    no_cuts: list[int] = []
+    received, ending = trio.run(exchange, sent_messages, fragment_cuts, no_cuts, limit)
     fitting = 0
     while fitting < len(sent) and len(sent[fitting]) <= limit:
         fitting += 1

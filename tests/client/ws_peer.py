@@ -36,7 +36,7 @@ class RawPeer:
             data = await self.stream.receive_some(65536)
             if not data:
                 return None
-            self.ws.receive_data(data)
+            self.ws.receive_data(bytes(data))
             self._events.extend(self.ws.events())
         return self._events.popleft()
 
