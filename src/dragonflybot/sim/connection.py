@@ -64,12 +64,6 @@ class Outbox:
             if self._idle.is_set():
                 self._idle = trio.Event()
 
-    def push_front(self, frames: list[Outgoing]) -> None:
-        """Return frames the writer took but may not send yet (throttle)."""
-        self._frames.extendleft(reversed(frames))
-        if frames:
-            self._wake.set()
-
     async def take(self, limit: int = BATCH) -> list[Outgoing]:
         """Wait for frames; return up to ``limit`` of them, oldest first."""
         while not self._frames:
@@ -205,7 +199,11 @@ class ClientConnection:
         decide = self.faults_state.decide
         async with trio.open_nursery() as later:
             while True:
-                frames = await outbox.take()
+                throttle = host.faults.max_frames_per_second
+                limit = await self._allowance(throttle) if throttle else BATCH
+                frames = await outbox.take(limit)
+                if throttle:
+                    self._tokens -= len(frames)
                 if outbox.overflowed:
                     log.info(
                         "%s client %d: over %d frames behind, dropped",
@@ -217,8 +215,6 @@ class ClientConnection:
                     self.close()
                     return
                 faults = host.faults
-                if faults.max_frames_per_second:
-                    frames = await self._throttle(frames, faults.max_frames_per_second)
                 stamp = host.stamp_send_time
                 texts: list[str] = []
                 done: list[Outgoing] = []
@@ -256,17 +252,13 @@ class ClientConnection:
         texts.clear()
         done.clear()
 
-    async def _throttle(self, frames: list[Outgoing], rate: float) -> list[Outgoing]:
-        """Token bucket: send what the rate allows now, queue the rest again."""
+    async def _allowance(self, rate: float) -> int:
+        """Token bucket: wait until at least one frame may go out; how many may."""
         burst = max(1.0, rate / 10)
         while True:
             now = trio.current_time()
             self._tokens = min(burst, self._tokens + (now - self._tokens_at) * rate)
             self._tokens_at = now
-            if self._tokens >= 1:
-                break
-            await trio.sleep((1 - self._tokens) / rate)
-        allowed = min(len(frames), int(self._tokens))
-        self._tokens -= allowed
-        self.outbox.push_front(frames[allowed:])
-        return frames[:allowed]
+            if self._tokens >= 1 - 1e-9:  # float dust must not turn into a zero-length sleep
+                return max(1, int(self._tokens + 1e-9))
+            await trio.sleep(max((1 - self._tokens) / rate, 1e-6))
