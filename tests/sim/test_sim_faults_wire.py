@@ -60,22 +60,26 @@ async def test_drop_at_random_with_certainty() -> None:
 
 
 async def test_faults_change_at_run_time() -> None:
-    async with running(venues=("binance",), rate=100.0) as sim:
-        async with trio_websocket.open_websocket_url(sim.endpoints["binance"].ws_url + DIFFS) as ws:
-            first = await receive_n(ws, 10)
-            sim.set_faults("binance", Faults(drop_after=15))
-            assert sim.faults("binance") == Faults(drop_after=15)
-            rest = await closed(ws)
+    async with (
+        running(venues=("binance",), rate=100.0) as sim,
+        trio_websocket.open_websocket_url(sim.endpoints["binance"].ws_url + DIFFS) as ws,
+    ):
+        first = await receive_n(ws, 10)
+        sim.set_faults("binance", Faults(drop_after=15))
+        assert sim.faults("binance") == Faults(drop_after=15)
+        rest = await closed(ws)
         assert 10 + len(rest) == 15
         assert [binance_update(t) for t in first + rest]
 
 
 async def test_binance_gap_makes_U_jump() -> None:
     faults = {"binance": Faults(gap_every=4)}
-    async with running(venues=("binance",), rate=100.0, faults=faults) as sim:
-        async with trio_websocket.open_websocket_url(sim.endpoints["binance"].ws_url + DIFFS) as ws:
-            updates = [binance_update(t) for t in await receive_n(ws, 30)]
-    jumps = [b.U - a.u - 1 for a, b in itertools.pairwise(updates) if b.U != a.u + 1]
+    async with (
+        running(venues=("binance",), rate=100.0, faults=faults) as sim,
+        trio_websocket.open_websocket_url(sim.endpoints["binance"].ws_url + DIFFS) as ws,
+    ):
+        updates = [binance_update(t) for t in await receive_n(ws, 30)]
+    jumps = [b.U - a.u - 1 for a, b in itertools.pairwise(updates) if a.u + 1 != b.U]
     assert len(jumps) >= 9  # one skipped diff in every four
     assert all(jump > 0 for jump in jumps)
 
@@ -83,10 +87,12 @@ async def test_binance_gap_makes_U_jump() -> None:
 async def test_bitstamp_gap_omits_a_diff() -> None:
     rate = 10.0
     faults = {"bitstamp": Faults(gap_every=3)}
-    async with running(venues=("bitstamp",), rate=rate, faults=faults) as sim:
-        async with trio_websocket.open_websocket_url(sim.endpoints["bitstamp"].ws_url) as ws:
-            await subscribe_bitstamp(ws)
-            frames = await receive_n(ws, 12)
+    async with (
+        running(venues=("bitstamp",), rate=rate, faults=faults) as sim,
+        trio_websocket.open_websocket_url(sim.endpoints["bitstamp"].ws_url) as ws,
+    ):
+        await subscribe_bitstamp(ws)
+        frames = await receive_n(ws, 12)
     stamps = [
         int(
             msgspec.json.decode(
@@ -104,11 +110,11 @@ async def test_bitstamp_gap_omits_a_diff() -> None:
 
 async def test_malformed_frames_every_nth(ws_backend: WsBackend) -> None:
     faults = {"binance": Faults(malformed_every=3)}
-    async with running(
-        venues=("binance",), rate=100.0, faults=faults, ws_backend=ws_backend
-    ) as sim:
-        async with trio_websocket.open_websocket_url(sim.endpoints["binance"].ws_url + DIFFS) as ws:
-            frames = await receive_n(ws, 18)
+    async with (
+        running(venues=("binance",), rate=100.0, faults=faults, ws_backend=ws_backend) as sim,
+        trio_websocket.open_websocket_url(sim.endpoints["binance"].ws_url + DIFFS) as ws,
+    ):
+        frames = await receive_n(ws, 18)
     kinds: dict[int, str] = {}
     for index, text in enumerate(frames, 1):
         try:
@@ -128,13 +134,15 @@ async def test_malformed_frames_every_nth(ws_backend: WsBackend) -> None:
 
 async def test_stall_keeps_the_socket_open(autojump_clock: trio.testing.MockClock) -> None:
     faults = {"binance": Faults(stall_after=5, stall_seconds=30.0)}
-    async with running(venues=("binance",), rate=10.0, faults=faults) as sim:
-        async with trio_websocket.open_websocket_url(sim.endpoints["binance"].ws_url + DIFFS) as ws:
-            times = []
-            updates = []
-            for _ in range(10):
-                updates.append(binance_update(await receive_with_long_wait(ws)))
-                times.append(trio.current_time())
+    async with (
+        running(venues=("binance",), rate=10.0, faults=faults) as sim,
+        trio_websocket.open_websocket_url(sim.endpoints["binance"].ws_url + DIFFS) as ws,
+    ):
+        times = []
+        updates = []
+        for _ in range(10):
+            updates.append(binance_update(await receive_with_long_wait(ws)))
+            times.append(trio.current_time())
     gaps = [b - a for a, b in itertools.pairwise(times)]
     assert gaps[4] >= 30.0  # nothing between the 5th and 6th message for the stall
     assert max(gaps[:4] + gaps[5:]) < 30.0
@@ -172,21 +180,25 @@ async def test_binance_server_shutdown_notice_then_close(
 
 async def test_bitstamp_request_reconnect(autojump_clock: trio.testing.MockClock) -> None:
     faults = {"bitstamp": Faults(reconnect_after=2, reconnect_grace=1.0)}
-    async with running(venues=("bitstamp",), rate=10.0, faults=faults) as sim:
-        async with trio_websocket.open_websocket_url(sim.endpoints["bitstamp"].ws_url) as ws:
-            await subscribe_bitstamp(ws)  # the ack is message 1
-            got = await closed(ws)
+    async with (
+        running(venues=("bitstamp",), rate=10.0, faults=faults) as sim,
+        trio_websocket.open_websocket_url(sim.endpoints["bitstamp"].ws_url) as ws,
+    ):
+        await subscribe_bitstamp(ws)  # the ack is message 1
+        got = await closed(ws)
     notice = msgspec.json.decode(got[1], type=Envelope)
     assert notice.event == "bts:request_reconnect"
 
 
 async def test_rejected_subscriptions() -> None:
     faults = {v: Faults(reject_subscriptions=True) for v in ("binance", "bitstamp")}
-    async with running(faults=faults) as sim:
-        async with trio_websocket.open_websocket_url(sim.endpoints["binance"].ws_url) as ws:
-            await send_json(ws, {"method": "SUBSCRIBE", "params": ["ethbtc@depth@100ms"], "id": 3})
-            error = msgspec.json.decode(await receive(ws), type=CommandError)
-            assert error.id == 3
+    async with (
+        running(faults=faults) as sim,
+        trio_websocket.open_websocket_url(sim.endpoints["binance"].ws_url) as ws,
+    ):
+        await send_json(ws, {"method": "SUBSCRIBE", "params": ["ethbtc@depth@100ms"], "id": 3})
+        error = msgspec.json.decode(await receive(ws), type=CommandError)
+        assert error.id == 3
         with pytest.raises(trio_websocket.HandshakeError):
             async with trio_websocket.open_websocket_url(sim.endpoints["binance"].ws_url + DIFFS):
                 pass
@@ -199,13 +211,15 @@ async def test_rejected_subscriptions() -> None:
 
 async def test_throttle_caps_frames_per_second(autojump_clock: trio.testing.MockClock) -> None:
     faults = {"binance": Faults(max_frames_per_second=5.0)}
-    async with running(venues=("binance",), rate=200.0, faults=faults) as sim:
-        async with trio_websocket.open_websocket_url(sim.endpoints["binance"].ws_url + DIFFS) as ws:
-            start = trio.current_time()
-            times = []
-            for _ in range(25):
-                binance_update(await receive_with_long_wait(ws))
-                times.append(trio.current_time() - start)
+    async with (
+        running(venues=("binance",), rate=200.0, faults=faults) as sim,
+        trio_websocket.open_websocket_url(sim.endpoints["binance"].ws_url + DIFFS) as ws,
+    ):
+        start = trio.current_time()
+        times = []
+        for _ in range(25):
+            binance_update(await receive_with_long_wait(ws))
+            times.append(trio.current_time() - start)
     # At most rate x window + the one-frame burst in every window.
     for t in times:
         in_window = sum(1 for u in times if t <= u < t + 1.0)
