@@ -149,30 +149,40 @@ class WsprotoStream:
         limit = self._max_message_size
         replies = b""
         for event in self._ws.events():
-            if isinstance(event, TextMessage | BytesMessage):
-                if self._closed_reason is not None:
-                    continue
-                data = event.data if isinstance(event, TextMessage) else bytes(event.data)
-                if event.message_finished and not self._fragments and len(data) <= limit:
-                    ready.append(data)
-                else:
-                    replies += self._add_fragment(data, event)
-            elif isinstance(event, Ping):
-                if self._ws.state is ConnectionState.OPEN:
-                    replies += self._ws.send(event.response())
-            elif isinstance(event, CloseConnection):
-                if self._ws.state is ConnectionState.REMOTE_CLOSING:
-                    replies += self._ws.send(event.response())
-                if self._closed_reason is None:
-                    reason = f": {event.reason}" if event.reason else ""
-                    self._closed_reason = f"connection closed by peer (code {event.code}{reason})"
-            elif isinstance(event, RejectConnection):
-                self._closed_reason = f"handshake rejected with HTTP {event.status_code}"
+            data: str | bytes
+            if isinstance(event, TextMessage):
+                data = event.data
+            elif isinstance(event, BytesMessage):
+                data = bytes(event.data)
+            else:
+                replies += self._on_control(event)
+                continue
+            if self._closed_reason is not None:
+                continue
+            if event.message_finished and not self._fragments and len(data) <= limit:
+                ready.append(data)
+            else:
+                replies += self._add_fragment(data, event)
         if replies:
             # A peer gone deaf may still have sent data we have not read yet: a failed pong or
             # close reply is not the end; the read side reports the end, after the messages.
             with contextlib.suppress(TransportError):
                 await self._write(replies)
+
+    def _on_control(self, event: Event) -> bytes:
+        """Handle a non-data event; returns the bytes of the reply it calls for, if any."""
+        if isinstance(event, Ping):
+            if self._ws.state is ConnectionState.OPEN:
+                return self._ws.send(event.response())
+        elif isinstance(event, CloseConnection):
+            if self._closed_reason is None:
+                reason = f": {event.reason}" if event.reason else ""
+                self._closed_reason = f"connection closed by peer (code {event.code}{reason})"
+            if self._ws.state is ConnectionState.REMOTE_CLOSING:
+                return self._ws.send(event.response())
+        elif isinstance(event, RejectConnection):
+            self._closed_reason = f"handshake rejected with HTTP {event.status_code}"
+        return b""
 
     def _add_fragment(self, data: str | bytes, event: TextMessage | BytesMessage) -> bytes:
         """Collect a message that arrives in pieces; returns a close frame if it grows too big."""
