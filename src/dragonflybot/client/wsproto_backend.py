@@ -9,11 +9,10 @@ system call and one trip through the scheduler serve many frames.
 
 from __future__ import annotations
 
-import contextlib
 import ssl
 from collections import deque
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, suppress
 from typing import cast
 
 import trio
@@ -122,17 +121,14 @@ class WsprotoStream:
             await trio.lowlevel.checkpoint()
             return
         self._released = True
-        with trio.move_on_after(self._disconnect_timeout, shield=True):
-            try:
-                if self._ws.state is ConnectionState.OPEN:
-                    await self._send_event(CloseConnection(code=CloseReason.NORMAL_CLOSURE))
-                # Wait for the peer's close frame unless another task is reading (it will see it).
-                while self._ws.state is ConnectionState.LOCAL_CLOSING and not self._reading:
-                    data = await self._read()
-                    self._feed(data if data else None)
-                    await self._process_events()
-            except TransportError:
-                pass
+        with trio.move_on_after(self._disconnect_timeout, shield=True), suppress(TransportError):
+            if self._ws.state is ConnectionState.OPEN:
+                await self._send_event(CloseConnection(code=CloseReason.NORMAL_CLOSURE))
+            # Wait for the peer's close frame unless another task is reading (it will see it).
+            while self._ws.state is ConnectionState.LOCAL_CLOSING and not self._reading:
+                data = await self._read()
+                self._feed(data if data else None)
+                await self._process_events()
         if self._closed_reason is None:
             self._closed_reason = "connection closed locally"
         await trio.aclose_forcefully(self._stream)
@@ -166,7 +162,7 @@ class WsprotoStream:
         if replies:
             # A peer gone deaf may still have sent data we have not read yet: a failed pong or
             # close reply is not the end; the read side reports the end, after the messages.
-            with contextlib.suppress(TransportError):
+            with suppress(TransportError):
                 await self._write(replies)
 
     def _on_control(self, event: Event) -> bytes:
