@@ -124,4 +124,7 @@ def test_schedule_is_exact_and_pauses_shift_it() -> None:
     schedule.pause(101.0)
     schedule.resume(111.0)
     assert schedule.next_due == 111.25
-    assert schedule.take() == EPOCH + 10 * 10**9 + 5 * 250_000_000  # 10 s paused
+    assert schedule.take() == EPOCH + 5 * 250_000_000  # model time stood still while paused
+    schedule.skip(2.0)  # fell behind: real time went on
+    assert schedule.next_due == 113.5
+    assert schedule.take() == EPOCH + 2 * 10**9 + 6 * 250_000_000

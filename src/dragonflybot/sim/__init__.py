@@ -32,8 +32,10 @@ In-process API (used by ``--simulate``, the demo, end-to-end tests and benchmark
   hand while frozen; ``await SimHandle.flushed()`` waits until every queued frame is written.
 - ``SimHandle.frames_sent(venue)`` / ``connections(venue)`` — counters.
 
-Message timestamps start at ``SimConfig.epoch_ns`` and follow trio's clock; with a fixed
-seed and epoch the message sequence is identical on every run.
+Message timestamps start at ``SimConfig.epoch_ns`` and follow trio's clock while the market
+runs (they stand still while it is paused); with a fixed seed and epoch the message sequence
+is identical on every run. ``SimConfig(start_paused=True)`` lets a client subscribe before the
+first update.
 """
 
 from __future__ import annotations

@@ -48,6 +48,9 @@ class SimConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields
     faults: dict[str, Faults] = {}
     stamp_send_time: bool = False
     """Add ``"T_send_ns"`` (``time.time_ns()`` at send) to every data payload."""
+    start_paused: bool = False
+    """Start with the market frozen (``SimHandle.resume`` starts it): lets a test subscribe
+    before the first update, so it sees every message from the first."""
     epoch_ns: int | None = None
     """Unix time (ns) of the simulation start, the origin of all message timestamps;
     ``None`` = the wall clock at start. Fix it (and the seed) for identical messages."""

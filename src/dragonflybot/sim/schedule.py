@@ -3,8 +3,8 @@
 Sans-I/O: the driver passes trio's clock in, the schedule answers. Update ``k`` (1-based,
 counted since the last resume) is due at ``base + k / rate``; its model time is the Unix
 time that moment corresponds to. Both come from integer counts, never accumulated float
-sums, so the same seed and the same pause/resume moments give the same timestamps — under
-pytest-trio's autojump clock, exactly.
+sums, and pauses do not advance model time, so the same seed and epoch give the same
+timestamps on every run.
 """
 
 from __future__ import annotations
@@ -41,10 +41,13 @@ class Schedule:
             self._paused_at = now
 
     def resume(self, now: float) -> None:
-        """Shift the schedule by the pause, so resuming does not burst the missed updates
-        and model time keeps tracking the clock."""
+        """Shift the due times by the pause, so resuming does not burst the missed updates.
+
+        Model time stands still while paused: it counts active time only, so the messages
+        stay identical however long a test pauses (timestamps lag the wall clock by the
+        total pause)."""
         if self._paused_at is not None:
-            self.skip(now - self._paused_at)
+            self._base_t += now - self._paused_at
             self._paused_at = None
 
     def skip(self, seconds: float) -> None:
