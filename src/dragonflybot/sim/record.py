@@ -116,9 +116,11 @@ class _Recorder:
             try:
                 await self._converse(ws, http, nursery)
             finally:
-                nursery.cancel_scope.cancel()
+                # Close before cancelling: the socket's reader task lives in this nursery and
+                # must see the venue's close reply.
                 with trio.CancelScope(shield=True), trio.move_on_after(2):
                     await ws.aclose()
+                nursery.cancel_scope.cancel()
 
     async def _converse(
         self, ws: trio_websocket.WebSocketConnection, http: httpx.AsyncClient, nursery: trio.Nursery

@@ -136,6 +136,25 @@ def _bitstamp_frame(record: CaptureRecord, text: str) -> ReplayFrame | None:
     return ReplayFrame(probe.channel, record.time_ns, text, "", bytes(probe.data).decode(), kind)
 
 
+class _Subscribe(msgspec.Struct):
+    method: str = ""
+    params: list[str] = []
+    event: str = ""
+    data: dict[str, str] = {}
+
+
+def _requested(venue: str, payload: bytes) -> list[str]:
+    """Streams/channels the recorder subscribed to: served even if they stayed silent."""
+    try:
+        request = msgspec.json.decode(payload, type=_Subscribe)
+    except msgspec.DecodeError:
+        return []
+    if venue == "binance":
+        return request.params if request.method == "SUBSCRIBE" else []
+    channel = request.data.get("channel", "")
+    return [channel] if request.event == "bts:subscribe" and channel else []
+
+
 def _rest_key(venue: str, url: str) -> str | None:
     parts = urlsplit(url)
     if venue == "binance":
@@ -166,6 +185,8 @@ def build_recordings(
         elif record.kind is RecordKind.CONNECT and venue == "binance":
             query = parse_qs(urlsplit(record.url).query)
             venue_channels.update(s for v in query.get("streams", []) for s in v.split("/") if s)
+        elif record.kind is RecordKind.WS_OUT:
+            venue_channels.update(_requested(venue, record.payload))
         elif record.kind is RecordKind.WS_IN:
             text = record.payload.decode("utf-8", "replace")
             maker = _binance_frame if venue == "binance" else _bitstamp_frame
