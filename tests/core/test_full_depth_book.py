@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
+import pytest
 from hypothesis import settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
 from dragonflybot.core.book import FullDepthBook, Level, Side
+from dragonflybot.errors import DecodeError
 
 from .strategies import amounts, prices
 
@@ -146,3 +150,18 @@ def test_changes_at_and_behind_the_last_read_level() -> None:
     assert book.top_bids(4) == (Level(9, 1), Level(7, 5), Level(6, 1))
     book.set_bid(5, 1)
     assert book.top_bids(4) == (Level(9, 1), Level(7, 5), Level(6, 1), Level(5, 1))
+
+
+def test_a_snapshot_that_fails_half_way_leaves_the_book_unchanged() -> None:
+    book = FullDepthBook()
+    book.load([Level(5, 1)], [Level(6, 1)])
+
+    def broken() -> Iterator[Level]:
+        yield Level(7, 1)
+        raise DecodeError("bad level")
+
+    with pytest.raises(DecodeError):
+        book.load([Level(4, 1)], broken())
+    assert book.bids_dict() == {5: 1}
+    assert book.asks_dict() == {6: 1}
+    assert book.top_bids(10) == (Level(5, 1),)

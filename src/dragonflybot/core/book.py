@@ -117,11 +117,11 @@ class _SortedSide:
             if edge is None or key <= edge:
                 self._top = None
 
-    def load(self, levels: Iterable[Level]) -> None:
-        """Replace the side; later levels win, amount zero removes (as if applied in order).
+    def build(self, levels: Iterable[Level]) -> dict[Fixed, Level]:
+        """A side's table from a snapshot; later levels win, amount zero removes.
 
-        One sort of the keys (linear for a snapshot already in order) instead of
-        an insort per level.
+        Built apart from the live side so that a snapshot that fails half way
+        (a bad value in a lazy iterable) leaves the book as it was.
         """
         negate = self._negate
         table: dict[Fixed, Level] = {}
@@ -132,6 +132,14 @@ class _SortedSide:
                 table[key] = level if level.__class__ is Level else Level(price, amount)
             else:
                 table.pop(key, None)
+        return table
+
+    def install(self, table: dict[Fixed, Level]) -> None:
+        """Make ``table`` the side.
+
+        One sort of the keys (linear for a snapshot already in order) instead of
+        an insort per level.
+        """
         self._levels = table
         self._keys = sorted(table)
         self._top = None
@@ -176,9 +184,14 @@ class FullDepthBook:
         self._asks.clear()
 
     def load(self, bids: Iterable[Level], asks: Iterable[Level]) -> None:
-        """Replace the whole book with a snapshot (same result as clear + apply)."""
-        self._bids.load(bids)
-        self._asks.load(asks)
+        """Replace the whole book with a snapshot (same result as clear + apply).
+
+        All or nothing: if reading either side raises, the book is unchanged.
+        """
+        bid_table = self._bids.build(bids)
+        ask_table = self._asks.build(asks)
+        self._bids.install(bid_table)
+        self._asks.install(ask_table)
 
     def apply(self, bids: Iterable[Level], asks: Iterable[Level]) -> None:
         """Apply one diff message; every level of the message lands before any read."""
