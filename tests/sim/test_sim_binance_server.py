@@ -39,7 +39,7 @@ def decode_update(text: str, stream: str = "ethbtc@depth@100ms") -> DepthUpdate:
 
 async def test_subscribe_ack_then_continuous_diffs(ws_backend: WsBackend) -> None:
     async with (
-        running(venues=("binance",), rate=50.0, ws_backend=ws_backend) as sim,
+        running(venues=("binance",), rate=500.0, ws_backend=ws_backend) as sim,
         trio_websocket.open_websocket_url(sim.endpoints["binance"].ws_url) as ws,
     ):
         await send_json(ws, {"method": "SUBSCRIBE", "params": ["ethbtc@depth@100ms"], "id": 1})

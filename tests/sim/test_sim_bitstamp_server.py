@@ -36,7 +36,7 @@ async def test_subscribe_heartbeat_error_and_increasing_microtimestamps(
     ws_backend: WsBackend,
 ) -> None:
     async with (
-        running(venues=("bitstamp",), rate=50.0, ws_backend=ws_backend) as sim,
+        running(venues=("bitstamp",), rate=500.0, ws_backend=ws_backend) as sim,
         trio_websocket.open_websocket_url(sim.endpoints["bitstamp"].ws_url) as ws,
     ):
         await send_json(ws, {"event": "bts:subscribe", "data": {"channel": "order_book_xyz"}})

@@ -34,7 +34,7 @@ async def test_same_seed_same_messages_other_seed_other_messages() -> None:
 
 
 async def test_a_late_subscriber_sees_the_same_stream_from_where_it_joined() -> None:
-    async with running(seed=9, rate=100.0, venues=("binance",)) as sim:
+    async with running(seed=9, rate=1000.0, venues=("binance",)) as sim:
         url = sim.endpoints["binance"].ws_url
         async with trio_websocket.open_websocket_url(url + "?streams=ethbtc@depth@100ms") as early:
             first = await receive_n(early, 40)

@@ -114,6 +114,9 @@ async def serve_trio_websocket(
     async def on_request(request: trio_websocket.WebSocketRequest) -> None:
         await handler(_TrioWsRequest(request))
 
+    # Bind before any nursery exists, so "address in use" surfaces as a plain OSError.
+    listeners = await trio.open_tcp_listeners(port, host=host)
+    server = trio_websocket.WebSocketServer(on_request, listeners)
     async with trio.open_nursery() as nursery:
-        server = await nursery.start(trio_websocket.serve_websocket, on_request, host, port, None)
+        await nursery.start(server.run)
         task_status.started(server.port)
