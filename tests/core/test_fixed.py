@@ -143,6 +143,14 @@ def test_too_many_fractional_digits_is_rejected_not_rounded() -> None:
     assert parse("0." + "1" * SCALE) * 10 == int("1" * SCALE) * 10
 
 
+@pytest.mark.parametrize("text", ["9" * 5000, "1." + "0" * 5000, "9" * 5000 + ".5"])
+def test_absurdly_long_numbers_are_decode_errors(text: str) -> None:
+    """int() raises ValueError past its digit limit; untrusted input must get DecodeError."""
+    with pytest.raises(DecodeError) as info:
+        parse(text)
+    assert len(str(info.value)) < 100
+
+
 def test_long_bad_value_is_shortened_in_the_message() -> None:
     text = "x" * 1000
     with pytest.raises(DecodeError) as info:

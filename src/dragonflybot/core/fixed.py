@@ -43,21 +43,29 @@ def parse(text: str) -> Fixed:
     price or amount, so seeing one means the frame is malformed. Raises
     ``DecodeError`` naming the bad value.
     """
-    # One isascii() makes isdigit() mean [0-9] (it also accepts "²" and other non-ASCII digits), and
+    # One isascii() makes isdigit() mean [0-9] (alone it also accepts "²"), and
     # isdigit() rejects what int() would quietly accept (" 1", "1_0", "+1").
     if text.isascii():
         whole, dot, frac = text.partition(".")
         if whole.isdigit():
-            if not dot:
-                return int(whole) * ONE
-            n = len(frac)
-            if n <= SCALE and frac.isdigit():
-                return int(whole + frac) * _POW10[n]
+            try:
+                if not dot:
+                    return int(whole) * ONE
+                n = len(frac)
+                if n <= SCALE and frac.isdigit():
+                    return int(whole + frac) * _POW10[n]
+            except ValueError:
+                # int() refuses more than sys.get_int_max_str_digits() digits.
+                raise DecodeError(f"decimal {_shown(text)!r} has too many digits") from None
     raise DecodeError(_why(text))
 
 
+def _shown(text: str) -> str:
+    return text if len(text) <= 40 else text[:40] + "..."
+
+
 def _why(text: str) -> str:
-    shown = text if len(text) <= 40 else text[:40] + "..."
+    shown = _shown(text)
     if _TOO_PRECISE.fullmatch(text):
         return f"decimal {shown!r} has more than {SCALE} fractional digits"
     return f"not a non-negative decimal number: {shown!r}"
