@@ -173,8 +173,13 @@ def build_recordings(
     frames: dict[str, list[ReplayFrame]] = {}
     rest: dict[str, dict[str, bytes]] = {}
     channels: dict[str, set[str]] = {}
+    venues_by_url: dict[str, str | None] = {}
     for given, record in records:
-        venue = given or venue_of_url(record.url)
+        venue = given
+        if venue is None:
+            if record.url not in venues_by_url:
+                venues_by_url[record.url] = venue_of_url(record.url)
+            venue = venues_by_url[record.url]
         if venue is None:
             raise DecodeError(f"cannot tell which venue {record.url!r} belongs to")
         venue_channels = channels.setdefault(venue, set())

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import abc
 import logging
+import math
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Mapping
@@ -36,6 +37,8 @@ log = logging.getLogger(__name__)
 
 WS_PATH: Final = {"binance": "/stream", "bitstamp": ""}
 """Path of the endpoint a feed connects to (Binance: the combined-stream endpoint)."""
+CPU_SLICE: Final = 0.02
+"""Most wall time the market driver spends generating updates before it yields."""
 MAX_LAG: Final = 1.0
 """A driver this many seconds behind its schedule skips ahead instead of bursting."""
 
@@ -208,6 +211,8 @@ class ModelVenueServer(VenueServer):
         self._paused = False
         self._resumed = trio.Event()
         self._kick = trio.Event()
+        self._lag_skips = 0
+        self._lag_logged_at = -math.inf
 
     def _build_markets(self) -> None:
         config = self.config
@@ -303,33 +308,46 @@ class ModelVenueServer(VenueServer):
         interval = self.config.batch_interval
         schedules = list(self._schedules.items())
         steps = {name: self.markets[name].step for name, _ in schedules}
-        # Most updates generated per wake: 50 ms worth, so a late wake cannot starve clients.
-        limit = max(1, int(sum(s.rate for _, s in schedules) * 0.05))
         while True:
             if self._paused:
                 await self._resumed.wait()
                 continue
             now = trio.current_time()
             # Updates in due order across instruments (ties in configuration order), so the
-            # interleaving of streams is as deterministic as each stream.
-            for _ in range(limit):
-                name, schedule = min(schedules, key=_due)
-                if schedule.next_due > now:
-                    break
-                self._emit(name, steps[name](schedule.take()))
+            # interleaving of streams is as deterministic as each stream. At most CPU_SLICE
+            # of work per wake, so the connection writers always get their turn.
+            budget_end = time.perf_counter() + CPU_SLICE
+            done = False
+            while not done and time.perf_counter() < budget_end:
+                for _ in range(64):
+                    name, schedule = min(schedules, key=_due)
+                    if schedule.next_due > now:
+                        done = True
+                        break
+                    self._emit(name, steps[name](schedule.take()))
             for name, schedule in schedules:
                 if schedule.next_due < now - MAX_LAG:
-                    log.warning(
-                        "%s %s: %.1f s behind schedule, skipping ahead",
-                        self.venue,
-                        name,
-                        now - schedule.next_due,
-                    )
+                    self._lagged(name, now - schedule.next_due)
                     schedule.skip(now - schedule.next_due)
             wake = max(min(s.next_due for _, s in schedules), now + interval)
             with trio.move_on_at(wake):
                 await self._kick.wait()
             self._kick = trio.Event()
+
+    def _lagged(self, instrument: str, behind: float) -> None:
+        """The market cannot keep up with its rate (CPU-bound): say so, at most every 10 s."""
+        self._lag_skips += 1
+        now = trio.current_time()
+        if now - self._lag_logged_at >= 10.0:
+            self._lag_logged_at = now
+            log.warning(
+                "%s %s: %.1f s behind schedule, skipping ahead (%d times so far): "
+                "the rate is more than this machine can generate",
+                self.venue,
+                instrument,
+                behind,
+                self._lag_skips,
+            )
 
     def pause(self) -> None:
         if not self._paused:
