@@ -29,14 +29,14 @@ DEPTH = 10
 BOOK_SUMMARY = "/orderbook.OrderbookAggregator/BookSummary"
 
 
-def venue(name: str, mode: Mode) -> VenueConfig:
-    # Short timeouts so faults play out in seconds; stale_after must exceed the
-    # simulated market's quiet spells (20 updates/s: a few tens of milliseconds).
+def venue(name: str, mode: Mode, stale_after: float) -> VenueConfig:
+    # Short timeouts so faults play out in seconds. While a test holds the market
+    # still (``settle``) no frame comes, so stale_after must outlast that pause.
     return VenueConfig(
         name=name,
         mode=mode,
-        stale_after=1.0,
-        dead_after=5.0,
+        stale_after=stale_after,
+        dead_after=stale_after + 5.0,
         backoff_base=0.05,
         backoff_cap=0.3,
         connect_timeout=2.0,
@@ -49,10 +49,11 @@ async def running(
     modes: Sequence[tuple[str, Mode]] = (("binance", "diff"), ("bitstamp", "diff")),
     *,
     rate: float = 20.0,
+    stale_after: float = 10.0,
 ) -> AsyncIterator[tuple[App, SimHandle, InstrumentRuntime]]:
     config = AppConfig(
         instruments=[InstrumentConfig(name=INSTRUMENT, depth=DEPTH, listen="127.0.0.1:0")],
-        venues=[venue(n, m) for n, m in modes],
+        venues=[venue(n, m, stale_after) for n, m in modes],
         simulation=SimulationConfig(seed=5, rate=rate),
     )
     async with trio.open_nursery() as nursery:

@@ -66,7 +66,7 @@ async def test_gap_resync() -> None:
 
 
 async def test_stalled_venue_is_excluded_then_back() -> None:
-    async with running() as (_, sim, rt):
+    async with running(stale_after=1.0) as (_, sim, rt):
         await wait_live(rt, {"binance", "bitstamp"})
         async with reading(f"127.0.0.1:{rt.port}") as reader:
             sim.set_faults("bitstamp", Faults(stall_after=1, stall_seconds=3.0))
