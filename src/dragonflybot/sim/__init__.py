@@ -52,12 +52,19 @@ from dragonflybot.core.book import Side
 from dragonflybot.errors import ConfigError
 from dragonflybot.sim.config import Endpoints, SimConfig
 from dragonflybot.sim.faults import Faults
-from dragonflybot.sim.instruments import instrument_spec
-from dragonflybot.sim.market import FairPrice
+from dragonflybot.sim.market import FairPrice, MarketParams
 from dragonflybot.sim.replay import replay_servers
 from dragonflybot.sim.venue_server import ModelVenueServer, VenueServer
 
-__all__ = ["BookReader", "Endpoints", "Faults", "SimConfig", "SimHandle", "serve_simulation"]
+__all__ = [
+    "BookReader",
+    "Endpoints",
+    "Faults",
+    "MarketParams",
+    "SimConfig",
+    "SimHandle",
+    "serve_simulation",
+]
 
 
 class BookReader(Protocol):
@@ -166,7 +173,7 @@ async def serve_simulation(
     if config.replay:
         servers = dict(replay_servers(config))
     else:
-        fairs = {name: FairPrice(config.seed, instrument_spec(name)) for name in config.instruments}
+        fairs = {name: FairPrice(config.seed, config.spec(name)) for name in config.instruments}
         servers = {venue: ModelVenueServer(venue, config, fairs) for venue in config.venues}
     async with trio.open_nursery() as nursery:
         endpoints = {venue: await nursery.start(server.serve) for venue, server in servers.items()}

@@ -9,7 +9,8 @@ import msgspec
 
 from dragonflybot.errors import ConfigError
 from dragonflybot.sim.faults import NO_FAULTS, Faults
-from dragonflybot.sim.instruments import instrument_spec
+from dragonflybot.sim.instruments import InstrumentSpec, instrument_spec
+from dragonflybot.sim.market import MarketParams
 
 VENUES = ("binance", "bitstamp")
 
@@ -45,6 +46,12 @@ class SimConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields
     rest_ports: dict[str, int] = {}
     depth: int = 200
     """Levels per side of each simulated book."""
+    market: MarketParams = MarketParams()
+    """Order-flow shape (its ``depth`` is replaced by ``depth`` above)."""
+    tick_sizes: dict[str, str] = {}
+    """Per-instrument price tick override, e.g. ``{"ethbtc": "0.000001"}``."""
+    lot_sizes: dict[str, str] = {}
+    """Per-instrument amount lot override, e.g. ``{"ethbtc": "0.0001"}``."""
     faults: dict[str, Faults] = {}
     stamp_send_time: bool = False
     """Add ``"T_send_ns"`` (``time.time_ns()`` at send) to every data payload."""
@@ -85,8 +92,11 @@ class SimConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields
             raise ConfigError("no instrument to simulate")
         if len(set(self.instruments)) != len(self.instruments):
             raise ConfigError("an instrument is listed twice")
+        for name in (*self.tick_sizes, *self.lot_sizes):
+            if name not in self.instruments:
+                raise ConfigError(f"tick/lot size given for {name!r}, which is not simulated")
         for name in self.instruments:
-            instrument_spec(name)
+            self.spec(name)
         for rate in (self.rate, *self.rates.values()):
             if not rate > 0:
                 raise ConfigError(f"rate must be > 0, got {rate}")
@@ -101,6 +111,15 @@ class SimConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields
             raise ConfigError("batch_interval and replay_settle must be >= 0")
         if self.max_pending < 1:
             raise ConfigError("max_pending must be >= 1")
+
+    def spec(self, instrument: str) -> InstrumentSpec:
+        """The instrument's grid, with this configuration's tick and lot overrides."""
+        return instrument_spec(
+            instrument, tick=self.tick_sizes.get(instrument), lot=self.lot_sizes.get(instrument)
+        )
+
+    def market_params(self) -> MarketParams:
+        return msgspec.structs.replace(self.market, depth=self.depth)
 
     def rate_for(self, venue: str) -> float:
         return self.rates.get(venue, self.rate)

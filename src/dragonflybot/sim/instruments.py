@@ -16,7 +16,7 @@ from typing import Final
 import attrs
 
 from dragonflybot.core.fixed import ONE, Fixed, parse
-from dragonflybot.errors import ConfigError
+from dragonflybot.errors import ConfigError, DecodeError
 
 _NAME: Final = re.compile(r"[a-z0-9]{2,20}")
 
@@ -62,21 +62,37 @@ class InstrumentSpec:
         return self.name
 
 
-def instrument_spec(name: str) -> InstrumentSpec:
-    """The grid for ``name`` (compact lower-case form such as ``ethbtc``).
+def instrument_spec(
+    name: str, *, tick: str | None = None, lot: str | None = None
+) -> InstrumentSpec:
+    """The grid for ``name`` (compact lower-case form such as ``ethbtc``), optionally with
+    another tick or lot size (decimal strings).
 
-    Raises ``ConfigError`` for a name venues could not carry in a stream or path.
+    Raises ``ConfigError`` for a name venues could not carry in a stream or path, or a tick
+    or lot that is not a positive decimal of at most 8 places (what the venues print).
     """
     if not _NAME.fullmatch(name):
         raise ConfigError(f"instrument {name!r} must be 2-20 characters of [a-z0-9], e.g. 'ethbtc'")
-    start, tick, lot, decimals = _KNOWN.get(name, _GENERIC)
-    spec = InstrumentSpec(
+    start, known_tick, known_lot, decimals = _KNOWN.get(name, _GENERIC)
+    tick_value = _grid(name, "tick", tick or known_tick)
+    lot_value = _grid(name, "lot", lot or known_lot)
+    if tick is not None:
+        decimals = max(decimals, len(tick.partition(".")[2].rstrip("0")))
+    price = parse(start)
+    return InstrumentSpec(
         name=name,
-        start_price=parse(start),
-        tick=parse(tick),
-        lot=parse(lot),
+        start_price=price - price % tick_value or tick_value * 1000,
+        tick=tick_value,
+        lot=lot_value,
         price_decimals=decimals,
     )
-    if (spec.tick * 10**decimals) % ONE:
-        raise ConfigError(f"instrument {name!r}: tick does not fit {decimals} decimals")
-    return spec
+
+
+def _grid(name: str, what: str, text: str) -> Fixed:
+    try:
+        value = parse(text)
+    except DecodeError as exc:
+        raise ConfigError(f"instrument {name!r}: {what} size {text!r}: {exc}") from exc
+    if value <= 0 or value % (ONE // 10**8):
+        raise ConfigError(f"instrument {name!r}: {what} size must be > 0 with at most 8 decimals")
+    return value

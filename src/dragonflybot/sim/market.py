@@ -20,8 +20,10 @@ from bisect import bisect_left, insort
 from collections import deque
 
 import attrs
+import msgspec
 
 from dragonflybot.core.book import FullDepthBook, Level, Side
+from dragonflybot.errors import ConfigError
 from dragonflybot.sim.instruments import InstrumentSpec
 
 
@@ -42,25 +44,43 @@ class Update:
     asks: Side
 
 
-@attrs.frozen
-class MarketParams:
-    """Shape of the simulated order flow; prices in ticks, sizes in lots."""
+class MarketParams(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """Shape of the simulated order flow; prices in ticks, sizes in lots.
+
+    ``depth`` is set from ``SimConfig.depth``; the rest can be tuned with
+    ``SimConfig(market=MarketParams(...))``.
+    """
 
     depth: int = 200
     """Levels kept per side; the worst level is removed when a side grows past it."""
     max_lots: int = 500
+    """Largest order, in lots (order sizes are uniform in 1..max_lots)."""
     mean_distance: float = 6.0
     """Mean distance of a new order from the venue's mid, in ticks."""
     mean_cancel_index: float = 5.0
     """Mean book index of a cancelled level: most cancels happen near the top."""
     add_weight: float = 0.5
+    """Relative frequency of new limit orders..."""
     cancel_weight: float = 0.3
+    """...of cancellations..."""
     trade_weight: float = 0.2
+    """...and of market orders hitting the book."""
     offset_sigma: float = 1.5
     """Standard deviation of a venue's fixed offset from the fair price, in ticks."""
     noise_sigma: float = 0.5
     noise_keep: float = 0.98
     """AR(1) coefficient of the venue's noise around fair price + offset."""
+
+    def __post_init__(self) -> None:
+        if self.depth < 1 or self.max_lots < 1:
+            raise ConfigError("market depth and max_lots must be >= 1")
+        if not (self.mean_distance > 0 and self.mean_cancel_index > 0):
+            raise ConfigError("market mean_distance and mean_cancel_index must be > 0")
+        weights = (self.add_weight, self.cancel_weight, self.trade_weight)
+        if min(weights) < 0 or not self.add_weight > 0:
+            raise ConfigError("market weights must be >= 0, with add_weight > 0")
+        if self.offset_sigma < 0 or self.noise_sigma < 0 or not 0 <= self.noise_keep < 1:
+            raise ConfigError("market offset_sigma/noise_sigma must be >= 0, noise_keep in [0, 1)")
 
 
 class FairPrice:

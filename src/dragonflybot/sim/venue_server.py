@@ -26,8 +26,7 @@ from dragonflybot.sim.connection import ClientConnection
 from dragonflybot.sim.faults import Faults
 from dragonflybot.sim.frames import Outgoing
 from dragonflybot.sim.http import HttpResponse, serve_http
-from dragonflybot.sim.instruments import instrument_spec
-from dragonflybot.sim.market import FairPrice, MarketParams, Update, VenueMarket
+from dragonflybot.sim.market import FairPrice, Update, VenueMarket
 from dragonflybot.sim.protocol import Key, Rejection, VenueProtocol
 from dragonflybot.sim.schedule import Schedule
 from dragonflybot.sim.transport import ConnectionHandler, PendingRequest, serve_trio_websocket
@@ -195,7 +194,7 @@ class ModelVenueServer(VenueServer):
     """A venue publishing the seeded market model."""
 
     def __init__(self, venue: str, config: SimConfig, fairs: Mapping[str, FairPrice]) -> None:
-        specs = [instrument_spec(name) for name in config.instruments]
+        specs = [config.spec(name) for name in config.instruments]
         catalog: dict[str, str] = {}
         for spec in specs:
             catalog.update(depth_streams(spec) if venue == "binance" else book_channels(spec))
@@ -216,7 +215,7 @@ class ModelVenueServer(VenueServer):
 
     def _build_markets(self) -> None:
         config = self.config
-        params = MarketParams(depth=config.depth)
+        params = config.market_params()
         for spec in self._specs:
             market = VenueMarket(
                 self.venue,
