@@ -431,5 +431,5 @@ SUITE: Final = Suite(
     title="Core microbenchmarks",
     run=run,
     packages=("msgspec", "attrs"),
-    code=("src/dragonflybot/core", "benchmarks"),
+    code=("src/dragonflybot/core", "benchmarks/core.py", "benchmarks/harness.py"),
 )
