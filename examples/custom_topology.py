@@ -67,22 +67,42 @@ async def run(listen: str, duration: float, seed: int) -> dict[str, FeedStats]:
         nursery.start_soon(Aggregator(5, touch).run, touch_receive)
         nursery.start_soon(Aggregator(20, deep).run, deep_receive)
         nursery.start_soon(tee_updates, feeds_receive, [touch_send, deep_send])
-        async with feeds_send:
-            for venue in VENUES:
-                endpoints = sim.endpoints[venue]
-                config = VenueConfig(
-                    name=venue, mode="diff", ws_url=endpoints.ws_url, rest_url=endpoints.rest_url
-                )
-                feed = functools.partial(
-                    run_feed, config, INSTRUMENT, FEED_DEPTH, feeds_send.clone(), stats=stats[venue]
-                )
-                nursery.start_soon(feed)
+        feeds = trio.CancelScope()
+        feeds_done = trio.Event()
+
+        async def run_feeds() -> None:
+            with feeds:
+                async with trio.open_nursery() as feed_nursery, feeds_send:
+                    for venue in VENUES:
+                        endpoints = sim.endpoints[venue]
+                        config = VenueConfig(
+                            name=venue,
+                            mode="diff",
+                            ws_url=endpoints.ws_url,
+                            rest_url=endpoints.rest_url,
+                        )
+                        feed = functools.partial(
+                            run_feed,
+                            config,
+                            INSTRUMENT,
+                            FEED_DEPTH,
+                            feeds_send.clone(),
+                            stats=stats[venue],
+                        )
+                        feed_nursery.start_soon(feed)
+            feeds_done.set()
+
+        nursery.start_soon(run_feeds)
         nursery.start_soon(watch_deep_book, deep, 0.5)
 
         await trio.sleep(duration)
-        server.shutdown()  # streams end with UNAVAILABLE, then the rest is cancelled
+        # Streams end with UNAVAILABLE; the feeds close their WebSockets while the
+        # venues are still there to answer; then everything else is cancelled.
+        server.shutdown()
+        feeds.cancel()
         with trio.move_on_after(1):
             await server.wait_closed()
+            await feeds_done.wait()
         nursery.cancel_scope.cancel()
     return stats
 
