@@ -30,7 +30,8 @@ class Faults(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=Tr
     drop_after: int | None = None
     """Close the connection once it has been sent this many messages."""
     drop_probability: float = 0.0
-    """Chance of closing the connection after each data frame."""
+    """Chance of closing the connection after each data frame (drawn from a generator
+    seeded by ``SimConfig.seed``, the venue and the connection's number: reproducible)."""
     gap_every: int | None = None
     """Omit every Nth diff frame (Binance: the next ``U`` jumps; Bitstamp: a lost diff)."""
     malformed_every: int | None = None
@@ -48,8 +49,6 @@ class Faults(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=Tr
     """Answer every subscription with the venue's error reply."""
     max_frames_per_second: float | None = None
     """Throttle: frames beyond this rate wait in the connection's queue."""
-    seed: int = 0
-    """Seed of the per-connection random draws (``drop_probability``)."""
 
     def __post_init__(self) -> None:
         for name in ("drop_after", "gap_every", "malformed_every", "stall_after"):
