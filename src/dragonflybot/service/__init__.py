@@ -1,6 +1,15 @@
-"""Layer 5: the gRPC service (purerpc) — ``BookSummary`` streams and the health service."""
+"""Layer 5: the gRPC service (purerpc) — ``BookSummary`` streams and the health service.
 
+Server side: ``SummaryPublisher`` (the aggregator's publisher: encode once, fan
+out), ``BookSummaryService`` and ``HealthService`` (the servicers), ``GrpcServer``
+(bind exactly one address, paced streams, graceful shutdown). Client side:
+``open_channel`` (purerpc with a small window) and ``follow_book`` (the stream
+into a latest-value fan-out, with optional reconnects).
+"""
+
+from dragonflybot.service.book_client import ReceivedSummary, follow_book
 from dragonflybot.service.book_summary import SERVICE_NAME, BookSummaryService
+from dragonflybot.service.channel import open_channel
 from dragonflybot.service.health import HealthService
 from dragonflybot.service.server import GrpcServer
 from dragonflybot.service.summary import EncodedBook, SummaryPublisher, encode_summary, to_summary
@@ -11,7 +20,10 @@ __all__ = [
     "EncodedBook",
     "GrpcServer",
     "HealthService",
+    "ReceivedSummary",
     "SummaryPublisher",
     "encode_summary",
+    "follow_book",
+    "open_channel",
     "to_summary",
 ]
