@@ -32,6 +32,13 @@ In-process API (used by ``--simulate``, the demo, end-to-end tests and benchmark
   hand while frozen; ``await SimHandle.flushed()`` waits until every queued frame is written.
 - ``SimHandle.frames_sent(venue)`` / ``connections(venue)`` — counters.
 
+Other ``SimConfig`` knobs: ``rate`` (updates/s per venue and instrument, each one diff frame),
+``depth``, ``market`` (``MarketParams``: order-flow shape), ``tick_sizes``/``lot_sizes``,
+``faults`` per venue, ``stamp_send_time`` (adds ``"T_send_ns"`` to every data payload, for
+latency measurements), ``ws_backend="wsproto"`` (one socket write per batch of frames, for
+benchmarks), ``replay`` (capture files to serve instead of the model) with ``speed`` or
+``as_fast_as_possible``, ``ports``/``rest_ports`` for fixed ports.
+
 Message timestamps start at ``SimConfig.epoch_ns`` and follow trio's clock while the market
 runs (they stand still while it is paused); with a fixed seed and epoch the message sequence
 is identical on every run. ``SimConfig(start_paused=True)`` lets a client subscribe before the
@@ -53,8 +60,9 @@ from dragonflybot.errors import ConfigError
 from dragonflybot.sim.config import Endpoints, SimConfig
 from dragonflybot.sim.faults import Faults
 from dragonflybot.sim.market import FairPrice, MarketParams
+from dragonflybot.sim.model_server import ModelVenueServer
 from dragonflybot.sim.replay import replay_servers
-from dragonflybot.sim.venue_server import ModelVenueServer, VenueServer
+from dragonflybot.sim.venue_server import VenueServer
 
 __all__ = [
     "BookReader",
