@@ -214,3 +214,15 @@ async def test_shutdown_ends_streams_with_unavailable_and_logs_no_error(
     problems = [r for r in caplog.records if r.levelno >= logging.WARNING]
     assert problems == []
     assert not any("Got exception" in r.getMessage() for r in caplog.records)
+
+
+async def test_a_peer_speaking_garbage_is_dropped_and_the_server_goes_on() -> None:
+    async with serving() as h:
+        await h.push(view("binance", "1", "2"))
+        stream = await trio.open_tcp_stream("127.0.0.1", h.port)
+        await stream.send_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        with trio.fail_after(5):
+            while await stream.receive_some():  # until the server closes it
+                pass
+        await stream.aclose()
+        assert len(await take(h, 1)) == 1

@@ -72,7 +72,7 @@ class Connection:
     def __init__(self, methods: Methods, socket_stream: anyio.abc.SocketStream) -> None:
         self._methods = methods
         self._raw = socket_stream
-        self._paced = PacedStream(socket_stream, lambda: 0)
+        self._paced = PacedStream(socket_stream, lambda: self.buffered_bytes)
         self._streams: set[_StreamTask] = set()
         self._idle = trio.Event()
         self._idle.set()
@@ -107,7 +107,6 @@ class Connection:
         config = GRPCConfiguration(client_side=False)
         async with GRPCProtoSocket(config, self._paced) as grpc_socket:
             self._grpc_socket = grpc_socket
-            self._paced.bind_pending(lambda: self.buffered_bytes)
             async with trio.open_nursery() as nursery:
                 self._nursery = nursery
                 try:

@@ -48,16 +48,13 @@ class PacedStream(anyio.abc.SocketStream):
     """
 
     def __init__(self, inner: anyio.abc.SocketStream, pending: Callable[[], int]) -> None:
+        """``pending()`` is the number of bytes written but still above the socket."""
         self._inner = inner
         self._pending = pending
         self._sending = False
         self._lot = trio.lowlevel.ParkingLot()
         self.broken = False
         self.bytes_sent = 0
-
-    def bind_pending(self, pending: Callable[[], int]) -> None:
-        """Say how to read the bytes buffered above the socket (known once purerpc is set up)."""
-        self._pending = pending
 
     @property
     def drained(self) -> bool:
