@@ -35,7 +35,8 @@ class RateMeter:
     def observe(self, received: ReceivedSummary) -> float:
         samples = self._samples
         samples.append((received.recv_ns, received.number))
-        while len(samples) > 2 and received.recv_ns - samples[1][0] >= self._window_ns:
+        # Keep the samples inside the window, but always two to measure between.
+        while len(samples) > 2 and received.recv_ns - samples[0][0] > self._window_ns:
             samples.popleft()
         (t0, n0), (t1, n1) = samples[0], samples[-1]
         return (n1 - n0) * 1e9 / (t1 - t0) if t1 > t0 else 0.0
