@@ -232,7 +232,6 @@ class _FeedGroup:
 
     def __init__(self) -> None:
         self._feeds: list[tuple[str, Callable[[], Awaitable[Any]]]] = []
-        self._sends: list[trio.MemorySendChannel[VenueUpdate]] = []
         self._scope = trio.CancelScope()
         self._done = trio.Event()
 
