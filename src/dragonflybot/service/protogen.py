@@ -41,7 +41,9 @@ def generate(out_dir: Path) -> list[Path]:
         for src in sorted(Path(tmp).rglob("*.py")):
             text = src.read_text()
             # Flatten package imports so the modules live side by side in one package.
-            text = re.sub(r"^import grpc\.health\.v1\.(\w+) as", r"from . import \1 as", text, flags=re.M)
+            text = re.sub(
+                r"^import grpc\.health\.v1\.(\w+) as", r"from . import \1 as", text, flags=re.M
+            )
             text = re.sub(r"^import (\w+_pb2)( as \w+)?$", r"from . import \1\2", text, flags=re.M)
             dest = out_dir / src.name
             dest.write_text(text)
