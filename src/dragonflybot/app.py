@@ -35,7 +35,7 @@ import trio
 from dragonflybot.aggregator import Aggregator, AggregatorStats, BookState
 from dragonflybot.config import DEFAULT_LISTEN, AppConfig, VenueConfig, parse_listen
 from dragonflybot.core.view import VenueUpdate
-from dragonflybot.errors import ConfigError
+from dragonflybot.errors import ConfigError, DragonflybotError
 from dragonflybot.feed import FeedStats, run_feed
 from dragonflybot.service import BookSummaryService, GrpcServer, HealthService, SummaryPublisher
 from dragonflybot.sim import SimConfig, SimHandle, serve_simulation
@@ -245,7 +245,9 @@ class _FeedGroup:
         for venue in plan.venues:
             stats = rt.feed_stats[venue.name]
             run = functools.partial(runner, venue, plan.name, plan.depth, send.clone(), stats=stats)
-            self._feeds.append((f"feed:{plan.name}:{venue.name}", run))
+            self._feeds.append(
+                (f"feed:{plan.name}:{venue.name}", functools.partial(_contained, run, stats))
+            )
         # Each feed owns a clone and closes it; the aggregator ends once all are closed.
         send.close()
 
@@ -263,6 +265,21 @@ class _FeedGroup:
 
     async def wait_done(self) -> None:
         await self._done.wait()
+
+
+async def _contained(run: Callable[[], Awaitable[Any]], stats: FeedStats) -> None:
+    """Run one feed so that its permanent failure costs only that venue.
+
+    A feed gives up for good only when retrying cannot help (the venue rejects
+    the symbol or stream). That is bad input for one venue, not a reason to stop
+    serving the others: log it once, keep the venue marked down, carry on.
+    """
+    try:
+        await run()
+    except DragonflybotError as exc:
+        stats.state = "down"
+        stats.last_error = str(exc)
+        log.error("feed stopped for good: %s", exc)
 
 
 async def _log_live_venues(rt: InstrumentRuntime) -> None:

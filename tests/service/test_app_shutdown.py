@@ -10,7 +10,7 @@ import trio
 from dragonflybot.app import App, plan_topology, run_app
 from dragonflybot.config import AppConfig, InstrumentConfig, VenueConfig
 from dragonflybot.core.view import VenueUpdate
-from dragonflybot.errors import ConfigError
+from dragonflybot.errors import ConfigError, SubscriptionError
 from dragonflybot.feed import FeedStats
 
 from .conftest import numbered
@@ -97,3 +97,46 @@ async def test_a_client_that_stopped_reading_cannot_hold_the_shutdown(
     assert runtime.server.connection_count == 0
     noisy = [r for r in caplog.records if r.levelno >= logging.WARNING]
     assert noisy == []
+
+
+async def rejecting_or_fake_feed(
+    config: VenueConfig,
+    instrument: str,
+    depth: int,
+    send: trio.MemorySendChannel[VenueUpdate],
+    *,
+    stats: FeedStats | None = None,
+) -> None:
+    """Bitstamp refuses the symbol for good; Binance streams as usual."""
+    if config.name == "bitstamp":
+        async with send:
+            raise SubscriptionError(config.name, f"subscription to {instrument} rejected")
+    await fake_feed(config, instrument, depth, send, stats=stats)
+
+
+async def test_a_venue_that_rejects_the_symbol_costs_only_that_venue(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    two_venues = AppConfig(
+        instruments=[InstrumentConfig(name="ethbtc", depth=DEPTH, listen="127.0.0.1:0")],
+        venues=[VenueConfig(name="binance"), VenueConfig(name="bitstamp")],
+        shutdown_grace=0.5,
+    )
+    async with trio.open_nursery() as nursery:
+        app: App = await nursery.start(
+            lambda task_status: run_app(
+                two_venues, feed_runner=rejecting_or_fake_feed, task_status=task_status
+            )
+        )
+        runtime = app.instruments["ethbtc"]
+        with runtime.publisher.books.subscribe() as books:
+            async for book in books:
+                if book.state.live:
+                    break
+        assert book.state.live == {"binance"}
+        stats = runtime.feed_stats["bitstamp"]
+        assert stats.state == "down"
+        assert stats.last_error is not None and "rejected" in stats.last_error
+        app.shutdown()
+    errors = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
+    assert any("bitstamp" in message and "rejected" in message for message in errors)
