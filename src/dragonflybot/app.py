@@ -14,6 +14,11 @@ the feeds are pointed at it; then the feeds. Feeds are started with
 the server, and readiness is visible where clients look for it (the health
 service, the stream's live venues).
 
+With ``metrics_listen`` set, a Prometheus endpoint is bound right after the gRPC
+servers (so a taken port fails the start just the same). It serves the App's own
+registry, whose collector reads the counters of every feed, aggregator and
+stream at scrape time (``dragonflybot.metrics``).
+
 Shutdown (``App.shutdown``) is graceful first: the servers stop accepting and end
 every stream with an ``UNAVAILABLE`` status, send GOAWAY and close their sockets;
 after ``shutdown_grace`` seconds whatever remains (a client that stopped
@@ -31,13 +36,21 @@ from typing import Any, Protocol
 import attrs
 import msgspec
 import trio
+from prometheus_client.registry import CollectorRegistry
 
 from dragonflybot.aggregator import Aggregator, AggregatorStats, BookState
 from dragonflybot.config import DEFAULT_LISTEN, AppConfig, VenueConfig, parse_listen
 from dragonflybot.core.view import VenueUpdate
 from dragonflybot.errors import ConfigError, DragonflybotError
 from dragonflybot.feed import FeedStats, run_feed
-from dragonflybot.service import BookSummaryService, GrpcServer, HealthService, SummaryPublisher
+from dragonflybot.metrics import build_registry, serve_metrics
+from dragonflybot.service import (
+    BookSummaryService,
+    GrpcServer,
+    HealthService,
+    StreamStats,
+    SummaryPublisher,
+)
 from dragonflybot.sim import SimConfig, SimHandle, serve_simulation
 from dragonflybot.venues.registry import lookup
 
@@ -127,8 +140,12 @@ class InstrumentRuntime:
     def __init__(self, plan: InstrumentPlan) -> None:
         self.plan = plan
         self.publisher = SummaryPublisher()
+        self.stream_stats = StreamStats()
         self.server = GrpcServer(
-            [BookSummaryService(self.publisher.books), HealthService(self.publisher.serving)],
+            [
+                BookSummaryService(self.publisher.books, stats=self.stream_stats),
+                HealthService(self.publisher.serving),
+            ],
             plan.host,
             plan.port,
         )
@@ -152,11 +169,22 @@ class InstrumentRuntime:
 class App:
     """Handle on a running service (what ``run_app`` reports when started)."""
 
-    def __init__(self, instruments: Sequence[InstrumentRuntime], sim: SimHandle | None) -> None:
+    def __init__(
+        self,
+        instruments: Sequence[InstrumentRuntime],
+        sim: SimHandle | None,
+        *,
+        registry: CollectorRegistry | None = None,
+        metrics_address: tuple[str, int] | None = None,
+    ) -> None:
         self.instruments: Mapping[str, InstrumentRuntime] = MappingProxyType(
             {rt.name: rt for rt in instruments}
         )
         self.simulation = sim
+        self.registry = registry if registry is not None else build_registry(instruments)
+        """This app's own Prometheus registry (never the global one)."""
+        self.metrics_address = metrics_address
+        """``(host, bound port)`` of the ``/metrics`` endpoint, ``None`` when not served."""
         self._stop = trio.Event()
 
     def shutdown(self) -> None:
@@ -186,9 +214,15 @@ async def run_app(
     plans = plan_topology(config)
     sim_config = simulation_config(config, plans)
     runtimes = [InstrumentRuntime(plan) for plan in plans]
+    registry = build_registry(runtimes)
     async with trio.open_nursery() as nursery:
         for rt in runtimes:
             await nursery.start(rt.server.serve)
+        metrics_address: tuple[str, int] | None = None
+        if config.metrics_listen is not None:
+            host, port = parse_listen(config.metrics_listen)
+            port = await nursery.start(serve_metrics, registry, host, port)
+            metrics_address = (host, port)
         sim: SimHandle | None = None
         if sim_config is not None:
             sim = await nursery.start(serve_simulation, sim_config)
@@ -199,7 +233,7 @@ async def run_app(
             send = _start_aggregator(nursery, rt)
             feeds.add(rt, send, feed_runner)
         nursery.start_soon(feeds.run, name="feeds")
-        app = App(runtimes, sim)
+        app = App(runtimes, sim, registry=registry, metrics_address=metrics_address)
         task_status.started(app)
         await app.wait_stopping()
         log.info("shutting down")
@@ -279,7 +313,7 @@ async def _contained(run: Callable[[], Awaitable[Any]], stats: FeedStats) -> Non
     except DragonflybotError as exc:
         stats.state = "down"
         stats.last_error = str(exc)
-        log.error("feed stopped for good: %s", exc)
+        log.error("feed stopped for good: %s", exc, extra={"venue": stats.venue or None})
 
 
 async def _log_live_venues(rt: InstrumentRuntime) -> None:
@@ -290,4 +324,10 @@ async def _log_live_venues(rt: InstrumentRuntime) -> None:
             if book.state.live != live:
                 live = book.state.live
                 names = ", ".join(sorted(live)) or "none"
-                log.info("%s on %s: live venues: %s", rt.name, rt.server.address, names)
+                log.info(
+                    "%s on %s: live venues: %s",
+                    rt.name,
+                    rt.server.address,
+                    names,
+                    extra={"instrument": rt.name, "live": sorted(live)},
+                )

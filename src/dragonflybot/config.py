@@ -45,6 +45,7 @@ class VenueConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_on
 # --- the application: instruments, their venues and listen addresses ----------------------
 
 LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]
+LogFormat = Literal["text", "json"]
 Depth = Annotated[int, msgspec.Meta(ge=1, le=250)]
 """Consolidated levels per side. Capped so one Summary stays far below the gRPC message limit."""
 
@@ -84,6 +85,10 @@ class AppConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only
         default_factory=lambda: [VenueConfig(name=n) for n in DEFAULT_VENUES]
     )
     log_level: LogLevel = "INFO"
+    log_format: LogFormat = "text"
+    """``text``: one ``key=value`` line per event; ``json``: one JSON object per line."""
+    metrics_listen: str | None = None
+    """``HOST:PORT`` to serve Prometheus metrics on (``/metrics``); ``None``: not served."""
     simulation: SimulationConfig | None = None
     shutdown_grace: Annotated[float, msgspec.Meta(gt=0, le=10)] = 1.0
     """Seconds streams get to end with a status before the rest is cancelled."""
@@ -130,6 +135,16 @@ def check_config(config: AppConfig, *, source: str = "<config>") -> AppConfig:
             )
         listens[address] = inst.name
         _check_venues(inst.venues or (), f"{source}: {key}.venues")
+    if config.metrics_listen is not None:
+        try:
+            address = parse_listen(config.metrics_listen)
+        except ConfigError as exc:
+            raise ConfigError(f"{source}: metrics_listen: {exc}") from None
+        if address[1] != 0 and address in listens:
+            raise ConfigError(
+                f"{source}: metrics_listen: {format_listen(*address)} is already used by "
+                f"instrument {listens[address]!r}"
+            )
     _check_venues(config.venues, f"{source}: venues")
     return config
 

@@ -19,6 +19,7 @@ from dragonflybot.aggregator.state import BookState
 from dragonflybot.aggregator.table import ViewTable
 from dragonflybot.core.merge import Consolidated
 from dragonflybot.core.view import VenueUpdate
+from dragonflybot.metrics.histogram import LatencyHistogram
 
 
 class Publisher(Protocol):
@@ -38,6 +39,8 @@ class AggregatorStats:
     largest_batch: int = 0
     merges: int = 0
     publications: int = 0
+    receive_to_merged: LatencyHistogram = attrs.field(factory=LatencyHistogram)
+    """From the receipt of the newest venue frame in a published state to its publication."""
 
 
 class Aggregator:
@@ -78,6 +81,8 @@ class Aggregator:
         state = BookState(self._seq, time.monotonic_ns(), book, live, table.newest_recv_ns())
         self._publisher.publish(state)
         self.stats.publications += 1
+        if state.newest_recv_ns is not None:
+            self.stats.receive_to_merged.observe_ns(state.published_ns - state.newest_recv_ns)
         return state
 
     def apply_batch(self, updates: list[VenueUpdate]) -> BookState | None:

@@ -56,6 +56,7 @@ def build_parser(prog: str = PROG) -> argparse.ArgumentParser:
         "--connect-timeout", type=float, default=5.0, metavar="S", help="default: 5 seconds"
     )
     parser.add_argument("--log-level", type=str.upper, default="WARNING", help="default: WARNING")
+    options.add_observability_flags(parser, metrics=False)
     return parser
 
 
@@ -130,7 +131,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     host, port = parse_listen(args.server)
     table = args.format == "table" if args.format else sys.stdout.isatty()
-    setup_logging(args.log_level)
+    setup_logging(args.log_level, args.log_format or "text")
     try:
         return run(
             PROG,

@@ -19,13 +19,14 @@ from typing import NoReturn
 import trio
 
 from dragonflybot.app import App, run_app
-from dragonflybot.config import AppConfig
+from dragonflybot.config import AppConfig, LogFormat
 from dragonflybot.errors import (
     ConfigError,
     DragonflybotError,
     ServiceError,
     SubscriptionError,
 )
+from dragonflybot.logging_setup import configure_logging
 
 EXIT_OK = 0
 EXIT_FAILURE = 1
@@ -51,17 +52,9 @@ def fail(prog: str, error: BaseException) -> int:
     return EXIT_USAGE if isinstance(error, USAGE_ERRORS) else EXIT_FAILURE
 
 
-def setup_logging(level: str) -> None:
+def setup_logging(level: str, log_format: LogFormat = "text") -> None:
     """Logs go to stderr, so stdout stays clean for JSON lines or the live table."""
-    logging.basicConfig(
-        level=level,
-        format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
-    if level != "DEBUG":
-        # One line per REST request and per h2 frame is noise unless debugging.
-        for name in ("httpx", "httpcore", "hpack", "purerpc"):
-            logging.getLogger(name).setLevel(logging.WARNING)
+    configure_logging(level, log_format)
 
 
 def run(prog: str, main: Callable[[], Awaitable[int]]) -> int:

@@ -23,8 +23,10 @@ from dragonflybot.config import (
     SimulationConfig,
     VenueConfig,
     check_config,
+    format_listen,
 )
 from dragonflybot.errors import DragonflybotError, TransportError
+from dragonflybot.metrics import METRICS_PATH
 
 PROG = "dragonflybot demo"
 
@@ -53,6 +55,7 @@ def build_parser(prog: str = PROG) -> argparse.ArgumentParser:
         help="default: table on a terminal, json otherwise",
     )
     parser.add_argument("--log-level", type=str.upper, default="WARNING", help="default: WARNING")
+    options.add_observability_flags(parser)
     return parser
 
 
@@ -71,6 +74,8 @@ def demo_config(args: argparse.Namespace) -> AppConfig:
             ],
             simulation=SimulationConfig(seed=args.seed, rate=args.rate),
             log_level=args.log_level,
+            log_format=args.log_format or "text",
+            metrics_listen=args.metrics_listen,
         ),
         source="demo",
     )
@@ -82,12 +87,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         config = demo_config(args)
     except DragonflybotError as exc:
         return fail(PROG, exc)
-    setup_logging(config.log_level)
+    setup_logging(config.log_level, config.log_format)
     table = args.format == "table" if args.format else sys.stdout.isatty()
 
     async def client(app: App) -> None:
         runtime = next(iter(app.instruments.values()))
         print(f"demo: {runtime.name} served on {runtime.server.address}", file=sys.stderr)
+        if app.metrics_address is not None:
+            where = format_listen(*app.metrics_address)
+            print(f"demo: metrics on http://{where}{METRICS_PATH}", file=sys.stderr)
         try:
             await follow_and_show(runtime.plan.host, runtime.port, table=table)
         except* TransportError:

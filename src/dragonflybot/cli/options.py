@@ -59,6 +59,23 @@ def listen_address(text: str) -> str:
     return text
 
 
+def add_observability_flags(parser: argparse.ArgumentParser, *, metrics: bool = True) -> None:
+    """``--log-format`` (and ``--metrics-listen``): shared by the server, the demo, the client."""
+    parser.add_argument(
+        "--log-format",
+        choices=("text", "json"),
+        help="text: one key=value line per event (default); json: one JSON object per line",
+    )
+    if metrics:
+        parser.add_argument(
+            "--metrics-listen",
+            type=listen_address,
+            metavar="HOST:PORT",
+            help="serve Prometheus metrics on http://HOST:PORT/metrics (default: off; "
+            "port 0 picks a free port, which is logged)",
+        )
+
+
 def depth(text: str) -> int:
     try:
         value = int(text)
@@ -78,6 +95,8 @@ def build_config(
     listen: str | None,
     simulate: bool,
     log_level: str | None,
+    log_format: str | None = None,
+    metrics_listen: str | None = None,
 ) -> AppConfig:
     """The file's config (or the defaults) with the flags applied and validated."""
     base = load_config(config_path) if config_path else AppConfig()
@@ -107,5 +126,9 @@ def build_config(
         changes["simulation"] = SimulationConfig()
     if log_level is not None:
         changes["log_level"] = log_level
+    if log_format is not None:
+        changes["log_format"] = log_format
+    if metrics_listen is not None:
+        changes["metrics_listen"] = metrics_listen
     config = msgspec.structs.replace(base, **changes)
     return check_config(config, source="command line")

@@ -61,6 +61,7 @@ def build_parser(prog: str = PROG) -> argparse.ArgumentParser:
         help="run simulated venues in-process instead of connecting to the real ones",
     )
     parser.add_argument("--log-level", type=str.upper, choices=LOG_LEVELS, help="default: INFO")
+    options.add_observability_flags(parser)
     return parser
 
 
@@ -74,6 +75,8 @@ def config_from_args(args: argparse.Namespace) -> AppConfig:
         listen=args.listen,
         simulate=args.simulate,
         log_level=args.log_level,
+        log_format=args.log_format,
+        metrics_listen=args.metrics_listen,
     )
     plan_topology(config)
     return config
@@ -85,5 +88,5 @@ def main(argv: Sequence[str] | None = None) -> int:
         config = config_from_args(args)
     except DragonflybotError as exc:
         return fail(PROG, exc)
-    setup_logging(config.log_level)
+    setup_logging(config.log_level, config.log_format)
     return run(PROG, lambda: serve_until_signal(config))

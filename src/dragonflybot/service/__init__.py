@@ -8,7 +8,7 @@ into a latest-value fan-out, with optional reconnects).
 """
 
 from dragonflybot.service.book_client import ReceivedSummary, follow_book
-from dragonflybot.service.book_summary import SERVICE_NAME, BookSummaryService
+from dragonflybot.service.book_summary import SERVICE_NAME, BookSummaryService, StreamStats
 from dragonflybot.service.channel import open_channel
 from dragonflybot.service.health import HealthService
 from dragonflybot.service.server import GrpcServer
@@ -21,6 +21,7 @@ __all__ = [
     "GrpcServer",
     "HealthService",
     "ReceivedSummary",
+    "StreamStats",
     "SummaryPublisher",
     "encode_summary",
     "follow_book",

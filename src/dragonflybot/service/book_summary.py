@@ -10,26 +10,68 @@ starves the others.
 
 from __future__ import annotations
 
+import time
 from collections.abc import AsyncIterator
 from typing import Any
 
+import attrs
 from purerpc import RpcFailedError, Status, StatusCode
 
 from dragonflybot.aggregator.fanout import Fanout
+from dragonflybot.metrics.histogram import LatencyHistogram
 from dragonflybot.service.proto.orderbook_grpc import OrderbookAggregatorServicer
 from dragonflybot.service.summary import EncodedBook, PreEncoded
 
 SERVICE_NAME = "orderbook.OrderbookAggregator"
 
 
+@attrs.define
+class StreamStats:
+    """What the book streams of one service did (plain numbers: the metrics read them)."""
+
+    open: int = 0
+    """``BookSummary`` streams running now."""
+    opened: int = 0
+    """``BookSummary`` streams started, over the service's life."""
+    sent: int = 0
+    """Summaries handed to streams."""
+    conflated: int = 0
+    """Summaries a stream skipped because a newer one replaced them before it could send."""
+    receive_to_sent: LatencyHistogram = attrs.field(factory=LatencyHistogram)
+    """From the receipt of the newest venue frame in a Summary to its hand-off to a stream.
+
+    The first Summary of each stream is not observed: it is the book as it was when
+    the client connected, which may be old in a quiet market without anything being slow.
+    """
+
+
 class BookSummaryService(OrderbookAggregatorServicer):
     """Streams the Summaries published on ``books`` (already encoded, sent as is)."""
 
-    def __init__(self, books: Fanout[EncodedBook]) -> None:
+    def __init__(self, books: Fanout[EncodedBook], *, stats: StreamStats | None = None) -> None:
         self._books = books
+        self.stats = stats if stats is not None else StreamStats()
 
     async def BookSummary(self, input_message: Any) -> AsyncIterator[PreEncoded]:  # type: ignore[override]
-        with self._books.subscribe() as subscription:
-            async for book in subscription:
-                yield PreEncoded(book.summary)
+        stats = self.stats
+        latency = stats.receive_to_sent
+        clock = time.monotonic_ns
+        stats.open += 1
+        stats.opened += 1
+        try:
+            with self._books.subscribe() as subscription:
+                skipped = 0
+                first = True
+                async for book in subscription:
+                    recv_ns = book.state.newest_recv_ns
+                    if recv_ns is not None and not first:
+                        latency.observe_ns(clock() - recv_ns)
+                    first = False
+                    if subscription.skipped != skipped:
+                        stats.conflated += subscription.skipped - skipped
+                        skipped = subscription.skipped
+                    stats.sent += 1
+                    yield PreEncoded(book.summary)
+        finally:
+            stats.open -= 1
         raise RpcFailedError(Status(StatusCode.UNAVAILABLE, "the book is no longer published"))

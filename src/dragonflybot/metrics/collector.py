@@ -1,0 +1,178 @@
+"""The service's Prometheus metrics, read from the plain counters at scrape time.
+
+Feeds, aggregators and book streams count in plain attributes (``FeedStats``,
+``AggregatorStats``, ``StreamStats``) and bucket their latencies in
+``LatencyHistogram``s; nothing on their paths touches prometheus-client. This
+collector walks those objects only when Prometheus asks, so a scrape costs a few
+microseconds per series and an unscraped service pays nothing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Sequence
+from typing import TYPE_CHECKING, get_args
+
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+)
+from prometheus_client.metrics_core import Metric
+from prometheus_client.registry import Collector
+
+from dragonflybot.feed.stats import FeedState, FeedStats
+from dragonflybot.metrics.histogram import LatencyHistogram
+
+if TYPE_CHECKING:
+    from dragonflybot.app import InstrumentRuntime
+
+PREFIX = "dragonflybot"
+
+FEED_STATES: tuple[str, ...] = get_args(FeedState)
+
+FEED_COUNTERS: tuple[tuple[str, Callable[[FeedStats], int], str], ...] = (
+    ("feed_frames_received", lambda s: s.frames, "WebSocket messages received."),
+    ("feed_frames_parsed", lambda s: s.parsed, "Frames decoded as well-formed venue messages."),
+    ("feed_frames_malformed", lambda s: s.malformed, "Frames skipped as malformed."),
+    ("feed_frames_ignored", lambda s: s.ignored, "Well-formed frames not meant for this feed."),
+    (
+        "feed_book_updates_forwarded",
+        lambda s: s.forwarded,
+        "Top-N changes handed towards the aggregator.",
+    ),
+    ("feed_venue_down_updates", lambda s: s.downs, "Venue-down notices sent to the aggregator."),
+    (
+        "feed_updates_conflated",
+        lambda s: s.conflated,
+        "Updates replaced by a newer one before the aggregator took them.",
+    ),
+    ("feed_gaps", lambda s: s.gaps, "Sequence gaps detected (each discards the book)."),
+    ("feed_resyncs", lambda s: s.resyncs, "Books discarded and rebuilt while connected."),
+    ("feed_reconnects", lambda s: s.reconnects, "Connections lost or closed, then retried."),
+    ("feed_connects", lambda s: s.connects, "Subscriptions acknowledged."),
+    ("feed_stale_periods", lambda s: s.stale_periods, "Times the venue fell silent too long."),
+    ("feed_snapshot_requests", lambda s: s.snapshot_requests, "REST snapshot requests made."),
+    ("feed_snapshot_failures", lambda s: s.snapshot_failures, "REST snapshot requests failed."),
+    ("feed_venue_notices", lambda s: s.notices, "Errors the venue reported after subscribing."),
+    ("feed_book_messages_applied", lambda s: s.sync.applied, "Book messages applied."),
+    (
+        "feed_book_messages_dropped",
+        lambda s: s.sync.dropped,
+        "Diffs dropped as older than the book.",
+    ),
+    ("feed_snapshots_installed", lambda s: s.sync.snapshots, "REST snapshots installed."),
+    ("feed_snapshot_refetches", lambda s: s.sync.refetches, "REST snapshots rejected as stale."),
+)
+"""(name without the prefix and ``_total``, how to read it, help)."""
+
+
+class AppCollector(Collector):
+    """Every metric of the given instruments, labelled ``instrument`` (and ``venue``)."""
+
+    def __init__(self, instruments: Sequence[InstrumentRuntime]) -> None:
+        self._instruments = tuple(instruments)
+
+    def collect(self) -> Iterator[Metric]:
+        yield from self._feed_metrics()
+        yield from self._aggregator_metrics()
+        yield from self._service_metrics()
+        yield from self._latency_metrics()
+
+    def _feed_metrics(self) -> Iterator[Metric]:
+        labels = ["instrument", "venue"]
+        feeds = [
+            (rt.name, venue, stats)
+            for rt in self._instruments
+            for venue, stats in rt.feed_stats.items()
+        ]
+        for name, read, doc in FEED_COUNTERS:
+            counter = CounterMetricFamily(f"{PREFIX}_{name}", doc, labels=labels)
+            for instrument, venue, stats in feeds:
+                counter.add_metric([instrument, venue], read(stats))
+            yield counter
+        state = GaugeMetricFamily(
+            f"{PREFIX}_feed_state",
+            "1 for the feed's current state, 0 for the others "
+            f"({', '.join(FEED_STATES)}); only live books are merged.",
+            labels=[*labels, "state"],
+        )
+        for instrument, venue, stats in feeds:
+            for name in FEED_STATES:
+                state.add_metric([instrument, venue, name], 1.0 if stats.state == name else 0.0)
+        yield state
+
+    def _aggregator_metrics(self) -> Iterator[Metric]:
+        labels = ["instrument"]
+        counters = (
+            ("aggregator_updates", "Venue updates taken by the aggregator.", "updates"),
+            ("aggregator_batches", "Batches of updates applied (one wake-up each).", "batches"),
+            ("aggregator_merges", "Consolidated merges computed.", "merges"),
+            ("aggregator_publications", "Consolidated states published.", "publications"),
+        )
+        for name, doc, attr in counters:
+            counter = CounterMetricFamily(f"{PREFIX}_{name}", doc, labels=labels)
+            for rt in self._instruments:
+                counter.add_metric([rt.name], getattr(rt.aggregator_stats, attr))
+            yield counter
+        largest = GaugeMetricFamily(
+            f"{PREFIX}_aggregator_largest_batch", "Largest batch applied so far.", labels=labels
+        )
+        live = GaugeMetricFamily(
+            f"{PREFIX}_live_venues", "Venues merged into the published book.", labels=labels
+        )
+        for rt in self._instruments:
+            largest.add_metric([rt.name], rt.aggregator_stats.largest_batch)
+            state = rt.latest()
+            live.add_metric([rt.name], len(state.live) if state is not None else 0)
+        yield largest
+        yield live
+
+    def _service_metrics(self) -> Iterator[Metric]:
+        labels = ["instrument"]
+        connections = GaugeMetricFamily(
+            f"{PREFIX}_grpc_connections", "gRPC client connections open.", labels=labels
+        )
+        streams = GaugeMetricFamily(
+            f"{PREFIX}_grpc_book_streams", "BookSummary streams open.", labels=labels
+        )
+        opened = CounterMetricFamily(
+            f"{PREFIX}_grpc_book_streams_opened", "BookSummary streams started.", labels=labels
+        )
+        sent = CounterMetricFamily(
+            f"{PREFIX}_grpc_summaries_sent", "Summaries handed to streams.", labels=labels
+        )
+        conflated = CounterMetricFamily(
+            f"{PREFIX}_grpc_summaries_conflated",
+            "Summaries skipped by a stream because a newer one replaced them.",
+            labels=labels,
+        )
+        for rt in self._instruments:
+            key = [rt.name]
+            connections.add_metric(key, rt.server.connection_count)
+            streams.add_metric(key, rt.stream_stats.open)
+            opened.add_metric(key, rt.stream_stats.opened)
+            sent.add_metric(key, rt.stream_stats.sent)
+            conflated.add_metric(key, rt.stream_stats.conflated)
+        yield from (connections, streams, opened, sent, conflated)
+
+    def _latency_metrics(self) -> Iterator[Metric]:
+        hops: tuple[tuple[str, str, Callable[[InstrumentRuntime], LatencyHistogram]], ...] = (
+            (
+                "latency_receive_to_merged_seconds",
+                "Venue frame receipt to the publication of the merged book containing it.",
+                lambda rt: rt.aggregator_stats.receive_to_merged,
+            ),
+            (
+                "latency_receive_to_sent_seconds",
+                "Venue frame receipt to the hand-off of its Summary to a gRPC stream.",
+                lambda rt: rt.stream_stats.receive_to_sent,
+            ),
+        )
+        for name, doc, read in hops:
+            family = HistogramMetricFamily(f"{PREFIX}_{name}", doc, labels=["instrument"])
+            for rt in self._instruments:
+                histogram = read(rt)
+                family.add_metric(
+                    [rt.name], histogram.cumulative(), sum_value=histogram.sum_ns / 1e9
+                )
+            yield family

@@ -1,0 +1,30 @@
+"""One ``CollectorRegistry`` per running app: two apps in one process never share a metric.
+
+prometheus-client's default ``REGISTRY`` is process-global mutable state; a second
+app (a test, an embedding program) registering the same names into it would
+fail or, worse, mix its numbers with the first one's. Each registry built here
+holds the app's collector plus the standard process and GC collectors (CPU, RSS,
+open files, collections), which read ``/proc`` and ``gc`` at scrape time.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+from prometheus_client import GCCollector, ProcessCollector
+from prometheus_client.registry import CollectorRegistry
+
+from dragonflybot.metrics.collector import AppCollector
+
+if TYPE_CHECKING:
+    from dragonflybot.app import InstrumentRuntime
+
+
+def build_registry(instruments: Sequence[InstrumentRuntime]) -> CollectorRegistry:
+    """A fresh registry exposing ``instruments`` (and this process)."""
+    registry = CollectorRegistry()
+    registry.register(AppCollector(instruments))
+    ProcessCollector(registry=registry)
+    GCCollector(registry=registry)
+    return registry
