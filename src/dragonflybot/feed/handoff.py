@@ -33,7 +33,8 @@ class LatestValue(Generic[T]):
         replaced = self._has
         self._value = value
         self._has = True
-        self._lot.unpark_all()
+        if self._lot:  # unpark_all costs a microsecond even with nobody parked
+            self._lot.unpark_all()
         return replaced
 
     async def get(self) -> T:

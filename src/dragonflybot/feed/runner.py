@@ -18,12 +18,13 @@ same error is treated like any other failure and retried with backoff.
 from __future__ import annotations
 
 import logging
-from contextlib import AsyncExitStack
+from collections.abc import Callable
+from contextlib import AbstractAsyncContextManager, AsyncExitStack
 from typing import NoReturn
 
 import trio
 
-from dragonflybot.client import Backoff, RestClient, connect_websocket
+from dragonflybot.client import Backoff, MessageStream, RestClient, connect_websocket
 from dragonflybot.config import VenueConfig
 from dragonflybot.core.view import VenueUpdate
 from dragonflybot.errors import (
@@ -43,6 +44,9 @@ from dragonflybot.venues.base import VenueProtocol
 from dragonflybot.venues.registry import create_protocol
 
 log = logging.getLogger("dragonflybot.feed")
+
+Connector = Callable[..., AbstractAsyncContextManager[MessageStream]]
+"""``client.connect_websocket``'s shape: ``connect(url, *, connect_timeout=...)``."""
 
 _PRIORITY: tuple[type[DragonflybotError], ...] = (
     SubscriptionError,
@@ -83,6 +87,7 @@ async def run_feed(
     *,
     stats: FeedStats | None = None,
     rest_client: RestClient | None = None,
+    connect: Connector = connect_websocket,
     task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Keep ``instrument``'s book at ``config.name`` and send its top ``depth`` into ``send``.
@@ -91,7 +96,8 @@ async def run_feed(
     subscription is acknowledged (and, in diff mode, the book is synced). It runs
     until cancelled and closes ``send`` when it ends. Connection failures are
     retried forever; wrap ``nursery.start`` in ``trio.fail_after`` for a startup
-    deadline. ``rest_client`` (diff mode) defaults to one owned by the feed.
+    deadline. ``rest_client`` (diff mode) defaults to one owned by the feed; ``connect``
+    opens the WebSocket (a wrapper can observe each frame, as the latency benchmark does).
     """
     async with send:
         if depth < 1:
@@ -111,7 +117,7 @@ async def run_feed(
                 async with trio.open_nursery() as nursery:
                     nursery.start_soon(forward, slot, send)
                     await _connect_forever(
-                        protocol, config, stats, publisher, rest_client, task_status
+                        protocol, config, stats, publisher, rest_client, connect, task_status
                     )
             except ExceptionGroup as group:
                 # Give the caller (often ``nursery.start``) the feed's own error, not
@@ -130,6 +136,7 @@ async def _connect_forever(
     stats: FeedStats,
     publisher: ViewPublisher,
     rest: RestClient | None,
+    connect: Connector,
     task_status: trio.TaskStatus[None],
 ) -> NoReturn:
     venue = protocol.venue
@@ -151,7 +158,7 @@ async def _connect_forever(
     while True:
         stats.state = "connecting"
         session = Session(protocol, config, stats, publisher, rest, malformed_log, on_ready)
-        error = await _attempt(session, protocol, config)
+        error = await _attempt(session, protocol, config, connect)
         now = trio.current_time()
         if isinstance(error, SubscriptionError) and session.rejected and not started:
             stats.state = "down"
@@ -176,13 +183,11 @@ async def _connect_forever(
 
 
 async def _attempt(
-    session: Session, protocol: VenueProtocol, config: VenueConfig
+    session: Session, protocol: VenueProtocol, config: VenueConfig, connect: Connector
 ) -> DragonflybotError:
     """Connect and run one session; returns the error that ended it."""
     try:
-        async with connect_websocket(
-            protocol.ws_url, connect_timeout=config.connect_timeout
-        ) as stream:
+        async with connect(protocol.ws_url, connect_timeout=config.connect_timeout) as stream:
             await session.run(stream)
     except (TransportError, VenueError) as exc:
         return exc

@@ -93,13 +93,25 @@ def excerpt(frame: str | bytes) -> str:
 
 
 async def read_frames(stream: MessageStream, inbound: trio.MemorySendChannel[Inbound]) -> None:
-    """The socket read loop: receive, stamp, pass on. Ends by raising ``TransportError``."""
+    """The socket read loop: receive, stamp, pass on. Ends by raising ``TransportError``.
+
+    Frames go into the channel without a checkpoint while it has room: one socket read
+    yields many frames, and handing them over one scheduler round each would wake the
+    listener, the aggregator and every stream once per frame. Passed on as a batch, the
+    listener applies them all and its latest-value handoff conflates the views, so the
+    aggregator merges and encodes once per batch. The socket read itself still yields.
+    """
     receive = stream.receive
+    send_nowait = inbound.send_nowait
     send = inbound.send
     monotonic_ns = time.monotonic_ns
     while True:
         frame = await receive()
-        await send((frame, monotonic_ns()))
+        item = (frame, monotonic_ns())
+        try:
+            send_nowait(item)
+        except trio.WouldBlock:
+            await send(item)
 
 
 class Session:
