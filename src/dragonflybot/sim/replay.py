@@ -205,7 +205,7 @@ def build_recordings(
             venue,
             tuple(sorted(frames.get(venue, []), key=lambda f: f.time_ns)),
             rest.get(venue, {}),
-            frozenset(venue_channels),
+            frozenset(channels[venue]),
         )
         for venue in channels
     }
