@@ -2,7 +2,8 @@
 
 Adding a suite: write ``benchmarks/<name>.py`` exposing ``SUITE`` and add its
 module name to ``SUITES``. ``--only NAME`` runs one suite; ``--quick`` is a
-smoke run (short repeats) whose numbers are printed but not recorded.
+smoke run (short repeats) whose numbers are printed but not recorded. Long suites
+(the memory soak) run only when named with ``--only`` or with ``--all``.
 """
 
 from __future__ import annotations
@@ -17,7 +18,14 @@ from typing import Final
 from benchmarks import report
 from benchmarks.harness import Options, Suite
 
-SUITES: Final = ("benchmarks.core",)
+SUITES: Final = (
+    "benchmarks.core",
+    "benchmarks.peers",
+    "benchmarks.throughput",
+    "benchmarks.latency",
+    "benchmarks.fanout",
+    "benchmarks.soak",
+)
 
 
 def load_suites() -> list[Suite]:
@@ -53,6 +61,9 @@ def main(argv: list[str] | None = None) -> int:
         help="markdown file whose suite sections are updated",
     )
     parser.add_argument("--no-write", action="store_true", help="print only")
+    parser.add_argument(
+        "--all", action="store_true", help="also run the long suites (soak) without --only"
+    )
     args = parser.parse_args(argv)
 
     options = Options(quick=args.quick, samples=os.environ.get("DRAGONFLYBOT_SAMPLES") or None)
@@ -60,6 +71,8 @@ def main(argv: list[str] | None = None) -> int:
     write = not (args.quick or args.no_write)
     for suite in suites:
         if args.only and suite.name not in args.only:
+            continue
+        if not args.only and suite.long and not args.all:
             continue
         print(f"== {suite.title} ({suite.name})", flush=True)
         tables = suite.run(options)

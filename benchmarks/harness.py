@@ -138,3 +138,7 @@ class Suite:
     """Distributions whose versions matter to these numbers (recorded with them)."""
     code: tuple[str, ...] = ("src", "benchmarks")
     """Paths whose uncommitted edits would make the recorded commit misleading."""
+    long: bool = False
+    """Runs only when named with ``--only`` (or with ``--all``): a soak takes minutes."""
+    timing: str | None = None
+    """How its figures are timed, when not by ``measure`` (recorded with them)."""

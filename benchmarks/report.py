@@ -87,6 +87,14 @@ def git_commit(paths: Sequence[str]) -> str:
     return f"{head} (with uncommitted changes)" if dirty else head
 
 
+def load_average() -> str:
+    try:
+        one, five, fifteen = os.getloadavg()
+    except OSError:
+        return "unknown"
+    return f"{one:.2f}, {five:.2f}, {fifteen:.2f} (1, 5, 15 min)"
+
+
 def machine_lines(suite: Suite, options: Options, command: str) -> list[str]:
     versions = ", ".join(f"{name} {package_version(name)}" for name in suite.packages)
     data = (
@@ -103,8 +111,10 @@ def machine_lines(suite: Suite, options: Options, command: str) -> list[str]:
         f" on {platform.system()} {platform.release()}",
         f"- Packages: {versions or 'none'}",
         f"- `DRAGONFLYBOT_SAMPLES`: {data}",
-        f"- Timing: median (min-max) of {options.repeats} repeats,"
+        suite.timing
+        or f"- Timing: median (min-max) of {options.repeats} repeats,"
         f" each at least {options.min_batch_ns / 1e6:.0f} ms of work, GC paused",
+        f"- Load average at the start: {load_average()}",
     ]
 
 

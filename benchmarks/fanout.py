@@ -1,0 +1,102 @@
+"""Fan-out: 1, 10 and 100 grpcio clients of one book, and a slow client beside fast ones.
+
+The service (one core) follows Binance + Bitstamp simulated diff feeds; every client is a
+thread with its own channel (own TCP connection), spread over two client processes on the
+other core. Per client: Summaries received per second between its first and last one.
+The aggregator's publications per second are reported beside them: a fan-out that held the
+aggregator back would show there (each stream reads its own conflating slot, so it cannot).
+The slow client sleeps 20 ms after each Summary (so at most 50/s) while ten fast ones read.
+"""
+
+from __future__ import annotations
+
+import statistics
+from typing import Any, Final
+
+from benchmarks import rig
+from benchmarks.harness import Options, Suite, Table
+
+RATE: Final = 1_000
+"""Venue frames per second in total (half per venue)."""
+SLOW_DELAY: Final = 0.02
+
+
+def per_client(out: list[Any]) -> list[float]:
+    rates = []
+    for count, first, last in out:
+        rates.append((count - 1) / ((last - first) / 1e9) if count > 1 and last > first else 0.0)
+    return rates
+
+
+def one(clients: int, slow: bool, seconds: float) -> dict[str, Any]:
+    sim, endpoints = rig.start_sim(
+        venues=("binance", "bitstamp"), instruments=("ethbtc",), rate=RATE / 2, ws_backend="wsproto"
+    )
+    try:
+        port = rig.free_port()
+        target = f"127.0.0.1:{port}"
+        plan: rig.Plan = [
+            ("ethbtc", port, [(v, "diff", *endpoints[v]) for v in ("binance", "bitstamp")])
+        ]
+        half = clients // 2
+        groups = [([target] * half, False, 0.0), ([target] * (clients - half), False, 0.0)]
+        groups = [g for g in groups if g[0]]
+        if slow:
+            groups.append(([target], False, SLOW_DELAY))
+        result, outs = rig.run_pipeline(plan, groups, max_seconds=seconds)
+    finally:
+        rig.stop(sim)
+    samples = result["samples"]
+    elapsed = samples[-1][0] - samples[0][0]
+    fast = [r for out in (outs[:-1] if slow else outs) for r in per_client(out)]
+    return {
+        "fast": fast,
+        "slow": per_client(outs[-1])[0] if slow else None,
+        "publications": result["publications"] / elapsed if elapsed > 0 else 0.0,
+        "cpu": (samples[-1][1] - samples[0][1]) / elapsed if elapsed > 0 else 0.0,
+    }
+
+
+def run(options: Options) -> list[Table]:
+    seconds = 4.0 if options.quick else 15.0
+    table = Table(
+        "Fan-out, Summaries per second per client",
+        f"{RATE:,} venue frames/s (Binance + Bitstamp diff, simulated), {seconds:g} s per "
+        "case. *per client*: median (min-max) over the clients; *aggregator*: publications/s; "
+        "*service CPU*: share of its one core.",
+        [
+            "clients",
+            "per client updates/s",
+            "slow client updates/s",
+            "aggregator publications/s",
+            "service CPU",
+        ],
+    )
+    for clients, slow in ((1, False), (10, False), (100, False), (10, True)):
+        r = one(clients, slow, seconds)
+        fast = r["fast"]
+        cell = (
+            f"{statistics.median(fast):,.0f} ({min(fast):,.0f}-{max(fast):,.0f})" if fast else "—"
+        )
+        table.rows.append(
+            [
+                f"{clients}" + (" fast + 1 slow" if slow else ""),
+                cell,
+                f"{r['slow']:,.0f}" if r["slow"] is not None else "—",
+                f"{r['publications']:,.0f}",
+                f"{r['cpu'] * 100:.0f}%",
+            ]
+        )
+        print("  ", table.rows[-1], flush=True)
+    return [table]
+
+
+SUITE = Suite(
+    name="fanout",
+    timing=(
+        "- Timing: Summaries counted by each client between its first and last, one run per case"
+    ),
+    title="End to end: fan-out",
+    run=run,
+    packages=("trio", "purerpc", "grpcio"),
+)

@@ -1,0 +1,343 @@
+"""Processes for the end-to-end benchmarks: simulator, service and grpcio clients apart.
+
+Each runs in its own process (``multiprocessing`` spawn) so none shares an interpreter,
+and on a machine with two or more cores the service is pinned to core 0 while the
+simulator and the clients share the others: the service's figures (frames/s, CPU per
+frame) are then those of one core. Every child talks to the parent over a pipe only.
+
+* ``sim_child`` — ``dragonflybot.sim.serve_simulation`` (lean wsproto writer, batched).
+* ``service_child`` — ``dragonflybot.app.run_app``, the real service, pointed at the
+  simulator; its feeds start only on the parent's "go" (so the clients are connected
+  first). With ``trace`` it also records, for the latency benchmark, every frame as it
+  leaves the socket (through ``run_feed``'s ``connect`` seam) and every published state
+  (the ``SummaryPublisher`` of each instrument, wrapped), matched up afterwards.
+* ``client_child`` — grpcio clients of ``BookSummary``, one thread and one channel (own
+  TCP connection) each, counting and optionally time-stamping what they receive.
+"""
+
+from __future__ import annotations
+
+import functools
+import multiprocessing
+import os
+import re
+import socket
+import threading
+import time
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from multiprocessing.connection import Connection
+from typing import Any
+
+import trio
+
+CTX = multiprocessing.get_context("spawn")
+SERVICE_CPU = 0
+_STAMP = re.compile(r'"T_send_ns":(\d+)')
+
+
+def other_cpus() -> set[int]:
+    cpus = os.sched_getaffinity(0)
+    rest = cpus - {SERVICE_CPU}
+    return rest or cpus
+
+
+def pin(cpus: set[int] | None) -> None:
+    if cpus and len(os.sched_getaffinity(0)) > 1:
+        os.sched_setaffinity(0, cpus)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def start(target: Callable[..., None], *args: Any) -> tuple[Any, Connection]:
+    parent, child = CTX.Pipe()
+    proc = CTX.Process(target=target, args=(child, *args), daemon=True)
+    proc.start()
+    return proc, parent
+
+
+def stop(proc: Any) -> None:
+    if proc.is_alive():
+        proc.terminate()
+    proc.join(5)
+    if proc.is_alive():
+        proc.kill()
+        proc.join()
+
+
+def rss_mib(pid: int) -> float:
+    with open(f"/proc/{pid}/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+
+# --- simulator ------------------------------------------------------------------------------
+
+
+def sim_child(conn: Connection, config: dict[str, Any]) -> None:
+    pin(other_cpus())
+    from dragonflybot.sim import SimConfig, serve_simulation
+
+    async def main() -> None:
+        async with trio.open_nursery() as nursery:
+            handle = await nursery.start(serve_simulation, SimConfig(**config))
+            conn.send({v: (e.ws_url, e.rest_url) for v, e in handle.endpoints.items()})
+            await trio.sleep_forever()
+
+    trio.run(main)
+
+
+def start_sim(**config: Any) -> tuple[Any, dict[str, tuple[str, str]]]:
+    proc, conn = start(sim_child, config)
+    if not conn.poll(120):
+        stop(proc)
+        raise RuntimeError("the simulator did not start")
+    endpoints: dict[str, tuple[str, str]] = conn.recv()
+    return proc, endpoints
+
+
+# --- service --------------------------------------------------------------------------------
+
+Plan = list[tuple[str, int, list[tuple[str, str, str, str]]]]
+"""Per instrument: (name, gRPC port, [(venue, mode, ws_url, rest_url)])."""
+
+
+class _TracingStream:
+    def __init__(self, stream: Any, log: list[tuple[int, str | bytes]]) -> None:
+        self._stream = stream
+        self._log = log
+
+    @property
+    def url(self) -> str:
+        return str(self._stream.url)
+
+    async def send(self, message: str) -> None:
+        await self._stream.send(message)
+
+    async def receive(self) -> str | bytes:
+        frame = await self._stream.receive()
+        self._log.append((time.monotonic_ns(), frame))
+        return frame
+
+    async def aclose(self) -> None:
+        await self._stream.aclose()
+
+
+def service_child(conn: Connection, plan: Plan, trace: bool, max_seconds: float) -> None:
+    pin({SERVICE_CPU})
+    from dragonflybot.app import run_app
+    from dragonflybot.client import connect_websocket
+    from dragonflybot.config import AppConfig, InstrumentConfig, VenueConfig
+    from dragonflybot.feed import run_feed
+
+    frames_log: list[tuple[int, str | bytes]] = []
+    states: list[tuple[int, int | None, bytes]] = []
+
+    @asynccontextmanager
+    async def tracing_connect(url: str, **kwargs: Any) -> AsyncIterator[Any]:
+        async with connect_websocket(url, **kwargs) as stream:
+            yield _TracingStream(stream, frames_log)
+
+    config = AppConfig(
+        instruments=[
+            InstrumentConfig(
+                name=name,
+                listen=f"127.0.0.1:{port}",
+                venues=[
+                    VenueConfig(
+                        name=venue,
+                        mode=mode,  # type: ignore[arg-type]
+                        ws_url=ws,
+                        rest_url=rest,
+                        stale_after=30.0,
+                        dead_after=60.0,
+                    )
+                    for venue, mode, ws, rest in venues
+                ],
+            )
+            for name, port, venues in plan
+        ],
+        depth=10,
+        log_level="WARNING",
+    )
+    go = trio.Event()
+
+    async def gated_feed(*args: Any, **kwargs: Any) -> None:
+        await go.wait()
+        runner = functools.partial(run_feed, connect=tracing_connect) if trace else run_feed
+        await runner(*args, **kwargs)
+
+    async def main() -> None:
+        async with trio.open_nursery() as nursery:
+            app = await nursery.start(functools.partial(run_app, config, feed_runner=gated_feed))
+            if trace:
+                for rt in app.instruments.values():
+                    publisher = rt.publisher
+                    original = publisher.publish
+
+                    def traced(state: Any, _orig: Any = original, _pub: Any = publisher) -> None:
+                        _orig(state)
+                        states.append(
+                            (state.seq, state.newest_recv_ns, _pub.books.latest().summary)
+                        )
+
+                    publisher.publish = traced  # type: ignore[method-assign]
+            conn.send("ready")
+            await trio.to_thread.run_sync(conn.recv)
+            go.set()
+            feeds = [s for rt in app.instruments.values() for s in rt.feed_stats.values()]
+            with trio.move_on_after(30):
+                while not all(s.state == "live" for s in feeds):  # noqa: ASYNC110
+                    await trio.sleep(0.002)
+            not_live = [s.venue for s in feeds if s.state != "live"]
+            if not_live:
+                conn.send({"error": f"not live within 30 s: {', '.join(not_live)}"})
+                app.shutdown()
+                return
+            samples: list[tuple[float, float, int]] = []
+            begin = time.perf_counter()
+            idle_since = None
+            last = -1
+            while time.perf_counter() - begin < max_seconds:
+                total = sum(s.frames for s in feeds)
+                now = time.perf_counter()
+                samples.append((now, time.process_time(), total))
+                if total != last:
+                    last, idle_since = total, now
+                elif idle_since is not None and now - idle_since > 0.3:
+                    break
+                await trio.sleep(0.01)
+            if conn.poll():
+                conn.recv()
+            agg = [rt.aggregator_stats for rt in app.instruments.values()]
+            result = {
+                "samples": samples,
+                "publications": sum(a.publications for a in agg),
+                "updates": sum(a.updates for a in agg),
+                "forwarded": sum(s.forwarded for s in feeds),
+                "states": states,
+                "frames": [
+                    (
+                        t,
+                        int(m.group(1))
+                        if (m := _STAMP.search(f[-60:] if isinstance(f, str) else ""))
+                        else None,
+                    )
+                    for t, f in frames_log
+                ],
+            }
+            conn.send(result)
+            app.shutdown()
+
+    trio.run(main)
+
+
+# --- grpcio clients -------------------------------------------------------------------------
+
+
+def client_child(conn: Connection, targets: list[str], record: bool, delay: float) -> None:
+    pin(other_cpus())
+    import grpc
+
+    method = "/orderbook.OrderbookAggregator/BookSummary"
+    results: list[Any] = [None] * len(targets)
+    calls: list[Any] = []
+    connected = threading.Barrier(len(targets) + 1)
+    options = [
+        ("grpc.use_local_subchannel_pool", 1),
+        ("grpc.initial_reconnect_backoff_ms", 50),
+        ("grpc.min_reconnect_backoff_ms", 50),
+    ]
+
+    def reader(i: int, target: str) -> None:
+        channel = grpc.insecure_channel(target, options=options)
+        stub = channel.unary_stream(
+            method, request_serializer=lambda _: b"", response_deserializer=lambda b: b
+        )
+        call = stub(None, wait_for_ready=True)
+        calls.append(call)
+        received: list[tuple[int, bytes]] = []
+        count = 0
+        first_ns = last_ns = 0
+        first = True
+        try:
+            for message in call:
+                if first:
+                    first = False
+                    connected.wait()
+                    continue
+                count += 1
+                last_ns = time.monotonic_ns()
+                if count == 1:
+                    first_ns = last_ns
+                if record:
+                    received.append((time.time_ns(), message))
+                if delay:
+                    time.sleep(delay)
+        except grpc.RpcError:
+            pass
+        results[i] = received if record else (count, first_ns, last_ns)
+        channel.close()
+
+    threads = [
+        threading.Thread(target=reader, args=(i, t), daemon=True) for i, t in enumerate(targets)
+    ]
+    for thread in threads:
+        thread.start()
+    connected.wait()
+    conn.send("connected")
+    conn.recv()  # "stop"
+    for call in list(calls):
+        call.cancel()
+    for thread in threads:
+        thread.join(10)
+    conn.send(results)
+
+
+def run_pipeline(
+    plan: Plan,
+    clients: list[tuple[list[str], bool, float]],
+    *,
+    trace: bool = False,
+    max_seconds: float = 60.0,
+    monitor: Callable[[int], None] | None = None,
+) -> tuple[dict[str, Any], list[list[Any]]]:
+    """Service + client processes over a running simulator; returns what each reported.
+    ``monitor(service_pid)`` is called about once a second while the service runs."""
+    service, sconn = start(service_child, plan, trace, max_seconds)
+    procs = [service]
+    try:
+        if not sconn.poll(60):
+            raise RuntimeError("the service did not start")
+        sconn.recv()
+        cconns = []
+        for targets, record, delay in clients:
+            proc, cconn = start(client_child, targets, record, delay)
+            procs.append(proc)
+            cconns.append(cconn)
+        for cconn in cconns:
+            if not cconn.poll(60):
+                raise RuntimeError("a gRPC client did not connect")
+            cconn.recv()
+        sconn.send("go")
+        deadline = time.monotonic() + max_seconds + 60
+        while not sconn.poll(1.0):
+            if time.monotonic() > deadline:
+                raise RuntimeError("the service did not report")
+            if monitor is not None:
+                monitor(service.pid)
+        result: dict[str, Any] = sconn.recv()
+        if "error" in result:
+            raise RuntimeError(result["error"])
+        outs = []
+        for cconn in cconns:
+            cconn.send("stop")
+        for cconn in cconns:
+            outs.append(cconn.recv() if cconn.poll(30) else [])
+        return result, outs
+    finally:
+        for proc in procs:
+            stop(proc)

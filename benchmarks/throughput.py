@@ -1,0 +1,120 @@
+"""End-to-end throughput: simulated venues replaying as fast as the service reads.
+
+Venue (simulator process, replaying a pre-rendered capture with no pacing, its writes
+batched) → WebSocket over loopback → the service process (``run_app``: feeds, aggregator,
+purerpc server; pinned to one core) → gRPC over loopback → a grpcio client process.
+Measured in the service process, from the moment every feed is live until the frames stop:
+venue frames consumed per second (wall clock) and service CPU time per frame
+(``time.process_time``, i.e. everything the service did for that frame: receive, parse,
+book, merge, encode, send). The replay's back-pressure (it waits once 8192 frames are
+queued for a client) makes the service's reading speed the pace.
+"""
+
+from __future__ import annotations
+
+import statistics
+import tempfile
+from pathlib import Path
+from typing import Any, Final
+
+from benchmarks import rig
+from benchmarks.frames import Mode, write_capture
+from benchmarks.harness import Options, Suite, Table
+
+INSTRUMENTS: Final = ("ethbtc", "btcusdt")
+LAYOUTS: Final = {
+    1: [("ethbtc", ("binance",))],
+    2: [("ethbtc", ("binance", "bitstamp"))],
+    4: [("ethbtc", ("binance", "bitstamp")), ("btcusdt", ("binance", "bitstamp"))],
+}
+
+
+def captures(mode: Mode, count: int) -> list[str]:
+    folder = Path(tempfile.gettempdir()) / "dragonflybot-bench"
+    folder.mkdir(exist_ok=True)
+    paths = []
+    for venue in ("binance", "bitstamp"):
+        path = folder / f"{venue}-{mode}-{count}.dfbcap"
+        if not path.exists():
+            tmp = path.with_suffix(".tmp")
+            write_capture(tmp, venue, INSTRUMENTS, mode, count)  # type: ignore[arg-type]
+            tmp.rename(path)
+        paths.append(str(path))
+    return paths
+
+
+def one_run(endpoints: dict[str, tuple[str, str]], venues: int, mode: str) -> dict[str, float]:
+    plan: rig.Plan = []
+    for name, names in LAYOUTS[venues]:
+        plan.append((name, rig.free_port(), [(v, mode, *endpoints[v]) for v in names]))
+    targets = [f"127.0.0.1:{port}" for _, port, _ in plan]
+    result, outs = rig.run_pipeline(plan, [(targets, False, 0.0)], max_seconds=120)
+    samples = result["samples"]
+    # From the first sample to the last one at which the count still moved.
+    end = max(i for i, s in enumerate(samples) if s[2] == samples[-1][2])
+    t0, c0, f0 = samples[0]
+    t1, c1, f1 = samples[end]
+    frames = f1 - f0
+    received = sum(o[0] for out in outs for o in out)
+    return {
+        "frames": frames,
+        "rate": frames / (t1 - t0) if t1 > t0 else 0.0,
+        "cpu_us": (c1 - c0) / frames * 1e6 if frames else 0.0,
+        "summaries": received,
+        "publications": result["publications"],
+    }
+
+
+def fmt(values: list[float], spec: str) -> str:
+    return f"{statistics.median(values):{spec}} ({min(values):{spec}}-{max(values):{spec}})"
+
+
+def run(options: Options) -> list[Table]:
+    count = 20_000 if options.quick else 150_000
+    repeats = 1 if options.quick else 3
+    table = Table(
+        "Throughput, venue → service → grpcio client",
+        f"Each venue connection replays {count:,} simulated frames per instrument as fast as the "
+        "service reads them (diff: `<sym>@depth@100ms` / `diff_order_book_<pair>`; snapshot: "
+        "`depth20` / `order_book`). 1 venue: Binance ethbtc; 2: Binance + Bitstamp ethbtc; 4: "
+        "both venues for ethbtc and btcusdt (two instruments, two aggregators, two gRPC "
+        f"streams). Service pinned to one core; median (min-max) of {repeats} runs. "
+        "*Summaries*: Summaries the grpcio client received per run (conflated: a client gets "
+        "the newest book, not every one).",
+        ["mode", "venues", "venue frames/s", "service CPU µs/frame", "Summaries received"],
+    )
+    for mode in ("diff", "snapshot"):
+        paths = captures(mode, count)  # type: ignore[arg-type]
+        sim, endpoints = rig.start_sim(
+            replay=tuple(paths), as_fast_as_possible=True, ws_backend="wsproto"
+        )
+        try:
+            for venues in (1, 2, 4):
+                runs: list[dict[str, Any]] = [
+                    one_run(endpoints, venues, mode) for _ in range(repeats)
+                ]
+                table.rows.append(
+                    [
+                        mode,
+                        str(venues),
+                        fmt([r["rate"] for r in runs], ",.0f"),
+                        fmt([r["cpu_us"] for r in runs], ".2f"),
+                        fmt([r["summaries"] for r in runs], ",.0f"),
+                    ]
+                )
+                print("  ", table.rows[-1], flush=True)
+        finally:
+            rig.stop(sim)
+    return [table]
+
+
+SUITE = Suite(
+    name="throughput",
+    timing=(
+        "- Timing: wall clock and CPU time (`time.process_time`) of the service process, "
+        "median (min-max) of 3 runs (1 with `--quick`)"
+    ),
+    title="End to end: throughput",
+    run=run,
+    packages=("trio", "wsproto", "purerpc", "grpcio", "msgspec"),
+)
