@@ -71,6 +71,7 @@ class FeedRunner(Protocol):
         send: trio.MemorySendChannel[VenueUpdate],
         *,
         stats: FeedStats | None = None,
+        task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
     ) -> Awaitable[None]: ...
 
 
@@ -265,7 +266,7 @@ class _FeedGroup:
     """Every feed of the process, in one nursery of their own so they can be stopped first."""
 
     def __init__(self) -> None:
-        self._feeds: list[tuple[str, Callable[[], Awaitable[Any]]]] = []
+        self._feeds: list[tuple[str, Callable[..., Awaitable[Any]], FeedStats]] = []
         self._scope = trio.CancelScope()
         self._done = trio.Event()
 
@@ -279,9 +280,7 @@ class _FeedGroup:
         for venue in plan.venues:
             stats = rt.feed_stats[venue.name]
             run = functools.partial(runner, venue, plan.name, plan.depth, send.clone(), stats=stats)
-            self._feeds.append(
-                (f"feed:{plan.name}:{venue.name}", functools.partial(_contained, run, stats))
-            )
+            self._feeds.append((f"feed:{plan.name}:{venue.name}", run, stats))
         # Each feed owns a clone and closes it; the aggregator ends once all are closed.
         send.close()
 
@@ -289,8 +288,8 @@ class _FeedGroup:
         try:
             with self._scope:
                 async with trio.open_nursery() as nursery:
-                    for name, run in self._feeds:
-                        nursery.start_soon(run, name=name)
+                    for name, run, stats in self._feeds:
+                        nursery.start_soon(_start_feed, nursery, name, run, stats, name=name)
         finally:
             self._done.set()
 
@@ -301,19 +300,55 @@ class _FeedGroup:
         await self._done.wait()
 
 
-async def _contained(run: Callable[[], Awaitable[Any]], stats: FeedStats) -> None:
+async def _start_feed(
+    nursery: trio.Nursery, name: str, run: Callable[..., Awaitable[Any]], stats: FeedStats
+) -> None:
+    """Start one feed with ``nursery.start``: ready means subscribed (and synced).
+
+    Feeds start concurrently, each from its own task, so a venue that is slow to
+    answer holds up neither the other venues nor the server (clients see readiness
+    in the health service and in the stream's live venues).
+    """
+    try:
+        await nursery.start(functools.partial(_contained, run, stats), name=name)
+    except DragonflybotError:
+        return  # already logged and counted by _contained
+    log.info("feed ready: %s", name, extra={"venue": stats.venue or None})
+
+
+@attrs.define
+class _Readiness:
+    """Passes ``started()`` through and remembers whether it was called."""
+
+    inner: trio.TaskStatus[None]
+    ready: bool = False
+
+    def started(self, value: None = None) -> None:
+        self.ready = True
+        self.inner.started()
+
+
+async def _contained(
+    run: Callable[..., Awaitable[Any]],
+    stats: FeedStats,
+    *,
+    task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
+) -> None:
     """Run one feed so that its permanent failure costs only that venue.
 
     A feed gives up for good only when retrying cannot help (the venue rejects
     the symbol or stream). That is bad input for one venue, not a reason to stop
     serving the others: log it once, keep the venue marked down, carry on.
     """
+    readiness = _Readiness(task_status)
     try:
-        await run()
+        await run(task_status=readiness)
     except DragonflybotError as exc:
         stats.state = "down"
         stats.last_error = str(exc)
         log.error("feed stopped for good: %s", exc, extra={"venue": stats.venue or None})
+        if not readiness.ready:
+            raise  # ends the pending nursery.start in _start_feed
 
 
 async def _log_live_venues(rt: InstrumentRuntime) -> None:

@@ -49,11 +49,13 @@ class SwitchableFeeds:
         send: trio.MemorySendChannel[VenueUpdate],
         *,
         stats: FeedStats | None = None,
+        task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
     ) -> None:
         assert stats is not None
         stop = self.go_down.setdefault(config.name, trio.Event())
         async with send:
             stats.state = "live"
+            task_status.started()
             n = 0
             while not stop.is_set():
                 n += 1

@@ -24,9 +24,11 @@ async def fake_feed(
     send: trio.MemorySendChannel[VenueUpdate],
     *,
     stats: FeedStats | None = None,
+    task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """A venue that changes its book every millisecond, forever."""
     async with send:
+        task_status.started()
         n = 0
         while True:
             n += 1
@@ -106,17 +108,19 @@ async def rejecting_or_fake_feed(
     send: trio.MemorySendChannel[VenueUpdate],
     *,
     stats: FeedStats | None = None,
+    task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Bitstamp refuses the symbol for good; Binance streams as usual."""
     if config.name == "bitstamp":
         async with send:
             raise SubscriptionError(config.name, f"subscription to {instrument} rejected")
-    await fake_feed(config, instrument, depth, send, stats=stats)
+    await fake_feed(config, instrument, depth, send, stats=stats, task_status=task_status)
 
 
 async def test_a_venue_that_rejects_the_symbol_costs_only_that_venue(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
+    caplog.set_level(logging.INFO)
     two_venues = AppConfig(
         instruments=[InstrumentConfig(name="ethbtc", depth=DEPTH, listen="127.0.0.1:0")],
         venues=[VenueConfig(name="binance"), VenueConfig(name="bitstamp")],
@@ -140,3 +144,5 @@ async def test_a_venue_that_rejects_the_symbol_costs_only_that_venue(
         app.shutdown()
     errors = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
     assert any("bitstamp" in message and "rejected" in message for message in errors)
+    ready = [r.getMessage() for r in caplog.records if r.getMessage().startswith("feed ready")]
+    assert ready == ["feed ready: feed:ethbtc:binance"]
