@@ -9,9 +9,10 @@ Per instrument (its own consolidated book, so its own gRPC address, because
 
 The gRPC servers bind first, so a taken port fails the start before any venue
 is contacted; the simulator (``[simulation]`` / ``--simulate``) starts next and
-the feeds are pointed at it; then the feeds. Feeds are started with
-``start_soon``: a venue that is slow to answer must not hold up the others or
-the server, and readiness is visible where clients look for it (the health
+the feeds are pointed at it; then the feeds. Each feed is started with
+``nursery.start`` (ready = subscribed, and synced in diff mode) from a task of
+its own, so a venue that is slow to answer holds up neither the others nor the
+server; readiness is logged and visible where clients look for it (the health
 service, the stream's live venues).
 
 With ``metrics_listen`` set, a Prometheus endpoint is bound right after the gRPC
