@@ -197,19 +197,18 @@ def service_child(conn: Connection, plan: Plan, trace: bool, max_seconds: float)
                 conn.send({"error": f"not live within 30 s: {', '.join(not_live)}"})
                 app.shutdown()
                 return
-            samples: list[tuple[float, float, int]] = []
+            # Three samples only (a list per poll would grow the RSS the soak measures):
+            # the start, the last time the frame count moved, and the end.
             begin = time.perf_counter()
-            idle_since = None
-            last = -1
-            while time.perf_counter() - begin < max_seconds:
-                total = sum(s.frames for s in feeds)
-                now = time.perf_counter()
-                samples.append((now, time.process_time(), total))
-                if total != last:
-                    last, idle_since = total, now
-                elif idle_since is not None and now - idle_since > 0.3:
-                    break
+            first = moved = final = (begin, time.process_time(), sum(s.frames for s in feeds))
+            while final[0] - begin < max_seconds:
                 await trio.sleep(0.01)
+                final = (time.perf_counter(), time.process_time(), sum(s.frames for s in feeds))
+                if final[2] != moved[2]:
+                    moved = final
+                elif final[0] - moved[0] > 0.3:
+                    break  # the replay has ended
+            samples = [first, moved, final]
             if conn.poll():
                 conn.recv()
             agg = [rt.aggregator_stats for rt in app.instruments.values()]
