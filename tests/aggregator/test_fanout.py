@@ -151,3 +151,44 @@ def test_a_subscriber_always_ends_on_the_last_published_value(ops: list[bool]) -
         assert got == sorted(set(got))
 
     trio.run(scenario)
+
+
+class _CountingLot:
+    """A ``ParkingLot`` stand-in counting ``unpark_all`` calls (trio's class is final)."""
+
+    def __init__(self) -> None:
+        self.inner = trio.lowlevel.ParkingLot()
+        self.unparks = 0
+
+    def __len__(self) -> int:
+        return len(self.inner)
+
+    async def park(self) -> None:
+        await self.inner.park()
+
+    def unpark_all(self) -> list[trio.lowlevel.Task]:
+        self.unparks += 1
+        return self.inner.unpark_all()
+
+
+async def test_publish_wakes_a_parked_reader_and_skips_the_wake_up_otherwise() -> None:
+    fanout: Fanout[int] = Fanout()
+    with fanout.subscribe() as sub:
+        lot = _CountingLot()
+        sub._slot.lot = lot  # type: ignore[assignment]
+        fanout.publish(1)  # nobody parked: no wake-up to do
+        fanout.publish(2)
+        assert lot.unparks == 0
+        assert await sub.receive() == 2
+        got: list[int] = []
+        async with trio.open_nursery() as nursery:
+
+            async def read_one() -> None:
+                got.append(await sub.receive())
+
+            nursery.start_soon(read_one)
+            await trio.testing.wait_all_tasks_blocked()
+            assert len(lot) == 1
+            fanout.publish(3)  # the parked reader is woken
+            assert lot.unparks == 1
+        assert got == [3]

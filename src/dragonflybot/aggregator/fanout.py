@@ -40,7 +40,8 @@ class _Slot(Generic[T]):
             self.overwritten += 1
         self.value = value
         self.has_value = True
-        self.lot.unpark_all()
+        if self.lot:  # unpark_all costs a microsecond even with nobody parked
+            self.lot.unpark_all()
 
     def close(self) -> None:
         self.closed = True
