@@ -12,7 +12,13 @@ from dragonflybot.service.book_summary import SERVICE_NAME, BookSummaryService, 
 from dragonflybot.service.channel import open_channel
 from dragonflybot.service.health import HealthService
 from dragonflybot.service.server import GrpcServer
-from dragonflybot.service.summary import EncodedBook, SummaryPublisher, encode_summary, to_summary
+from dragonflybot.service.summary import (
+    EncodedBook,
+    SummaryEncoder,
+    SummaryPublisher,
+    encode_summary,
+    to_summary,
+)
 
 __all__ = [
     "SERVICE_NAME",
@@ -22,6 +28,7 @@ __all__ = [
     "HealthService",
     "ReceivedSummary",
     "StreamStats",
+    "SummaryEncoder",
     "SummaryPublisher",
     "encode_summary",
     "follow_book",
