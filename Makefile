@@ -1,6 +1,7 @@
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
+BENCH_STAMP := $(VENV)/.installed-bench
 
 .PHONY: test check proto bench demo install clean
 
@@ -18,13 +19,17 @@ test: $(STAMP)
 check: $(STAMP)
 	$(VENV)/bin/ruff check src tests examples benchmarks
 	$(VENV)/bin/ruff format --check src tests examples benchmarks
-	$(VENV)/bin/mypy --strict src examples
+	$(VENV)/bin/mypy --strict src examples benchmarks
 
 proto: $(STAMP)
 	$(PY) -m dragonflybot.service.protogen
 
-bench: $(STAMP)
-	$(PY) -m benchmarks
+$(BENCH_STAMP): $(STAMP)
+	$(PY) -m pip install -q -e '.[dev,bench]'
+	touch $(BENCH_STAMP)
+
+bench: $(BENCH_STAMP)
+	$(PY) -m benchmarks $(BENCH_ARGS)
 
 demo: $(STAMP)
 	$(VENV)/bin/dragonflybot demo $(DEMO_ARGS)

@@ -118,7 +118,7 @@ class _TracingStream:
         await self._stream.send(message)
 
     async def receive(self) -> str | bytes:
-        frame = await self._stream.receive()
+        frame: str | bytes = await self._stream.receive()
         self._log.append((time.monotonic_ns(), frame))
         return frame
 
@@ -184,7 +184,7 @@ def service_child(conn: Connection, plan: Plan, trace: bool, max_seconds: float)
                             (state.seq, state.newest_recv_ns, _pub.books.latest().summary)
                         )
 
-                    publisher.publish = traced  # type: ignore[method-assign]
+                    publisher.publish = traced
             conn.send("ready")
             await trio.to_thread.run_sync(conn.recv)
             go.set()

@@ -22,7 +22,7 @@ from benchmarks.frames import Mode, write_capture
 from benchmarks.harness import Options, Suite, Table
 
 INSTRUMENTS: Final = ("ethbtc", "btcusdt")
-LAYOUTS: Final = {
+LAYOUTS: Final[dict[int, list[tuple[str, tuple[str, ...]]]]] = {
     1: [("ethbtc", ("binance",))],
     2: [("ethbtc", ("binance", "bitstamp"))],
     4: [("ethbtc", ("binance", "bitstamp")), ("btcusdt", ("binance", "bitstamp"))],
@@ -37,7 +37,7 @@ def captures(mode: Mode, count: int) -> list[str]:
         path = folder / f"{venue}-{mode}-{count}.dfbcap"
         if not path.exists():
             tmp = path.with_suffix(".tmp")
-            write_capture(tmp, venue, INSTRUMENTS, mode, count)  # type: ignore[arg-type]
+            write_capture(tmp, venue, INSTRUMENTS, mode, count)
             tmp.rename(path)
         paths.append(str(path))
     return paths
@@ -83,7 +83,7 @@ def run(options: Options) -> list[Table]:
         ["mode", "venues", "venue frames/s", "service CPU µs/frame", "Summaries received"],
     )
     for mode in ("diff", "snapshot"):
-        paths = captures(mode, count)  # type: ignore[arg-type]
+        paths = captures(mode, count)
         sim, endpoints = rig.start_sim(
             replay=tuple(paths), as_fast_as_possible=True, ws_backend="wsproto"
         )
