@@ -15,14 +15,18 @@ from __future__ import annotations
 import abc
 
 import attrs
+import msgspec
 
 from dragonflybot.config import Mode
 from dragonflybot.core.book import Level, Side
 from dragonflybot.core.fixed import parse
-from dragonflybot.errors import DecodeError
+from dragonflybot.errors import ConfigError, DecodeError
 
 RawLevels = list[tuple[str, str]]
 """``[[price, amount], ...]`` as both venues send them: decimal strings."""
+
+BAD_INPUT = (msgspec.DecodeError, DecodeError, ValueError)
+"""What decoding/validating untrusted input may raise (msgspec's ValidationError included)."""
 
 
 # --- events -------------------------------------------------------------------------------
@@ -167,6 +171,13 @@ def parse_int(text: str, what: str) -> int:
         shown = text if len(text) <= 40 else text[:40] + "..."
         raise DecodeError(f"{what} is not a non-negative integer: {shown!r}")
     return int(text)
+
+
+def require_alnum(text: str, what: str) -> str:
+    """``text`` when it is non-empty ASCII letters/digits (it goes into URLs and stream names)."""
+    if not text or not text.isascii() or not text.isalnum():
+        raise ConfigError(f"{what} must be ASCII letters/digits, got {text!r}")
+    return text
 
 
 def join_url(base: str, path: str) -> str:

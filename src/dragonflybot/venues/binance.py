@@ -9,31 +9,28 @@ rules of the official "how to manage a local order book" procedure.
 
 from __future__ import annotations
 
-from collections import deque
 from typing import Final
 
-import attrs
 import msgspec
 
 from dragonflybot.config import Mode, VenueConfig
-from dragonflybot.core.book import FullDepthBook, Level, Side, TopBook
-from dragonflybot.errors import ConfigError, DecodeError
+from dragonflybot.errors import ConfigError
 from dragonflybot.venues.base import (
+    BAD_INPUT,
     BookChanged,
     BookReset,
     Dropped,
     Event,
     Ignored,
+    RawLevels,
     ReconnectNow,
-    SendText,
-    Skipped,
-    Subscribed,
     SubscriptionRejected,
-    SyncCounters,
-    VenueProtocol,
     join_url,
     parse_levels,
+    require_alnum,
 )
+from dragonflybot.venues.book_protocol import BookProtocol
+from dragonflybot.venues.diff_sync import Diff, DiffSync, SnapshotBody
 from dragonflybot.venues.requests import SnapshotRequests
 
 NAME = "binance"
@@ -46,8 +43,6 @@ PARTIAL_LEVELS: Final = (5, 10, 20)
 DEFAULT_SNAPSHOT_LIMIT: Final = 1000
 MAX_SNAPSHOT_LIMIT: Final = 5000
 SHUTDOWN_STREAM: Final = "!serverShutdown"
-
-RawLevels = list[tuple[str, str]]
 
 
 class PartialDepth(msgspec.Struct):
@@ -131,9 +126,6 @@ _update_decoder: Final = msgspec.json.Decoder(DepthUpdate)
 _snapshot_decoder: Final = msgspec.json.Decoder(DepthSnapshot)
 _encoder: Final = msgspec.json.Encoder()
 
-_BAD_INPUT = (msgspec.DecodeError, DecodeError, ValueError)
-"""What decoding/validating untrusted input may raise (msgspec's ValidationError included)."""
-
 
 def partial_levels(depth: int | None) -> int:
     """The partial-depth stream size serving ``depth`` levels (the smallest that is enough)."""
@@ -152,45 +144,31 @@ def subscribe_request(streams: list[str], request_id: int) -> str:
     return _encoder.encode(SubscribeRequest("SUBSCRIBE", streams, request_id)).decode()
 
 
-@attrs.define(slots=True)
-class _Update:
-    """A validated diff, levels already parsed: safe to buffer and apply later."""
+class _DiffSync(DiffSync):
+    """The update-id rules: drop stale, apply in sequence, any break is a gap.
 
-    first: int
-    last: int
-    event_time: int
-    bids: list[Level]
-    asks: list[Level]
-
-
-class _DiffSync:
-    """The update-id state machine: buffer, snapshot, drop stale, apply in sequence.
-
-    ``last_id`` is the book's update id ``B`` (``None`` while unsynced). The rules,
-    restated from the venue's documentation: buffer events; fetch the snapshot
-    (``lastUpdateId`` L); fetch again if L is older than the first buffered ``U``;
-    drop events with ``u <= L``; the first applied event must satisfy
-    ``U <= L + 1 <= u``, each later one ``U == previous u + 1``; anything else is a
-    gap: discard the book and start over.
+    ``position`` is the book's update id ``B``. The rules, restated from the
+    venue's documentation: buffer events; fetch the snapshot (``lastUpdateId`` L);
+    fetch again if L is older than the first buffered ``U``; drop events with
+    ``u <= L``; the first applied event must satisfy ``U <= L + 1 <= u``, each
+    later one ``U == previous u + 1``; anything else is a gap: discard the book
+    and start over.
     """
 
-    MAX_BUFFER: Final = 10_000
-    """Events kept while unsynced (about 17 minutes at 100 ms): bounds memory when REST is down."""
+    snapshot_name = "depth"
+    diff_name = "events"
 
     def __init__(self, url: str, params: tuple[tuple[str, str], ...]) -> None:
-        self.book = FullDepthBook()
-        self.counters = SyncCounters()
-        self.requests = SnapshotRequests(url, params)
-        self.buffer: deque[_Update] = deque()
-        self.last_id: int | None = None
+        super().__init__(SnapshotRequests(url, params))
         self.first_pending = False
 
     def reset(self) -> None:
-        self.book.clear()
-        self.buffer.clear()
-        self.last_id = None
+        super().reset()
         self.first_pending = False
-        self.requests.cancel()
+
+    def install(self, snapshot: SnapshotBody) -> None:
+        super().install(snapshot)
+        self.first_pending = True
 
     def on_subscribed(self) -> list[Event]:
         """Ask for the snapshot as soon as the stream is live, not at its first event.
@@ -200,99 +178,42 @@ class _DiffSync:
         to ``U <= L + 1``. It keeps a quiet symbol from waiting for a trade to get
         its book.
         """
-        if self.last_id is not None or self.requests.in_flight:
+        if self.position is not None or self.requests.in_flight:
             return []
         return [self.requests.request()]
 
-    def on_update(self, update: _Update) -> list[Event]:
-        if self.last_id is not None:
-            return self._apply_live(update)
-        events: list[Event] = []
-        if len(self.buffer) >= self.MAX_BUFFER:
-            events.append(Dropped(len(self.buffer), "buffer overflow while waiting for a snapshot"))
-            self.counters.dropped += len(self.buffer)
-            self.buffer.clear()
-            self.requests.cancel()
-        self.buffer.append(update)
-        if not self.requests.in_flight:
-            events.append(self.requests.request())
-        return events
-
-    def _apply_live(self, update: _Update) -> list[Event]:
-        assert self.last_id is not None
-        last = self.last_id
-        if update.last <= last:
+    def apply_live(self, diff: Diff) -> list[Event]:
+        assert self.position is not None
+        last = self.position
+        if diff.last <= last:
             self.counters.dropped += 1
-            return [Dropped(1, f"update ids {update.first}..{update.last} already in the book")]
+            return [Dropped(1, f"update ids {diff.first}..{diff.last} already in the book")]
         # First event: U <= B + 1 <= u (the second half holds, u > B was checked above);
         # later ones must continue exactly: U == B + 1.
-        in_sequence = update.first <= last + 1 if self.first_pending else update.first == last + 1
+        in_sequence = diff.first <= last + 1 if self.first_pending else diff.first == last + 1
         if not in_sequence:
-            return self._gap(update, last)
-        self.book.apply(update.bids, update.asks)
-        self.last_id = update.last
+            return self._gap(diff, last)
+        self.book.apply(diff.bids, diff.asks)
+        self.position = diff.last
         self.first_pending = False
         self.counters.applied += 1
-        return [BookChanged(update.event_time)]
+        return [BookChanged(diff.event_time_ms)]
 
-    def _gap(self, update: _Update, last: int) -> list[Event]:
+    def _gap(self, diff: Diff, last: int) -> list[Event]:
         self.counters.gaps += 1
-        reason = f"sequence gap: book at update id {last}, next event starts at {update.first}"
-        self.book.clear()
-        self.last_id = None
-        self.first_pending = False
-        self.buffer.clear()
-        self.buffer.append(update)
-        self.requests.cancel()
+        reason = f"sequence gap: book at update id {last}, next event starts at {diff.first}"
+        self.reset()
+        self.buffer.append(diff)
         return [BookReset(reason, gap=True), self.requests.request()]
 
-    def on_snapshot(self, token: int, body: bytes) -> list[Event]:
-        if not self.requests.answer(token):
-            return [Ignored("response to a snapshot request given up on")]
-        try:
-            snapshot = _snapshot_decoder.decode(body)
-            bids = parse_levels(snapshot.bids)
-            asks = parse_levels(snapshot.asks)
-        except _BAD_INPUT as exc:
-            self.counters.skipped += 1
-            self.counters.refetches += 1
-            return [Skipped(f"malformed depth snapshot: {exc}"), self.requests.request()]
-        snap_id = snapshot.lastUpdateId
-        if self.buffer and snap_id < self.buffer[0].first:
-            self.counters.refetches += 1
-            return [self.requests.request()]
-        events: list[Event] = []
-        stale = 0
-        while self.buffer and self.buffer[0].last <= snap_id:
-            self.buffer.popleft()
-            stale += 1
-        if stale:
-            self.counters.dropped += stale
-            events.append(Dropped(stale, f"buffered events not newer than snapshot {snap_id}"))
-        self.book.load(bids, asks)
-        self.counters.snapshots += 1
-        self.last_id = snap_id
-        self.first_pending = True
-        self.requests.done()
-        event_time: int | None = None
-        pending = list(self.buffer)
-        self.buffer.clear()
-        for i, update in enumerate(pending):
-            applied = self._apply_live(update)
-            if isinstance(applied[0], BookReset):
-                # _gap() re-buffered the failing event; the ones after it follow it.
-                self.buffer.extend(pending[i + 1 :])
-                events.extend(applied)
-                return events
-            if isinstance(applied[0], BookChanged):
-                event_time = update.event_time
-            else:
-                events.extend(applied)
-        events.append(BookChanged(event_time))
-        return events
+    def parse_snapshot(self, body: bytes) -> SnapshotBody:
+        snapshot = _snapshot_decoder.decode(body)
+        bids = parse_levels(snapshot.bids)
+        asks = parse_levels(snapshot.asks)
+        return SnapshotBody(snapshot.lastUpdateId, bids, asks, None)
 
 
-class BinanceProtocol(VenueProtocol):
+class BinanceProtocol(BookProtocol[_DiffSync]):
     """Sans-I/O Binance client for one symbol over the combined-stream endpoint."""
 
     def __init__(
@@ -305,13 +226,7 @@ class BinanceProtocol(VenueProtocol):
         symbol: str | None = None,
         levels: int | None = None,
     ) -> None:
-        venue_symbol = symbol or instrument
-        if not venue_symbol or not venue_symbol.isascii() or not venue_symbol.isalnum():
-            raise ConfigError(f"{NAME}: symbol must be ASCII letters/digits, got {venue_symbol!r}")
-        self.venue = NAME
-        self.mode = mode
-        self.ws_url = ws_url or DEFAULT_WS_URL
-        self.rest_url = rest_url or DEFAULT_REST_URL
+        venue_symbol = require_alnum(symbol or instrument, f"{NAME}: symbol")
         self.symbol = venue_symbol.upper()
         lower = venue_symbol.lower()
         if mode == "snapshot":
@@ -322,17 +237,13 @@ class BinanceProtocol(VenueProtocol):
             limit = levels or DEFAULT_SNAPSHOT_LIMIT
             if not 1 <= limit <= MAX_SNAPSHOT_LIMIT:
                 raise ConfigError(f"{NAME}: REST depth limit must be 1..{MAX_SNAPSHOT_LIMIT}")
-        self.streams = (self.stream,)
-        self._diff = _DiffSync(
-            join_url(self.rest_url, DEPTH_PATH),
-            (("symbol", self.symbol), ("limit", str(limit))),
+        rest = rest_url or DEFAULT_REST_URL
+        sync = _DiffSync(
+            join_url(rest, DEPTH_PATH), (("symbol", self.symbol), ("limit", str(limit)))
         )
-        self.counters = self._diff.counters
-        self._top = TopBook()
-        self._have_top = False
+        super().__init__(NAME, mode, ws_url or DEFAULT_WS_URL, rest, (self.stream,), sync)
         self._request_id = 0
         self._pending_id: int | None = None
-        self._subscribed = False
 
     @classmethod
     def from_config(cls, config: VenueConfig, instrument: str) -> BinanceProtocol:
@@ -345,52 +256,17 @@ class BinanceProtocol(VenueProtocol):
             levels=config.depth,
         )
 
-    # --- state --------------------------------------------------------------------------
-
-    @property
-    def subscribed(self) -> bool:
-        return self._subscribed
-
-    @property
-    def synced(self) -> bool:
-        return self._subscribed and (self.mode == "snapshot" or self._diff.last_id is not None)
-
-    @property
-    def has_book(self) -> bool:
-        if self.mode == "snapshot":
-            return self._have_top
-        return self._diff.last_id is not None
-
     @property
     def book_id(self) -> int | None:
         """Diff mode: the update id the book is at (``None`` while unsynced)."""
-        return self._diff.last_id
-
-    @property
-    def full_book(self) -> FullDepthBook:
-        """Diff mode: the whole book (for checks; publish through ``top_*``)."""
-        return self._diff.book
-
-    def top_bids(self, n: int) -> Side:
-        if self.mode == "snapshot":
-            return self._top.top_bids(n)
-        return self._diff.book.top_bids(n)
-
-    def top_asks(self, n: int) -> Side:
-        if self.mode == "snapshot":
-            return self._top.top_asks(n)
-        return self._diff.book.top_asks(n)
+        return self._diff.position
 
     # --- driving ------------------------------------------------------------------------
 
-    def connection_made(self) -> list[Event]:
-        self._subscribed = False
-        self._top.clear()
-        self._have_top = False
-        self._diff.reset()
+    def _subscribe_text(self) -> str:
         self._request_id += 1
         self._pending_id = self._request_id
-        return [SendText(subscribe_request(list(self.streams), self._request_id))]
+        return subscribe_request(list(self.streams), self._request_id)
 
     def receive(self, frame: str | bytes) -> list[Event]:
         try:
@@ -413,16 +289,7 @@ class BinanceProtocol(VenueProtocol):
             return self._on_reply(msg)
         return self._skip("neither stream data nor a command reply")
 
-    def snapshot_received(self, token: int, body: bytes) -> list[Event]:
-        if self.mode == "snapshot":
-            return super().snapshot_received(token, body)
-        return self._diff.on_snapshot(token, body)
-
     # --- internals ----------------------------------------------------------------------
-
-    def _skip(self, reason: str) -> list[Event]:
-        self.counters.skipped += 1
-        return [Skipped(reason)]
 
     def _on_reply(self, msg: Frame) -> list[Event]:
         if self._subscribed or self._pending_id is None:
@@ -440,8 +307,7 @@ class BinanceProtocol(VenueProtocol):
         if bytes(msg.result) != b"null":
             shown = bytes(msg.result)[:100].decode(errors="replace")
             return [SubscriptionRejected(stream, f"unexpected SUBSCRIBE result {shown}")]
-        self._subscribed = True
-        events: list[Event] = [Subscribed(self.streams)]
+        events = self._acknowledged()
         if self.mode == "diff":
             events.extend(self._diff.on_subscribed())
         return events
@@ -449,24 +315,20 @@ class BinanceProtocol(VenueProtocol):
     def _on_partial(self, data: msgspec.Raw) -> list[Event]:
         try:
             msg = _partial_decoder.decode(data)
-            bids = parse_levels(msg.bids)
-            asks = parse_levels(msg.asks)
-            self._top.replace(bids, asks)  # validates order before replacing anything
-        except _BAD_INPUT as exc:
+            changed = self._replace_top(parse_levels(msg.bids), parse_levels(msg.asks), None)
+        except BAD_INPUT as exc:
             return self._skip(f"malformed {self.stream} payload: {exc}")
-        self._have_top = True
-        self.counters.applied += 1
-        return [BookChanged(None)]
+        return [changed]
 
     def _on_update(self, data: msgspec.Raw) -> list[Event]:
         try:
             msg = _update_decoder.decode(data)
             bids = parse_levels(msg.b)
             asks = parse_levels(msg.a)
-        except _BAD_INPUT as exc:
+        except BAD_INPUT as exc:
             return self._skip(f"malformed {self.stream} payload: {exc}")
         if msg.s != self.symbol:
             return self._skip(f"depthUpdate for {msg.s!r} on stream {self.stream!r}")
         if not 0 <= msg.U <= msg.u:
             return self._skip(f"bad update id range U={msg.U} u={msg.u}")
-        return self._diff.on_update(_Update(msg.U, msg.u, msg.E, bids, asks))
+        return self._diff.on_diff(Diff(msg.U, msg.u, msg.E, bids, asks))

@@ -9,32 +9,29 @@ never be detected, start from a fresh snapshot after every reconnect.
 
 from __future__ import annotations
 
-from collections import deque
 from typing import Final
 
-import attrs
 import msgspec
 
 from dragonflybot.config import Mode, VenueConfig
-from dragonflybot.core.book import FullDepthBook, Level, Side, TopBook
-from dragonflybot.errors import ConfigError, DecodeError
+from dragonflybot.core.book import Level
 from dragonflybot.venues.base import (
+    BAD_INPUT,
     BookChanged,
     Dropped,
     Event,
     Ignored,
+    RawLevels,
     ReconnectNow,
-    SendText,
-    Skipped,
-    Subscribed,
     SubscriptionRejected,
-    SyncCounters,
     VenueNotice,
-    VenueProtocol,
     join_url,
     parse_int,
     parse_levels,
+    require_alnum,
 )
+from dragonflybot.venues.book_protocol import BookProtocol
+from dragonflybot.venues.diff_sync import Diff, DiffSync, SnapshotBody
 from dragonflybot.venues.requests import SnapshotRequests
 
 NAME = "bitstamp"
@@ -47,8 +44,6 @@ ERROR: Final = "bts:error"
 REQUEST_RECONNECT: Final = "bts:request_reconnect"
 HEARTBEAT: Final = "bts:heartbeat"
 DATA: Final = "data"
-
-RawLevels = list[tuple[str, str]]
 
 
 class BookData(msgspec.Struct):
@@ -102,9 +97,6 @@ _rest_decoder: Final = msgspec.json.Decoder(RestOrderBook)
 _error_decoder: Final = msgspec.json.Decoder(ErrorData)
 _encoder: Final = msgspec.json.Encoder()
 
-_BAD_INPUT = (msgspec.DecodeError, DecodeError, ValueError)
-"""What decoding/validating untrusted input may raise (msgspec's ValidationError included)."""
-
 
 def subscribe_request(channel: str) -> str:
     return _encoder.encode(Request(SUBSCRIBE, ChannelRequest(channel))).decode()
@@ -118,99 +110,39 @@ def order_book_path(pair: str) -> str:
     return f"/api/v2/order_book/{pair}/"
 
 
-@attrs.define(slots=True)
-class _Diff:
-    """A validated diff, levels already parsed: safe to buffer and apply later."""
+class _DiffSync(DiffSync):
+    """The microtimestamp rule: a diff newer than the book is applied, any other dropped.
 
-    micros: int
-    bids: list[Level]
-    asks: list[Level]
-
-
-class _DiffSync:
-    """The microtimestamp state machine: buffer, snapshot, drop what it holds, apply newer.
-
-    ``last_micros`` is the time of the newest state in the book (``None`` while
-    unsynced). A snapshot older than the first buffered diff may miss messages
-    sent before the subscription took effect, so it is fetched again.
+    ``position`` is the time of the newest state in the book, and a diff spans
+    just its own time. Nothing reveals a lost message, so there is no gap to
+    detect: the book is only as good as the connection it was synced on.
     """
 
-    MAX_BUFFER: Final = 10_000
-    """Diffs kept while unsynced: bounds memory when REST is down."""
+    snapshot_name = "order_book"
+    diff_name = "diffs"
 
     def __init__(self, url: str) -> None:
-        self.book = FullDepthBook()
-        self.counters = SyncCounters()
-        self.requests = SnapshotRequests(url)
-        self.buffer: deque[_Diff] = deque()
-        self.last_micros: int | None = None
+        super().__init__(SnapshotRequests(url))
 
-    def reset(self) -> None:
-        self.book.clear()
-        self.buffer.clear()
-        self.last_micros = None
-        self.requests.cancel()
-
-    def on_diff(self, diff: _Diff) -> list[Event]:
-        if self.last_micros is not None:
-            return self._apply_live(diff)
-        events: list[Event] = []
-        if len(self.buffer) >= self.MAX_BUFFER:
-            events.append(Dropped(len(self.buffer), "buffer overflow while waiting for a snapshot"))
-            self.counters.dropped += len(self.buffer)
-            self.buffer.clear()
-            self.requests.cancel()
-        self.buffer.append(diff)
-        if not self.requests.in_flight:
-            events.append(self.requests.request())
-        return events
-
-    def _apply_live(self, diff: _Diff) -> list[Event]:
-        assert self.last_micros is not None
-        if diff.micros <= self.last_micros:
+    def apply_live(self, diff: Diff) -> list[Event]:
+        assert self.position is not None
+        if diff.last <= self.position:
             self.counters.dropped += 1
-            return [Dropped(1, f"diff at {diff.micros} not newer than the book")]
+            return [Dropped(1, f"diff at {diff.last} not newer than the book")]
         self.book.apply(diff.bids, diff.asks)
-        self.last_micros = diff.micros
+        self.position = diff.last
         self.counters.applied += 1
-        return [BookChanged(diff.micros // 1000)]
+        return [BookChanged(diff.event_time_ms)]
 
-    def on_snapshot(self, token: int, body: bytes) -> list[Event]:
-        if not self.requests.answer(token):
-            return [Ignored("response to a snapshot request given up on")]
-        try:
-            snapshot = _rest_decoder.decode(body)
-            micros = parse_int(snapshot.microtimestamp, "microtimestamp")
-            bids = parse_levels(snapshot.bids)
-            asks = parse_levels(snapshot.asks)
-        except _BAD_INPUT as exc:
-            self.counters.skipped += 1
-            self.counters.refetches += 1
-            return [Skipped(f"malformed order_book snapshot: {exc}"), self.requests.request()]
-        if self.buffer and self.buffer[0].micros > micros:
-            self.counters.refetches += 1
-            return [self.requests.request()]
-        events: list[Event] = []
-        stale = 0
-        while self.buffer and self.buffer[0].micros <= micros:
-            self.buffer.popleft()
-            stale += 1
-        if stale:
-            self.counters.dropped += stale
-            events.append(Dropped(stale, f"buffered diffs not newer than snapshot {micros}"))
-        self.book.load(bids, asks)
-        self.counters.snapshots += 1
-        self.last_micros = micros
-        self.requests.done()
-        while self.buffer:
-            for event in self._apply_live(self.buffer.popleft()):
-                if isinstance(event, Dropped):
-                    events.append(event)
-        events.append(BookChanged(self.last_micros // 1000))
-        return events
+    def parse_snapshot(self, body: bytes) -> SnapshotBody:
+        snapshot = _rest_decoder.decode(body)
+        micros = parse_int(snapshot.microtimestamp, "microtimestamp")
+        bids = parse_levels(snapshot.bids)
+        asks = parse_levels(snapshot.asks)
+        return SnapshotBody(micros, bids, asks, micros // 1000)
 
 
-class BitstampProtocol(VenueProtocol):
+class BitstampProtocol(BookProtocol[_DiffSync]):
     """Sans-I/O Bitstamp client for one currency pair."""
 
     def __init__(
@@ -222,21 +154,13 @@ class BitstampProtocol(VenueProtocol):
         rest_url: str | None = None,
         symbol: str | None = None,
     ) -> None:
-        pair = (symbol or instrument).lower()
-        if not pair or not pair.isascii() or not pair.isalnum():
-            raise ConfigError(f"{NAME}: pair must be ASCII letters/digits, got {pair!r}")
-        self.venue = NAME
-        self.mode = mode
-        self.ws_url = ws_url or DEFAULT_WS_URL
-        self.rest_url = rest_url or DEFAULT_REST_URL
+        pair = require_alnum((symbol or instrument).lower(), f"{NAME}: pair")
         self.pair = pair
         self.channel = f"order_book_{pair}" if mode == "snapshot" else f"diff_order_book_{pair}"
-        self.streams = (self.channel,)
-        self._diff = _DiffSync(join_url(self.rest_url, order_book_path(pair)))
-        self.counters = self._diff.counters
-        self._top = TopBook()
+        rest = rest_url or DEFAULT_REST_URL
+        sync = _DiffSync(join_url(rest, order_book_path(pair)))
+        super().__init__(NAME, mode, ws_url or DEFAULT_WS_URL, rest, (self.channel,), sync)
         self._top_micros: int | None = None
-        self._subscribed = False
 
     @classmethod
     def from_config(cls, config: VenueConfig, instrument: str) -> BitstampProtocol:
@@ -248,52 +172,21 @@ class BitstampProtocol(VenueProtocol):
             symbol=config.symbol,
         )
 
-    # --- state --------------------------------------------------------------------------
-
-    @property
-    def subscribed(self) -> bool:
-        return self._subscribed
-
-    @property
-    def synced(self) -> bool:
-        return self._subscribed and (self.mode == "snapshot" or self._diff.last_micros is not None)
-
-    @property
-    def has_book(self) -> bool:
-        if self.mode == "snapshot":
-            return self._top_micros is not None
-        return self._diff.last_micros is not None
-
     @property
     def book_micros(self) -> int | None:
         """The microtimestamp of the newest state in the book (``None`` without a book)."""
         if self.mode == "snapshot":
             return self._top_micros
-        return self._diff.last_micros
-
-    @property
-    def full_book(self) -> FullDepthBook:
-        """Diff mode: the whole book (for checks; publish through ``top_*``)."""
-        return self._diff.book
-
-    def top_bids(self, n: int) -> Side:
-        if self.mode == "snapshot":
-            return self._top.top_bids(n)
-        return self._diff.book.top_bids(n)
-
-    def top_asks(self, n: int) -> Side:
-        if self.mode == "snapshot":
-            return self._top.top_asks(n)
-        return self._diff.book.top_asks(n)
+        return self._diff.position
 
     # --- driving ------------------------------------------------------------------------
 
     def connection_made(self) -> list[Event]:
-        self._subscribed = False
-        self._top.clear()
         self._top_micros = None
-        self._diff.reset()
-        return [SendText(subscribe_request(self.channel))]
+        return super().connection_made()
+
+    def _subscribe_text(self) -> str:
+        return subscribe_request(self.channel)
 
     def heartbeat(self) -> str:
         return heartbeat_request()
@@ -313,8 +206,7 @@ class BitstampProtocol(VenueProtocol):
         if event == SUBSCRIBED:
             if msg.channel != self.channel or self._subscribed:
                 return [Ignored(f"subscription of {msg.channel!r} acknowledged")]
-            self._subscribed = True
-            return [Subscribed(self.streams)]
+            return self._acknowledged()
         if event == ERROR:
             return self._on_error(msg)
         if event == REQUEST_RECONNECT:
@@ -323,16 +215,7 @@ class BitstampProtocol(VenueProtocol):
             return [Ignored("heartbeat reply")]
         return [Ignored(f"event {event!r} on channel {msg.channel!r}")]
 
-    def snapshot_received(self, token: int, body: bytes) -> list[Event]:
-        if self.mode == "snapshot":
-            return super().snapshot_received(token, body)
-        return self._diff.on_snapshot(token, body)
-
     # --- internals ----------------------------------------------------------------------
-
-    def _skip(self, reason: str) -> list[Event]:
-        self.counters.skipped += 1
-        return [Skipped(reason)]
 
     def _on_error(self, msg: Envelope) -> list[Event]:
         try:
@@ -358,16 +241,15 @@ class BitstampProtocol(VenueProtocol):
             if self._top_micros is not None and micros < self._top_micros:
                 self.counters.dropped += 1
                 return [Dropped(1, f"order_book at {micros} older than the book")]
-            self._top.replace(bids, asks)  # validates order before replacing anything
-        except _BAD_INPUT as exc:
+            changed = self._replace_top(bids, asks, micros // 1000)
+        except BAD_INPUT as exc:
             return self._skip(f"malformed {self.channel} data: {exc}")
         self._top_micros = micros
-        self.counters.applied += 1
-        return [BookChanged(micros // 1000)]
+        return [changed]
 
     def _on_diff(self, data: msgspec.Raw) -> list[Event]:
         try:
             micros, bids, asks = self._parse_book(data)
-        except _BAD_INPUT as exc:
+        except BAD_INPUT as exc:
             return self._skip(f"malformed {self.channel} data: {exc}")
-        return self._diff.on_diff(_Diff(micros, bids, asks))
+        return self._diff.on_diff(Diff(micros, micros, micros // 1000, bids, asks))

@@ -1,0 +1,123 @@
+"""The part of a venue protocol that is the same for every venue: one book, two modes.
+
+A protocol serves its instrument either from whole top-N messages (``snapshot``
+mode, kept in a ``TopBook``) or from diffs synced to a REST snapshot (``diff``
+mode, kept by the venue's ``DiffSync``). The subscription state, which book the
+top-N reads come from and when it may be published follow from that choice alone,
+so they live here; a venue module adds its wire schema, its subscribe and ack
+messages and its sync rule.
+"""
+
+from __future__ import annotations
+
+import abc
+from typing import Generic, TypeVar
+
+from dragonflybot.config import Mode
+from dragonflybot.core.book import FullDepthBook, Level, Side, TopBook
+from dragonflybot.venues.base import (
+    BookChanged,
+    Event,
+    SendText,
+    Skipped,
+    Subscribed,
+    VenueProtocol,
+)
+from dragonflybot.venues.diff_sync import DiffSync
+
+SyncT = TypeVar("SyncT", bound=DiffSync)
+
+
+class BookProtocol(VenueProtocol, Generic[SyncT]):
+    """A ``VenueProtocol`` keeping one book, in the mode fixed at construction."""
+
+    def __init__(
+        self,
+        venue: str,
+        mode: Mode,
+        ws_url: str,
+        rest_url: str,
+        streams: tuple[str, ...],
+        sync: SyncT,
+    ) -> None:
+        self.venue = venue
+        self.mode = mode
+        self.ws_url = ws_url
+        self.rest_url = rest_url
+        self.streams = streams
+        self._diff = sync
+        self.counters = sync.counters
+        self._top = TopBook()
+        self._have_top = False
+        self._subscribed = False
+        # The book the top-N reads come from never changes: both are cleared in place.
+        self._book: TopBook | FullDepthBook = self._top if mode == "snapshot" else sync.book
+
+    @abc.abstractmethod
+    def _subscribe_text(self) -> str:
+        """The subscribe request to send on a fresh connection."""
+
+    # --- state --------------------------------------------------------------------------
+
+    @property
+    def subscribed(self) -> bool:
+        return self._subscribed
+
+    @property
+    def synced(self) -> bool:
+        return self._subscribed and (self.mode == "snapshot" or self._diff.position is not None)
+
+    @property
+    def has_book(self) -> bool:
+        if self.mode == "snapshot":
+            return self._have_top
+        return self._diff.position is not None
+
+    @property
+    def full_book(self) -> FullDepthBook:
+        """Diff mode: the whole book (for checks; publish through ``top_*``)."""
+        return self._diff.book
+
+    def top_bids(self, n: int) -> Side:
+        return self._book.top_bids(n)
+
+    def top_asks(self, n: int) -> Side:
+        return self._book.top_asks(n)
+
+    # --- driving ------------------------------------------------------------------------
+
+    def connection_made(self) -> list[Event]:
+        self._subscribed = False
+        self._top.clear()
+        self._have_top = False
+        self._diff.reset()
+        return [SendText(self._subscribe_text())]
+
+    def snapshot_received(self, token: int, body: bytes) -> list[Event]:
+        if self.mode == "snapshot":
+            return super().snapshot_received(token, body)
+        return self._diff.on_snapshot(token, body)
+
+    # --- for the venue modules ----------------------------------------------------------
+
+    def _skip(self, reason: str) -> list[Event]:
+        self.counters.skipped += 1
+        return [Skipped(reason)]
+
+    def _acknowledged(self) -> list[Event]:
+        """Every stream was acknowledged on this connection."""
+        self._subscribed = True
+        return [Subscribed(self.streams)]
+
+    def _replace_top(
+        self, bids: list[Level], asks: list[Level], event_time_ms: int | None
+    ) -> Event:
+        """Snapshot mode: install a whole top N.
+
+        Raises ``ValueError`` (nothing replaced) when a side is out of order, so a
+        caller validating a message calls it last, inside its ``BAD_INPUT`` guard.
+        """
+        self._top.replace(bids, asks)
+        self._have_top = True
+        self.counters.applied += 1
+        return BookChanged(event_time_ms)
