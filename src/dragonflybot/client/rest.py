@@ -15,6 +15,7 @@ import math
 import random
 import ssl
 from collections.abc import Mapping
+from contextlib import AsyncExitStack
 from datetime import UTC, datetime
 from types import TracebackType
 from typing import Self
@@ -90,6 +91,12 @@ class RestClient:
     ``min_retry_delay`` (exponential backoff with full jitter above that). Not retried: other 4xx
     (``HttpStatusError``), a body over ``max_body_size`` (``DecodeError``). ``timeout`` bounds one
     whole attempt. ``verify=True`` trusts the system store plus certifi.
+
+    The TLS context is built on the first ``https://`` request, not on entry: loading
+    the trust stores takes tens of milliseconds, and a feed pointed at plain ``http://``
+    (the simulator) never needs them. ``http://`` URLs get a client of their own whose
+    context verifies but trusts nothing, so no TLS through it (say, to a proxy) can
+    ever go unverified.
     """
 
     def __init__(
@@ -112,17 +119,11 @@ class RestClient:
         self._rng = rng if rng is not None else random.Random()
         self._min_retry_delay = min_retry_delay
         self._max_body_size = max_body_size
-        self._client: httpx.AsyncClient | None = None
+        self._clients: dict[bool, httpx.AsyncClient] = {}
+        self._stack: AsyncExitStack | None = None
 
     async def __aenter__(self) -> Self:
-        verify = default_ssl_context() if self._verify is True else self._verify
-        self._client = httpx.AsyncClient(
-            timeout=httpx.Timeout(self._timeout),
-            verify=verify,
-            transport=self._transport,
-            headers={"User-Agent": "dragonflybot"},
-        )
-        await self._client.__aenter__()
+        self._stack = AsyncExitStack()
         return self
 
     async def __aexit__(
@@ -131,15 +132,39 @@ class RestClient:
         exc: BaseException | None,
         traceback: TracebackType | None,
     ) -> None:
-        client, self._client = self._client, None
-        if client is not None:
-            await client.__aexit__(exc_type, exc, traceback)
+        stack, self._stack = self._stack, None
+        self._clients.clear()
+        if stack is not None:
+            await stack.aclose()
+
+    def _client_for(self, url: str) -> httpx.AsyncClient:
+        """The client for ``url``'s scheme, made on first use (see the class docstring)."""
+        if self._stack is None:
+            raise RuntimeError("RestClient.get_bytes called outside 'async with RestClient()'")
+        tls = not url[:7].lower().startswith("http://")
+        client = self._clients.get(tls)
+        if client is None:
+            verify: bool | ssl.SSLContext
+            if not tls:
+                verify = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)  # verifying, trusts nothing
+            elif self._verify is True:
+                verify = default_ssl_context()
+            else:
+                verify = self._verify
+            client = httpx.AsyncClient(
+                timeout=httpx.Timeout(self._timeout),
+                verify=verify,
+                transport=self._transport,
+                headers={"User-Agent": "dragonflybot"},
+            )
+            self._clients[tls] = client
+            self._stack.push_async_callback(client.aclose)
+        return client
 
     async def get_bytes(self, url: str, *, params: Mapping[str, str] | None = None) -> bytes:
         """The body of a 2xx answer to ``GET url``; raises ``TransportError`` (or its subclass
         ``HttpStatusError``) once retries are exhausted, ``DecodeError`` for an oversized body."""
-        if self._client is None:
-            raise RuntimeError("RestClient.get_bytes called outside 'async with RestClient()'")
+        client = self._client_for(url)
         backoff = Backoff(
             self._min_retry_delay,
             max(self._min_retry_delay, self._max_retry_after),
@@ -148,7 +173,7 @@ class RestClient:
         failures = 0
         while True:
             try:
-                return await self._get_once(self._client, url, params)
+                return await self._get_once(client, url, params)
             except TransportError as exc:
                 delay = self._retry_delay(exc, backoff, failures)
                 if delay is None:
