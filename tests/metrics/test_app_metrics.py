@@ -200,6 +200,9 @@ async def test_real_feeds_against_the_simulator_are_counted() -> None:
             value(samples, "dragonflybot_feed_book_updates_forwarded_total", **binance) or 0
         ) > 0
         assert value(samples, "dragonflybot_feed_frames_malformed_total", **binance) == 0
+        # Every forwarded view was timed from its frame's receipt (a real feed, real frames).
+        timed = value(samples, "dragonflybot_latency_receive_to_parsed_seconds_count", **binance)
+        assert timed is not None and timed > 0
         updates = value(samples, "dragonflybot_aggregator_updates_total", instrument="ethbtc")
         assert updates is not None and updates > 0
 

@@ -79,6 +79,12 @@ def test_histograms_expose_the_hop_latencies_in_seconds() -> None:
     assert get(f"{merged}_bucket", {**key, "le": "0.0025"}) == 2
     assert get(f"{merged}_bucket", {**key, "le": "+Inf"}) == 2
     assert get("dragonflybot_latency_receive_to_sent_seconds_count", key) == 1
+    rt.feed_stats["bitstamp"].receive_to_parsed.observe_ns(8_000)  # 8 µs
+    parsed = "dragonflybot_latency_receive_to_parsed_seconds"
+    bitstamp = {**key, "venue": "bitstamp"}
+    assert get(f"{parsed}_count", bitstamp) == 1
+    assert get(f"{parsed}_bucket", {**bitstamp, "le": "1e-05"}) == 1
+    assert get(f"{parsed}_count", {**key, "venue": "binance"}) == 0
 
 
 def test_two_apps_have_separate_registries_and_the_global_one_is_untouched() -> None:

@@ -19,7 +19,7 @@ from dragonflybot.aggregator.state import BookState
 from dragonflybot.aggregator.table import ViewTable
 from dragonflybot.core.merge import Consolidated
 from dragonflybot.core.view import VenueUpdate
-from dragonflybot.metrics.histogram import LatencyHistogram
+from dragonflybot.latency import LatencyHistogram
 
 
 class Publisher(Protocol):

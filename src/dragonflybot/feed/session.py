@@ -234,8 +234,13 @@ class Session:
 
     def _after(self, changed: bool, recv_ns: int) -> None:
         protocol = self.protocol
-        if changed and protocol.has_book:
-            self.publisher.publish(protocol, self._event_time, recv_ns)
+        if (
+            changed
+            and protocol.has_book
+            and self.publisher.publish(protocol, self._event_time, recv_ns)
+        ):
+            # Once per forwarded view (top-N changes only), not per frame: one clock read.
+            self.stats.receive_to_parsed.observe_ns(time.monotonic_ns() - recv_ns)
         stats = self.stats
         if protocol.synced:
             if stats.state != "live" and not self._stale:

@@ -10,6 +10,7 @@ from typing import Literal
 
 import attrs
 
+from dragonflybot.latency import LatencyHistogram
 from dragonflybot.venues.base import SyncCounters
 
 FeedState = Literal["connecting", "syncing", "live", "stale", "down"]
@@ -57,4 +58,6 @@ class FeedStats:
     last_error: str | None = None
     """Why the last connection ended."""
     sync: SyncCounters = attrs.field(factory=SyncCounters)
+    receive_to_parsed: LatencyHistogram = attrs.field(factory=LatencyHistogram)
+    """Frame receipt to the listener handing on the view it changed (decode, sync, book)."""
     """The venue protocol's own counters (applied, dropped, snapshots, refetches...)."""

@@ -6,8 +6,8 @@ time; ``serve_metrics`` serves one ``CollectorRegistry`` on ``/metrics`` as a tr
 task. There is no module-level registry: each ``App`` builds its own.
 """
 
+from dragonflybot.latency import LATENCY_BOUNDS, LatencyHistogram
 from dragonflybot.metrics.collector import AppCollector
-from dragonflybot.metrics.histogram import LATENCY_BOUNDS, LatencyHistogram
 from dragonflybot.metrics.http import METRICS_PATH, serve_metrics
 from dragonflybot.metrics.registry import build_registry
 

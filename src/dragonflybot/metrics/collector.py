@@ -21,7 +21,7 @@ from prometheus_client.metrics_core import Metric
 from prometheus_client.registry import Collector
 
 from dragonflybot.feed.stats import FeedState, FeedStats
-from dragonflybot.metrics.histogram import LatencyHistogram
+from dragonflybot.latency import LatencyHistogram
 
 if TYPE_CHECKING:
     from dragonflybot.app import InstrumentRuntime
@@ -168,6 +168,18 @@ class AppCollector(Collector):
                 lambda rt: rt.stream_stats.receive_to_sent,
             ),
         )
+        parsed = HistogramMetricFamily(
+            f"{PREFIX}_latency_receive_to_parsed_seconds",
+            "Venue frame receipt to the feed listener handing on the venue view it changed.",
+            labels=["instrument", "venue"],
+        )
+        for rt in self._instruments:
+            for venue, stats in rt.feed_stats.items():
+                histogram = stats.receive_to_parsed
+                parsed.add_metric(
+                    [rt.name, venue], histogram.cumulative(), sum_value=histogram.sum_ns / 1e9
+                )
+        yield parsed
         for name, doc, read in hops:
             family = HistogramMetricFamily(f"{PREFIX}_{name}", doc, labels=["instrument"])
             for rt in self._instruments:

@@ -18,7 +18,7 @@ import attrs
 from purerpc import RpcFailedError, Status, StatusCode
 
 from dragonflybot.aggregator.fanout import Fanout
-from dragonflybot.metrics.histogram import LatencyHistogram
+from dragonflybot.latency import LatencyHistogram
 from dragonflybot.service.proto.orderbook_grpc import OrderbookAggregatorServicer
 from dragonflybot.service.summary import EncodedBook, PreEncoded
 
