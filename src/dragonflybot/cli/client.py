@@ -12,15 +12,14 @@ exit 1; ``--retry`` keeps trying with backoff instead.
 from __future__ import annotations
 
 import argparse
-import signal
 import sys
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import Sequence
 
 import trio
 
 from dragonflybot.aggregator.fanout import Fanout
 from dragonflybot.cli import options
-from dragonflybot.cli.common import EXIT_OK, OneLineParser, run, setup_logging
+from dragonflybot.cli.common import EXIT_OK, OneLineParser, run, setup_logging, until_signal
 from dragonflybot.cli.display import print_json_lines, show_live_table
 from dragonflybot.config import DEFAULT_LISTEN, format_listen, parse_listen
 from dragonflybot.service.book_client import ReceivedSummary, follow_book
@@ -61,13 +60,13 @@ def build_parser(prog: str = PROG) -> argparse.ArgumentParser:
 
 
 def _count(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"bad count {text!r}: expected an integer") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError("count must be >= 0")
-    return value
+    return options.checked_number(
+        text,
+        int,
+        lambda value: value >= 0,
+        malformed="bad count {text!r}: expected an integer",
+        invalid="count must be >= 0",
+    )
 
 
 async def follow_and_show(
@@ -96,54 +95,28 @@ async def follow_and_show(
         nursery.cancel_scope.cancel()
 
 
-async def watch(
-    host: str,
-    port: int,
-    *,
-    table: bool,
-    count: int = 0,
-    retry: bool = False,
-    connect_timeout: float = 5.0,
-) -> int:
-    """``follow_and_show`` until done or SIGINT/SIGTERM (both a normal end: exit 0)."""
-    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(_stop_on_signal, signals, nursery.cancel_scope)
-            await follow_and_show(
-                host,
-                port,
-                table=table,
-                count=count,
-                retry=retry,
-                connect_timeout=connect_timeout,
-            )
-            nursery.cancel_scope.cancel()
-    return EXIT_OK
-
-
-async def _stop_on_signal(signals: AsyncIterator[int], scope: trio.CancelScope) -> None:
-    async for _ in signals:
-        scope.cancel()
-        return
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     host, port = parse_listen(args.server)
     table = args.format == "table" if args.format else sys.stdout.isatty()
     setup_logging(args.log_level, args.log_format or "text")
-    try:
-        return run(
-            PROG,
-            lambda: watch(
+
+    async def watch() -> int:
+        """Follow and show until done or SIGINT/SIGTERM (both a normal end: exit 0)."""
+        await until_signal(
+            lambda: follow_and_show(
                 host,
                 port,
                 table=table,
                 count=args.count,
                 retry=args.retry,
                 connect_timeout=args.connect_timeout,
-            ),
+            )
         )
+        return EXIT_OK
+
+    try:
+        return run(PROG, watch)
     except BrokenPipeError:
         # The reader of our stdout went away (`| head`): nothing left to do.
         return EXIT_OK

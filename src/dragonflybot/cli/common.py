@@ -14,7 +14,7 @@ import logging
 import signal
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import NoReturn
+from typing import NoReturn, TypeVar
 
 import trio
 
@@ -36,6 +36,8 @@ USAGE_ERRORS = (ConfigError, ServiceError, SubscriptionError)
 """Errors the user fixes by changing the command line or the config: exit 2."""
 
 log = logging.getLogger("dragonflybot")
+
+T = TypeVar("T")
 
 
 class OneLineParser(argparse.ArgumentParser):
@@ -60,17 +62,26 @@ def setup_logging(level: str, log_format: LogFormat = "text") -> None:
 def run(prog: str, main: Callable[[], Awaitable[int]]) -> int:
     """``trio.run(main)`` with every deliberate error turned into one line and an exit code."""
     try:
-        return trio.run(main)
+        return run_unwrapped(main)
     except DragonflybotError as exc:
         return fail(prog, exc)
+    except KeyboardInterrupt:
+        # Only reachable before the signal handlers are installed.
+        return 130
+
+
+def run_unwrapped(main: Callable[[], Awaitable[T]]) -> T:
+    """``trio.run(main)``, but a deliberate error arrives bare, not inside exception groups.
+
+    Anything else (a bug) propagates untouched, groups and all.
+    """
+    try:
+        return trio.run(main)
     except BaseExceptionGroup as group:
         error = _deliberate(group)
         if error is None:
             raise
-        return fail(prog, error)
-    except KeyboardInterrupt:
-        # Only reachable before the signal handlers are installed.
-        return 130
+        raise error from None
 
 
 def _deliberate(group: BaseExceptionGroup[BaseException]) -> DragonflybotError | None:
@@ -87,6 +98,40 @@ def _deliberate(group: BaseExceptionGroup[BaseException]) -> DragonflybotError |
         elif not isinstance(exc, trio.Cancelled):
             return None
     return found
+
+
+async def until_signal(body: Callable[[], Awaitable[object]]) -> None:
+    """Run ``body`` until it returns or SIGINT/SIGTERM arrives; either is a normal end."""
+    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(_stop_on_signal, signals, nursery.cancel_scope)
+            await body()
+            nursery.cancel_scope.cancel()
+
+
+async def _stop_on_signal(signals: AsyncIterator[int], scope: trio.CancelScope) -> None:
+    async for _ in signals:
+        scope.cancel()
+        return
+
+
+def serve_main(
+    prog: str,
+    make_config: Callable[[], AppConfig],
+    *,
+    duration: float | None = None,
+    companion: Callable[[App], Awaitable[None]] | None = None,
+) -> int:
+    """The body of the serving entrypoints: config (a mistake is one line), logging, the app.
+
+    ``duration`` and ``companion`` are ``serve_until_signal``'s.
+    """
+    try:
+        config = make_config()
+    except DragonflybotError as exc:
+        return fail(prog, exc)
+    setup_logging(config.log_level, config.log_format)
+    return run(prog, lambda: serve_until_signal(config, duration=duration, companion=companion))
 
 
 async def serve_until_signal(

@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from dragonflybot.app import App
 from dragonflybot.cli import options
 from dragonflybot.cli.client import follow_and_show
-from dragonflybot.cli.common import OneLineParser, fail, run, serve_until_signal, setup_logging
+from dragonflybot.cli.common import OneLineParser, serve_main
 from dragonflybot.config import (
     AppConfig,
     InstrumentConfig,
@@ -83,11 +83,6 @@ def demo_config(args: argparse.Namespace) -> AppConfig:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    try:
-        config = demo_config(args)
-    except DragonflybotError as exc:
-        return fail(PROG, exc)
-    setup_logging(config.log_level, config.log_format)
     table = args.format == "table" if args.format else sys.stdout.isatty()
 
     async def client(app: App) -> None:
@@ -103,4 +98,4 @@ def main(argv: Sequence[str] | None = None) -> int:
             if not app.stopping:
                 raise
 
-    return run(PROG, lambda: serve_until_signal(config, duration=args.duration, companion=client))
+    return serve_main(PROG, lambda: demo_config(args), duration=args.duration, companion=client)

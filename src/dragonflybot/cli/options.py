@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import argparse
 import re
+from collections.abc import Callable
+from typing import TypeVar
 
 import msgspec
 
@@ -24,6 +26,8 @@ from dragonflybot.config import (
 )
 from dragonflybot.errors import ConfigError
 from dragonflybot.venues.registry import lookup
+
+N = TypeVar("N", int, float)
 
 _INSTRUMENT = re.compile(r"[a-z0-9]{2,20}")
 
@@ -77,12 +81,33 @@ def add_observability_flags(parser: argparse.ArgumentParser, *, metrics: bool = 
 
 
 def depth(text: str) -> int:
+    return checked_number(
+        text,
+        int,
+        lambda value: 1 <= value <= 250,
+        malformed="bad depth {text!r}: expected an integer",
+        invalid="bad depth {value}: expected 1-250",
+    )
+
+
+def checked_number(
+    text: str,
+    convert: Callable[[str], N],
+    valid: Callable[[N], bool],
+    *,
+    malformed: str,
+    invalid: str,
+) -> N:
+    """The body of a numeric argparse ``type=``: every CLI's numbers fail the same one-line way.
+
+    ``malformed`` and ``invalid`` are ``str.format`` templates given ``text`` and ``value``.
+    """
     try:
-        value = int(text)
+        value = convert(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"bad depth {text!r}: expected an integer") from None
-    if not 1 <= value <= 250:
-        raise argparse.ArgumentTypeError(f"bad depth {value}: expected 1-250")
+        raise argparse.ArgumentTypeError(malformed.format(text=text)) from None
+    if not valid(value):
+        raise argparse.ArgumentTypeError(invalid.format(text=text, value=value))
     return value
 
 

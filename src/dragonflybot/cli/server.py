@@ -15,15 +15,8 @@ from collections.abc import Sequence
 
 from dragonflybot.app import plan_topology
 from dragonflybot.cli import options
-from dragonflybot.cli.common import (
-    OneLineParser,
-    fail,
-    run,
-    serve_until_signal,
-    setup_logging,
-)
+from dragonflybot.cli.common import OneLineParser, serve_main
 from dragonflybot.config import DEFAULT_LISTEN, AppConfig
-from dragonflybot.errors import DragonflybotError
 
 PROG = "dragonflybot-grpc-server"
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
@@ -84,9 +77,4 @@ def config_from_args(args: argparse.Namespace) -> AppConfig:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    try:
-        config = config_from_args(args)
-    except DragonflybotError as exc:
-        return fail(PROG, exc)
-    setup_logging(config.log_level, config.log_format)
-    return run(PROG, lambda: serve_until_signal(config))
+    return serve_main(PROG, lambda: config_from_args(args))

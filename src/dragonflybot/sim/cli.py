@@ -8,13 +8,14 @@ SIGTERM ends a run cleanly with 0.
 from __future__ import annotations
 
 import argparse
-import signal
 import sys
 from collections.abc import Awaitable, Callable
 from typing import NoReturn, TextIO
 
 import trio
 
+from dragonflybot.cli.common import run_unwrapped, until_signal
+from dragonflybot.cli.options import checked_number
 from dragonflybot.errors import ConfigError, DragonflybotError
 from dragonflybot.sim import SimConfig, SimHandle, serve_simulation
 from dragonflybot.sim.config import VENUES
@@ -31,23 +32,23 @@ class _Parser(argparse.ArgumentParser):
 
 
 def _positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"must be > 0: {text!r}")
-    return value
+    return checked_number(
+        text,
+        float,
+        lambda value: value > 0,
+        malformed="not a number: {text!r}",
+        invalid="must be > 0: {text!r}",
+    )
 
 
 def _port(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a port: {text!r}") from None
-    if not 0 <= value <= 65535:
-        raise argparse.ArgumentTypeError(f"port out of range: {text!r}")
-    return value
+    return checked_number(
+        text,
+        int,
+        lambda value: 0 <= value <= 65535,
+        malformed="not a port: {text!r}",
+        invalid="port out of range: {text!r}",
+    )
 
 
 def _sim_parser() -> _Parser:
@@ -68,20 +69,14 @@ def _sim_parser() -> _Parser:
     parser.add_argument("--depth", type=int, default=200, help="levels per side of each book")
     parser.add_argument("--host", default="127.0.0.1")
     for venue in VENUES:
-        parser.add_argument(
-            f"--port-{venue}",
-            type=_port,
-            default=0,
-            metavar="PORT",
-            help=f"{venue} WebSocket port (default: ephemeral)",
-        )
-        parser.add_argument(
-            f"--rest-port-{venue}",
-            type=_port,
-            default=0,
-            metavar="PORT",
-            help=f"{venue} REST port (default: ephemeral)",
-        )
+        for flag, what in ((f"--port-{venue}", "WebSocket"), (f"--rest-port-{venue}", "REST")):
+            parser.add_argument(
+                flag,
+                type=_port,
+                default=0,
+                metavar="PORT",
+                help=f"{venue} {what} port (default: ephemeral)",
+            )
     parser.add_argument(
         "--replay",
         action="append",
@@ -135,44 +130,20 @@ def _parse(parser: _Parser, argv: list[str], err: TextIO) -> argparse.Namespace 
         return exc.code if isinstance(exc.code, int) else 0
 
 
-async def _until_signal(run: Callable[[], Awaitable[None]], duration: float | None) -> None:
-    """Run ``run`` until it returns, ``duration`` passes, or SIGINT/SIGTERM arrives."""
-    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
-        async with trio.open_nursery() as nursery:
-
-            async def watch() -> None:
-                async for _ in signals:
-                    nursery.cancel_scope.cancel()
-
-            async def main() -> None:
-                with trio.move_on_after(duration if duration is not None else float("inf")):
-                    await run()
-                nursery.cancel_scope.cancel()
-
-            nursery.start_soon(watch)
-            nursery.start_soon(main)
-
-
 def _run_trio(
-    main: Callable[[Callable[[], Awaitable[None]], float | None], Awaitable[None]],
-    run: Callable[[], Awaitable[None]],
-    duration: float | None,
+    run: Callable[[], Awaitable[None]], duration: float | None
 ) -> DragonflybotError | None:
-    """Run trio; the first of our own errors that ended it (unwrapped from any exception
-    group), or None. Anything else is a bug and propagates."""
+    """Run ``run`` until it returns, ``duration`` passes, or SIGINT/SIGTERM arrives; the first
+    of our own errors that ended it, or None. Anything else is a bug and propagates."""
+
+    async def bounded() -> None:
+        with trio.move_on_after(duration if duration is not None else float("inf")):
+            await run()
+
     try:
-        trio.run(main, run, duration)
+        run_unwrapped(lambda: until_signal(bounded))
     except DragonflybotError as exc:
         return exc
-    except BaseExceptionGroup as group:
-        matched, rest = group.split(DragonflybotError)
-        if matched is None or rest is not None:
-            raise
-        leaf: BaseException = matched
-        while isinstance(leaf, BaseExceptionGroup):
-            leaf = leaf.exceptions[0]
-        assert isinstance(leaf, DragonflybotError)
-        return leaf
     return None
 
 
@@ -216,7 +187,7 @@ def sim_main(argv: list[str]) -> int:
                 print(f"{venue}\tws_url={endpoints.ws_url}\trest_url={endpoints.rest_url}")
             sys.stdout.flush()
 
-    error = _run_trio(_until_signal, run, parsed.duration)
+    error = _run_trio(run, parsed.duration)
     if error is not None:
         print(f"dragonflybot sim: error: {error}", file=sys.stderr)
         return 2
@@ -246,7 +217,7 @@ def record_main(argv: list[str]) -> int:
     async def run() -> None:
         await record(options, stats=stats)
 
-    error = _run_trio(_until_signal, run, None)
+    error = _run_trio(run, None)
     if isinstance(error, ConfigError):
         print(f"dragonflybot record: error: {error}", file=sys.stderr)
         return 2
