@@ -13,9 +13,7 @@ dispatch itself:
   (briefly) for the bytes to leave and closes the socket;
 * a server stream takes its next message only when the previous one has left
   the process (``PacedStream.wait_drained``), which is also a checkpoint
-  between messages, so no stream can starve the others; it writes its message
-  to the socket itself when it can (``PacedStream.send_now``), a scheduler
-  round sooner than purerpc's writer task would;
+  between messages, so no stream can starve the others;
 * a client that vanishes (EOF, reset, failed write) ends the connection and
   cancels its streams at once, freeing their fan-out slots.
 
@@ -23,7 +21,7 @@ Only unary-unary and unary-stream methods are served: that is all the
 services here define.
 
 purerpc internals used (pinned to 0.8.0 in pyproject): ``GRPCSocket._grpc_connection``
-(the h2 state machine: ``h2_connection._data_to_send``, the bytearray of bytes not yet
+(the h2 state machine: ``h2_connection._data_to_send`` for bytes not yet
 written, ``close_connection``/``reset_stream``) and ``GRPCSocket._socket.flush``
 (wakes its writer task).
 """
@@ -217,7 +215,6 @@ class Connection:
         task.mid_message = True
         await stream.send_message(message)
         task.mid_message = False
-        self._paced.send_now(self._grpc_socket._grpc_connection.h2_connection._data_to_send)
         await self._paced.wait_drained()
 
     async def _end(self, stream: GRPCProtoStream, task: _StreamTask, status: Any) -> None:

@@ -55,7 +55,6 @@ class PacedStream(anyio.abc.SocketStream):
         self._lot = trio.lowlevel.ParkingLot()
         self.broken = False
         self.bytes_sent = 0
-        self._direct: socket.socket | None = inner.extra(anyio.abc.SocketAttribute.raw_socket, None)
 
     @property
     def drained(self) -> bool:
@@ -67,32 +66,6 @@ class PacedStream(anyio.abc.SocketStream):
         await trio.lowlevel.checkpoint()
         while not self.drained:
             await self._lot.park()
-
-    def send_now(self, buffer: bytearray) -> None:
-        """Write ``buffer``'s bytes to the socket at once, if that can neither block nor race.
-
-        purerpc hands each message to its writer task, which runs a scheduler round
-        later: one more round between a published state and the socket, on the
-        latency path of every Summary. A stream calls this right after writing a
-        message into the h2 buffer. It only does a non-blocking ``send`` while no
-        write is in progress (so bytes go out in buffer order: the writer holds no
-        bytes taken from the buffer while ``_sending`` is false), removes what was
-        sent from ``buffer`` in place, and leaves the rest, or everything when the
-        socket is full, to the writer task, which the message's flush has woken.
-        """
-        if self._sending or self.broken or not buffer:
-            return
-        sock = self._direct
-        if sock is None:
-            return
-        try:
-            sent = sock.send(buffer)
-        except OSError:
-            # Full (BlockingIOError): the writer waits for room. Dead: the writer's
-            # own send fails the same way and marks the stream broken.
-            return
-        del buffer[:sent]
-        self.bytes_sent += sent
 
     async def send(self, item: bytes) -> None:
         if self.broken:
