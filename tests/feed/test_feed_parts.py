@@ -7,6 +7,8 @@ import json
 import pytest
 import trio
 import trio.testing
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from dragonflybot.core.book import Level, Side
 from dragonflybot.core.fixed import parse
@@ -57,6 +59,68 @@ async def test_forward_moves_newest_into_a_busy_channel() -> None:
         assert await recv.receive() == 1
         assert await recv.receive() == 9
         nursery.cancel_scope.cancel()
+
+
+async def test_put_sends_straight_into_a_channel_with_room() -> None:
+    slot = LatestValue[int]()
+    send, recv = trio.open_memory_channel[int](1)
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(forward, slot, send)
+        await trio.testing.wait_all_tasks_blocked()
+        assert slot.put(1) is False
+        assert recv.receive_nowait() == 1  # no scheduler round through the forwarder
+        slot.put(2)  # fills the buffer
+        slot.put(3)  # held in the slot; the forwarder waits to send it
+        await trio.testing.wait_all_tasks_blocked()
+        assert slot.put(4) is False  # the forwarder took 3 and is blocked sending it
+        assert slot.put(5) is True  # replaced 4
+        assert [await recv.receive() for _ in range(3)] == [2, 3, 5]
+        nursery.cancel_scope.cancel()
+    assert slot.put(6) is False  # no forwarder: only the slot
+    assert await slot.get() == 6
+
+
+@settings(deadline=None, max_examples=60)
+@given(
+    buffer=st.integers(0, 3),
+    script=st.lists(st.tuples(st.integers(1, 4), st.integers(0, 3)), min_size=1, max_size=40),
+)
+async def test_direct_sends_never_reorder_and_the_newest_arrives(
+    buffer: int, script: list[tuple[int, int]]
+) -> None:
+    """Whatever the interleaving of puts and receives, values arrive in order, the last one
+    always arrives, and nothing is delivered twice."""
+    slot = LatestValue[int]()
+    send, recv = trio.open_memory_channel[int](buffer)
+    got: list[int] = []
+    last = sum(puts for puts, _ in script)
+
+    async def consume() -> None:
+        for _, pause in script:
+            for _ in range(pause):
+                await trio.lowlevel.checkpoint()
+            got.append(await recv.receive())
+            if got[-1] == last:
+                return
+        while got[-1] != last:
+            got.append(await recv.receive())
+
+    with trio.fail_after(5):
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(forward, slot, send)
+            nursery.start_soon(consume)
+            value = 0
+            for puts, pause in script:
+                for _ in range(puts):
+                    value += 1
+                    slot.put(value)
+                for _ in range(pause + 1):
+                    await trio.lowlevel.checkpoint()
+            while not got or got[-1] != last:
+                await trio.lowlevel.checkpoint()
+            nursery.cancel_scope.cancel()
+    assert got == sorted(set(got))
+    assert got[-1] == last
 
 
 def test_burst_limiter_reports_first_and_counts_the_rest() -> None:
