@@ -139,13 +139,15 @@ def point_at(plan: InstrumentPlan, sim: SimHandle) -> InstrumentPlan:
 class InstrumentRuntime:
     """What runs for one instrument, for callers to observe (ports, states, counters)."""
 
-    def __init__(self, plan: InstrumentPlan) -> None:
+    def __init__(self, plan: InstrumentPlan, *, max_client_rate: float = 0.0) -> None:
         self.plan = plan
         self.publisher = SummaryPublisher()
         self.stream_stats = StreamStats()
         self.server = GrpcServer(
             [
-                BookSummaryService(self.publisher.books, stats=self.stream_stats),
+                BookSummaryService(
+                    self.publisher.books, stats=self.stream_stats, max_rate=max_client_rate
+                ),
                 HealthService(self.publisher.serving),
             ],
             plan.host,
@@ -215,7 +217,7 @@ async def run_app(
     """
     plans = plan_topology(config)
     sim_config = simulation_config(config, plans)
-    runtimes = [InstrumentRuntime(plan) for plan in plans]
+    runtimes = [InstrumentRuntime(plan, max_client_rate=config.max_client_rate) for plan in plans]
     registry = build_registry(runtimes)
     async with trio.open_nursery() as nursery:
         for rt in runtimes:

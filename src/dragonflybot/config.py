@@ -89,6 +89,10 @@ class AppConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only
     """``text``: one ``key=value`` line per event; ``json``: one JSON object per line."""
     metrics_listen: str | None = None
     """``HOST:PORT`` to serve Prometheus metrics on (``/metrics``); ``None``: not served."""
+    max_client_rate: Annotated[float, msgspec.Meta(ge=0)] = 0.0
+    """Summaries per second per gRPC stream at most (newer states conflate while a stream
+    waits); 0: no cap, every stream gets each state it can take. Bounds what many clients
+    cost the one core the feeds and the aggregator share."""
     simulation: SimulationConfig | None = None
     shutdown_grace: Annotated[float, msgspec.Meta(gt=0, le=10)] = 1.0
     """Seconds streams get to end with a status before the rest is cancelled."""

@@ -80,6 +80,7 @@ def test_empty_file_means_defaults() -> None:
         ('[[instruments]]\nname = "aa"\n[[instruments]]\nname = "bb"', "instruments[1].listen"),
         ('[[venues]]\nname = "binance"\n[[venues]]\nname = "binance"', "venues[1].name"),
         ("[simulation]\nrate = 0", "simulation.rate"),
+        ("max_client_rate = -1", "max_client_rate: Expected `float` >= 0"),
         ("depth = [", "not valid TOML"),
     ],
 )

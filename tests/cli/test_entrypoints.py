@@ -228,6 +228,10 @@ USAGE_CASES = {
     "missing instrument": ([], "missing instrument"),
     "bad instrument": (["--instrument-name", "eth/btc"], "bad instrument"),
     "bad depth": (["--instrument-name", "ethbtc", "--depth", "0"], "bad depth 0"),
+    "bad client rate": (
+        ["--instrument-name", "ethbtc", "--client-max-rate", "-5"],
+        "bad rate -5.0",
+    ),
     "unknown flag": (["--instrument-name", "ethbtc", "--colour"], "unrecognized arguments"),
     "missing config": (["--config", "/nonexistent/dragonfly.toml"], "cannot read config"),
 }

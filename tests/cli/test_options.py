@@ -100,3 +100,14 @@ def test_no_instrument_anywhere_is_an_error() -> None:
             simulate=False,
             log_level=None,
         )
+
+
+def test_client_max_rate_flag_overrides_the_file(tmp_path: Path) -> None:
+    path = tmp_path / "rate.toml"
+    path.write_text('max_client_rate = 50.0\n[[instruments]]\nname = "ethbtc"\n')
+    from_file = config_from_args(build_parser().parse_args(["--config", str(path)]))
+    assert from_file.max_client_rate == 50.0
+    args = build_parser().parse_args(["--config", str(path), "--client-max-rate", "120"])
+    assert config_from_args(args).max_client_rate == 120.0
+    plain = config_from_args(build_parser().parse_args(["--instrument-name", "ethbtc"]))
+    assert plain.max_client_rate == 0.0

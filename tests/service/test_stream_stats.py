@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import itertools
 import time
 
 import pytest
+import trio
+import trio.testing
 from purerpc import RpcFailedError
 
 from dragonflybot.aggregator import BookState, Fanout
 from dragonflybot.core.merge import merge
+from dragonflybot.errors import ConfigError
 from dragonflybot.service import BookSummaryService, EncodedBook, StreamStats
 
 
@@ -54,3 +58,46 @@ async def test_a_stream_closed_early_is_no_longer_open() -> None:
     await stream.aclose()  # type: ignore[attr-defined]
     assert service.stats.open == 0
     assert books.subscriber_count == 0
+
+
+async def test_a_capped_stream_sends_at_most_its_rate_and_always_the_newest(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """At 10 Summaries/s a stream of a book published every 10 ms gets one state per
+    100 ms, each the newest at that moment; the rest are counted as conflated."""
+    books: Fanout[EncodedBook] = Fanout()
+    service = BookSummaryService(books, max_rate=10)
+    received: list[tuple[float, int]] = []
+
+    async def publish() -> None:
+        # Seq 1 at 0 s, then seq k at 5 ms + (k - 2) * 10 ms: never at the instant a
+        # stream's interval ends, so "the newest at that moment" has one answer.
+        books.publish(book(1, None))
+        await trio.sleep(0.005)
+        for seq in range(2, 101):
+            books.publish(book(seq, None))
+            await trio.sleep(0.01)
+        books.close()
+
+    async def consume() -> None:
+        with pytest.raises(RpcFailedError):
+            async for message in service.BookSummary(None):
+                received.append((trio.current_time(), int.from_bytes(message.data, "big")))
+
+    start = trio.current_time()
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(publish)
+        nursery.start_soon(consume)
+    times = [t - start for t, _ in received]
+    gaps = [b - a for a, b in itertools.pairwise(times)]
+    assert min(gaps) >= 0.1 - 1e-9
+    assert 10 <= len(received) <= 11  # ~1 s of publications at 10/s
+    newest = [1 if t < 0.005 else min(100, int((t - 0.005) / 0.01 + 1e-9) + 2) for t in times]
+    assert [seq for _, seq in received] == newest
+    assert service.stats.sent == len(received)
+    assert service.stats.conflated == received[-1][1] - len(received)
+
+
+def test_a_negative_rate_is_a_config_error() -> None:
+    with pytest.raises(ConfigError, match="max_rate"):
+        BookSummaryService(Fanout(), max_rate=-1)

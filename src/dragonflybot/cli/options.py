@@ -90,6 +90,16 @@ def depth(text: str) -> int:
     )
 
 
+def client_rate(text: str) -> float:
+    return checked_number(
+        text,
+        float,
+        lambda value: value >= 0 and value != float("inf"),
+        malformed="bad rate {text!r}: expected a number of Summaries per second",
+        invalid="bad rate {value}: expected a number >= 0 (0: no cap)",
+    )
+
+
 def checked_number(
     text: str,
     convert: Callable[[str], N],
@@ -122,6 +132,7 @@ def build_config(
     log_level: str | None,
     log_format: str | None = None,
     metrics_listen: str | None = None,
+    max_client_rate: float | None = None,
 ) -> AppConfig:
     """The file's config (or the defaults) with the flags applied and validated."""
     base = load_config(config_path) if config_path else AppConfig()
@@ -155,5 +166,7 @@ def build_config(
         changes["log_format"] = log_format
     if metrics_listen is not None:
         changes["metrics_listen"] = metrics_listen
+    if max_client_rate is not None:
+        changes["max_client_rate"] = max_client_rate
     config = msgspec.structs.replace(base, **changes)
     return check_config(config, source="command line")

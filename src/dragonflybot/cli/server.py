@@ -53,6 +53,13 @@ def build_parser(prog: str = PROG) -> argparse.ArgumentParser:
         action="store_true",
         help="run simulated venues in-process instead of connecting to the real ones",
     )
+    parser.add_argument(
+        "--client-max-rate",
+        type=options.client_rate,
+        metavar="N",
+        help="at most N Summaries per second per client stream, newer books conflating "
+        "meanwhile (default: 0, no cap)",
+    )
     parser.add_argument("--log-level", type=str.upper, choices=LOG_LEVELS, help="default: INFO")
     options.add_observability_flags(parser)
     return parser
@@ -70,6 +77,7 @@ def config_from_args(args: argparse.Namespace) -> AppConfig:
         log_level=args.log_level,
         log_format=args.log_format,
         metrics_listen=args.metrics_listen,
+        max_client_rate=args.client_max_rate,
     )
     plan_topology(config)
     return config
