@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from bisect import bisect_left, insort
 from collections.abc import Iterable, Sequence
+from operator import itemgetter
 from typing import NamedTuple
 
 from dragonflybot.core.fixed import Fixed
@@ -23,6 +24,16 @@ class Level(NamedTuple):
 Side = tuple[Level, ...]
 """An immutable, best-first run of levels."""
 
+PriceAmount = tuple[Fixed, Fixed]
+"""A parsed ``(price, amount)`` change, not yet a ``Level``.
+
+Diffs carry plain tuples: a ``Level`` is built only for a level the book keeps,
+and a diff is mostly removals and amount changes of levels it already holds.
+"""
+
+_new_level = tuple.__new__
+"""``Level(price, amount)`` without the generated ``__new__``'s Python frame (half the cost)."""
+
 
 class TopBook:
     """A venue's top N, replaced whole by each message (Binance depth20, Bitstamp order_book).
@@ -37,14 +48,14 @@ class TopBook:
         self.bids: Side = ()
         self.asks: Side = ()
 
-    def replace(self, bids: Sequence[Level], asks: Sequence[Level]) -> None:
+    def replace(self, bids: Sequence[PriceAmount], asks: Sequence[PriceAmount]) -> None:
         """Install a new snapshot; zero-amount levels are dropped, order is checked.
 
         Raises ``ValueError`` if a side is not strictly ordered best first; the book
         is left unchanged in that case.
         """
-        new_bids = tuple(lv for lv in bids if lv.amount)
-        new_asks = tuple(lv for lv in asks if lv.amount)
+        new_bids = tuple(_new_level(Level, lv) for lv in bids if lv[1])
+        new_asks = tuple(_new_level(Level, lv) for lv in asks if lv[1])
         for i in range(1, len(new_bids)):
             if new_bids[i].price >= new_bids[i - 1].price:
                 raise ValueError("bids are not strictly descending")
@@ -63,6 +74,10 @@ class TopBook:
 
     def top_asks(self, n: int) -> Side:
         return self.asks[:n]
+
+    def top(self, n: int) -> tuple[Side, Side]:
+        """``(top_bids(n), top_asks(n))`` in one call."""
+        return self.bids[:n], self.asks[:n]
 
 
 class _SortedSide:
@@ -95,29 +110,37 @@ class _SortedSide:
     def __len__(self) -> int:
         return len(self._levels)
 
-    def put(self, level: Level) -> None:
-        price, amount = level
-        key = -price if self._negate else price
+    def put(self, level: PriceAmount) -> None:
+        self.update((level,))
+
+    def update(self, changes: Iterable[PriceAmount]) -> None:
+        """Apply absolute amounts; the loop is inlined because it runs for every level of
+        every diff."""
         levels = self._levels
-        old = levels.get(key)
-        if amount:
-            if old is None:
-                insort(self._keys, key)
-            elif old[1] == amount:
-                return  # a repeated quantity changes nothing, not even the cache
-            levels[key] = level if level.__class__ is Level else Level(price, amount)
-        elif old is not None:
-            del levels[key]
-            keys = self._keys
-            del keys[bisect_left(keys, key)]
-        else:
-            return  # removing a level we do not hold is normal (venues say so)
-        if self._top is not None:
-            edge = self._edge
-            if edge is None or key <= edge:
+        keys = self._keys
+        negate = self._negate
+        cached = self._top is not None
+        edge = self._edge
+        for level in changes:
+            price, amount = level
+            key = -price if negate else price
+            old = levels.get(key)
+            if amount:
+                if old is None:
+                    insort(keys, key)
+                elif old[1] == amount:
+                    continue  # a repeated quantity changes nothing, not even the cache
+                levels[key] = level if level.__class__ is Level else _new_level(Level, level)
+            elif old is not None:
+                del levels[key]
+                del keys[bisect_left(keys, key)]
+            else:
+                continue  # removing a level we do not hold is normal (venues say so)
+            if cached and (edge is None or key <= edge):
+                cached = False
                 self._top = None
 
-    def build(self, levels: Iterable[Level]) -> dict[Fixed, Level]:
+    def build(self, levels: Iterable[PriceAmount]) -> dict[Fixed, Level]:
         """A side's table from a snapshot; later levels win, amount zero removes.
 
         Built apart from the live side so that a snapshot that fails half way
@@ -129,7 +152,7 @@ class _SortedSide:
             price, amount = level
             key = -price if negate else price
             if amount:
-                table[key] = level if level.__class__ is Level else Level(price, amount)
+                table[key] = level if level.__class__ is Level else _new_level(Level, level)
             else:
                 table.pop(key, None)
         return table
@@ -145,15 +168,20 @@ class _SortedSide:
         self._top = None
 
     def top(self, n: int) -> Side:
-        top = self._top
-        if top is not None and 0 <= n <= self._top_n:
-            return top if n == self._top_n else top[:n]
-        keys = self._keys
-        top = tuple(map(self._levels.__getitem__, keys[:n]))
+        cached = self._top
+        if cached is not None and 0 <= n <= self._top_n:
+            return cached if n == self._top_n else cached[:n]
+        keys = self._keys[:n]
+        top: Side
+        if len(keys) > 1:
+            # One C call building the tuple; it returns a bare item for a single key.
+            top = itemgetter(*keys)(self._levels)
+        else:
+            top = tuple(map(self._levels.__getitem__, keys))
         if n > 0:
             self._top = top
             self._top_n = n
-            self._edge = keys[n - 1] if len(keys) >= n else None
+            self._edge = keys[-1] if len(keys) == n else None
         return top
 
     def clear(self) -> None:
@@ -183,7 +211,7 @@ class FullDepthBook:
         self._bids.clear()
         self._asks.clear()
 
-    def load(self, bids: Iterable[Level], asks: Iterable[Level]) -> None:
+    def load(self, bids: Iterable[PriceAmount], asks: Iterable[PriceAmount]) -> None:
         """Replace the whole book with a snapshot (same result as clear + apply).
 
         All or nothing: if reading either side raises, the book is unchanged.
@@ -193,14 +221,10 @@ class FullDepthBook:
         self._bids.install(bid_table)
         self._asks.install(ask_table)
 
-    def apply(self, bids: Iterable[Level], asks: Iterable[Level]) -> None:
+    def apply(self, bids: Iterable[PriceAmount], asks: Iterable[PriceAmount]) -> None:
         """Apply one diff message; every level of the message lands before any read."""
-        put = self._bids.put
-        for level in bids:
-            put(level)
-        put = self._asks.put
-        for level in asks:
-            put(level)
+        self._bids.update(bids)
+        self._asks.update(asks)
 
     def set_bid(self, price: Fixed, amount: Fixed) -> None:
         self._bids.put(Level(price, amount))
@@ -213,6 +237,11 @@ class FullDepthBook:
 
     def top_asks(self, n: int) -> Side:
         return self._asks.top(n)
+
+    def top(self, n: int) -> tuple[Side, Side]:
+        """``(top_bids(n), top_asks(n))``: a side's tuple is the same object as at the
+        previous read while no change reached its top ``n``."""
+        return self._bids.top(n), self._asks.top(n)
 
     @property
     def depth(self) -> tuple[int, int]:

@@ -42,10 +42,16 @@ class ViewPublisher:
 
     def publish(self, protocol: VenueProtocol, event_time_ms: int | None, recv_ns: int) -> bool:
         """Send the protocol's current top N if it changed (or the venue was down)."""
-        bids = protocol.top_bids(self._depth)
-        asks = protocol.top_asks(self._depth)
+        bids, asks = protocol.top(self._depth)
         last = self._last
-        if self._down is None and last is not None and bids == last.bids and asks == last.asks:
+        if (
+            self._down is None
+            and last is not None
+            # Identity first: a book hands back the tuples of its previous read while no
+            # change reached its top N, which is most frames; equal contents are the rest.
+            and (bids is last.bids or bids == last.bids)
+            and (asks is last.asks or asks == last.asks)
+        ):
             return False
         view = VenueView(self.venue, bids, asks, event_time_ms, recv_ns)
         self._last = view

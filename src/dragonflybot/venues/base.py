@@ -13,13 +13,14 @@ because every message is validated in full before any of its levels is applied.
 from __future__ import annotations
 
 import abc
+from typing import Final
 
 import attrs
 import msgspec
 
 from dragonflybot.config import Mode
-from dragonflybot.core.book import Level, Side
-from dragonflybot.core.fixed import parse
+from dragonflybot.core.book import PriceAmount, Side
+from dragonflybot.core.fixed import Fixed, parse
 from dragonflybot.errors import ConfigError, DecodeError
 
 RawLevels = list[tuple[str, str]]
@@ -160,9 +161,68 @@ class SyncCounters:
 # --- helpers ------------------------------------------------------------------------------
 
 
-def parse_levels(raw: RawLevels) -> list[Level]:
+def parse_levels(raw: RawLevels) -> list[PriceAmount]:
     """Parse ``[[price, amount], ...]``; raises ``DecodeError`` on the first bad number."""
-    return [Level(parse(price), parse(amount)) for price, amount in raw]
+    return [(parse(price), parse(amount)) for price, amount in raw]
+
+
+class LevelParser:
+    """``parse_levels`` for a stream, remembering the decimal strings it has parsed.
+
+    A diff stream repeats itself: the levels near the top are updated frame after
+    frame with the same price strings, and every removal carries the same zero
+    amount. A dict lookup costs a tenth of ``parse``, and only strings that parsed
+    are remembered, so a value is validated exactly as before the first time it is
+    seen. The memo is bounded (emptied when full, and only short strings are kept)
+    so a venue sending ever new or huge values costs it no memory.
+    """
+
+    __slots__ = ("_memo",)
+
+    LIMIT: Final = 8192
+    """Strings remembered; a few times the levels a venue's diffs touch in minutes."""
+    SEEDED: Final = 1024
+    """Levels per snapshot side whose strings are remembered."""
+    LONGEST: Final = 40
+    """Longer strings are parsed every time (no venue sends them)."""
+
+    def __init__(self) -> None:
+        self._memo: dict[str, Fixed] = {}
+
+    def __call__(self, raw: RawLevels) -> list[PriceAmount]:
+        """Parse ``[[price, amount], ...]``; raises ``DecodeError`` on the first bad number."""
+        get = self._memo.get
+        out: list[PriceAmount] = []
+        for price, amount in raw:
+            p = get(price)
+            if p is None:
+                p = self._parse(price)
+            a = get(amount)
+            if a is None:
+                a = self._parse(amount)
+            out.append((p, a))
+        return out
+
+    def snapshot(self, raw: RawLevels) -> list[PriceAmount]:
+        """Parse a snapshot side, remembering the strings of its best ``SEEDED`` levels.
+
+        The diffs that follow mostly touch the levels near the top, so their price
+        strings are known from the first diff on; the deep levels are parsed without
+        taking room from them.
+        """
+        seeded = self(raw[: self.SEEDED])
+        if len(raw) > self.SEEDED:
+            seeded += parse_levels(raw[self.SEEDED :])
+        return seeded
+
+    def _parse(self, text: str) -> Fixed:
+        value = parse(text)
+        if len(text) <= self.LONGEST:
+            memo = self._memo
+            if len(memo) >= self.LIMIT:
+                memo.clear()
+            memo[text] = value
+        return value
 
 
 def parse_int(text: str, what: str) -> int:
@@ -246,3 +306,8 @@ class VenueProtocol(abc.ABC):
     @abc.abstractmethod
     def top_asks(self, n: int) -> Side:
         """The best ``n`` asks, best first."""
+
+    def top(self, n: int) -> tuple[Side, Side]:
+        """``(top_bids(n), top_asks(n))``; a protocol whose book caches its top may answer
+        with the very tuples of the previous read while no change reached them."""
+        return self.top_bids(n), self.top_asks(n)

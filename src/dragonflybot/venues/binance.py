@@ -26,7 +26,6 @@ from dragonflybot.venues.base import (
     ReconnectNow,
     SubscriptionRejected,
     join_url,
-    parse_levels,
     require_alnum,
 )
 from dragonflybot.venues.book_protocol import BookProtocol
@@ -120,7 +119,27 @@ class Frame(msgspec.Struct):
     e: str | None = None
 
 
+class PartialFrame(msgspec.Struct):
+    """A partial-depth stream frame decoded in one pass: the hot path in snapshot mode.
+
+    Anything else (a reply, another stream, a malformed payload) fails to decode as
+    this and takes the general ``Frame`` path, which says what it was.
+    """
+
+    stream: str
+    data: PartialDepth
+
+
+class UpdateFrame(msgspec.Struct):
+    """A diff-depth stream frame decoded in one pass: the hot path in diff mode."""
+
+    stream: str
+    data: DepthUpdate
+
+
 _frame_decoder: Final = msgspec.json.Decoder(Frame)
+_partial_frame_decoder: Final = msgspec.json.Decoder(PartialFrame)
+_update_frame_decoder: Final = msgspec.json.Decoder(UpdateFrame)
 _partial_decoder: Final = msgspec.json.Decoder(PartialDepth)
 _update_decoder: Final = msgspec.json.Decoder(DepthUpdate)
 _snapshot_decoder: Final = msgspec.json.Decoder(DepthSnapshot)
@@ -208,8 +227,8 @@ class _DiffSync(DiffSync):
 
     def parse_snapshot(self, body: bytes) -> SnapshotBody:
         snapshot = _snapshot_decoder.decode(body)
-        bids = parse_levels(snapshot.bids)
-        asks = parse_levels(snapshot.asks)
+        bids = self.levels.snapshot(snapshot.bids)
+        asks = self.levels.snapshot(snapshot.asks)
         return SnapshotBody(snapshot.lastUpdateId, bids, asks, None)
 
 
@@ -269,6 +288,24 @@ class BinanceProtocol(BookProtocol[_DiffSync]):
         return subscribe_request(list(self.streams), self._request_id)
 
     def receive(self, frame: str | bytes) -> list[Event]:
+        # Our stream's data in one decode; anything else is sorted out by ``_receive_any``.
+        if self.mode == "diff":
+            try:
+                update = _update_frame_decoder.decode(frame)
+            except msgspec.DecodeError:
+                return self._receive_any(frame)
+            if update.stream != self.stream:
+                return self._receive_any(frame)
+            return self._on_update(update.data)
+        try:
+            partial = _partial_frame_decoder.decode(frame)
+        except msgspec.DecodeError:
+            return self._receive_any(frame)
+        if partial.stream != self.stream:
+            return self._receive_any(frame)
+        return self._on_partial(partial.data)
+
+    def _receive_any(self, frame: str | bytes) -> list[Event]:
         try:
             msg = _frame_decoder.decode(frame)
         except msgspec.DecodeError as exc:
@@ -278,8 +315,8 @@ class BinanceProtocol(BookProtocol[_DiffSync]):
                 if not msg.data:
                     return self._skip(f"stream {msg.stream!r} frame without data")
                 if self.mode == "snapshot":
-                    return self._on_partial(msg.data)
-                return self._on_update(msg.data)
+                    return self._decode_partial(msg.data)
+                return self._decode_update(msg.data)
             if msg.stream == SHUTDOWN_STREAM:
                 return [ReconnectNow("serverShutdown")]
             return [Ignored(f"stream {msg.stream!r} is not ours")]
@@ -312,19 +349,31 @@ class BinanceProtocol(BookProtocol[_DiffSync]):
             events.extend(self._diff.on_subscribed())
         return events
 
-    def _on_partial(self, data: msgspec.Raw) -> list[Event]:
+    def _decode_partial(self, data: msgspec.Raw) -> list[Event]:
         try:
             msg = _partial_decoder.decode(data)
-            changed = self._replace_top(parse_levels(msg.bids), parse_levels(msg.asks), None)
+        except BAD_INPUT as exc:
+            return self._skip(f"malformed {self.stream} payload: {exc}")
+        return self._on_partial(msg)
+
+    def _on_partial(self, msg: PartialDepth) -> list[Event]:
+        try:
+            changed = self._replace_top(self._levels(msg.bids), self._levels(msg.asks), None)
         except BAD_INPUT as exc:
             return self._skip(f"malformed {self.stream} payload: {exc}")
         return [changed]
 
-    def _on_update(self, data: msgspec.Raw) -> list[Event]:
+    def _decode_update(self, data: msgspec.Raw) -> list[Event]:
         try:
             msg = _update_decoder.decode(data)
-            bids = parse_levels(msg.b)
-            asks = parse_levels(msg.a)
+        except BAD_INPUT as exc:
+            return self._skip(f"malformed {self.stream} payload: {exc}")
+        return self._on_update(msg)
+
+    def _on_update(self, msg: DepthUpdate) -> list[Event]:
+        try:
+            bids = self._levels(msg.b)
+            asks = self._levels(msg.a)
         except BAD_INPUT as exc:
             return self._skip(f"malformed {self.stream} payload: {exc}")
         if msg.s != self.symbol:

@@ -14,7 +14,7 @@ from typing import Final
 import msgspec
 
 from dragonflybot.config import Mode, VenueConfig
-from dragonflybot.core.book import Level
+from dragonflybot.core.book import PriceAmount
 from dragonflybot.venues.base import (
     BAD_INPUT,
     BookChanged,
@@ -27,7 +27,6 @@ from dragonflybot.venues.base import (
     VenueNotice,
     join_url,
     parse_int,
-    parse_levels,
     require_alnum,
 )
 from dragonflybot.venues.book_protocol import BookProtocol
@@ -91,7 +90,20 @@ class ErrorData(msgspec.Struct):
     code: int | str | None = None
 
 
+class BookFrame(msgspec.Struct):
+    """A ``data`` frame with its book decoded in the same pass: the hot path.
+
+    Anything else (acks, errors, heartbeats, a malformed book) fails to decode as
+    this and takes the general ``Envelope`` path, which says what it was.
+    """
+
+    event: str
+    channel: str
+    data: BookData
+
+
 _envelope_decoder: Final = msgspec.json.Decoder(Envelope)
+_book_frame_decoder: Final = msgspec.json.Decoder(BookFrame)
 _book_decoder: Final = msgspec.json.Decoder(BookData)
 _rest_decoder: Final = msgspec.json.Decoder(RestOrderBook)
 _error_decoder: Final = msgspec.json.Decoder(ErrorData)
@@ -137,8 +149,8 @@ class _DiffSync(DiffSync):
     def parse_snapshot(self, body: bytes) -> SnapshotBody:
         snapshot = _rest_decoder.decode(body)
         micros = parse_int(snapshot.microtimestamp, "microtimestamp")
-        bids = parse_levels(snapshot.bids)
-        asks = parse_levels(snapshot.asks)
+        bids = self.levels.snapshot(snapshot.bids)
+        asks = self.levels.snapshot(snapshot.asks)
         return SnapshotBody(micros, bids, asks, micros // 1000)
 
 
@@ -192,6 +204,16 @@ class BitstampProtocol(BookProtocol[_DiffSync]):
         return heartbeat_request()
 
     def receive(self, frame: str | bytes) -> list[Event]:
+        # Our channel's book in one decode; anything else is sorted out by ``_receive_any``.
+        try:
+            msg = _book_frame_decoder.decode(frame)
+        except msgspec.DecodeError:
+            return self._receive_any(frame)
+        if msg.event != DATA or msg.channel != self.channel:
+            return self._receive_any(frame)
+        return self._on_book(msg.data)
+
+    def _receive_any(self, frame: str | bytes) -> list[Event]:
         try:
             msg = _envelope_decoder.decode(frame)
         except msgspec.DecodeError as exc:
@@ -200,9 +222,11 @@ class BitstampProtocol(BookProtocol[_DiffSync]):
         if event == DATA:
             if msg.channel != self.channel:
                 return [Ignored(f"data for channel {msg.channel!r}")]
-            if self.mode == "snapshot":
-                return self._on_top(msg.data)
-            return self._on_diff(msg.data)
+            try:
+                book = _book_decoder.decode(msg.data)
+            except BAD_INPUT as exc:
+                return self._skip(f"malformed {self.channel} data: {exc}")
+            return self._on_book(book)
         if event == SUBSCRIBED:
             if msg.channel != self.channel or self._subscribed:
                 return [Ignored(f"subscription of {msg.channel!r} acknowledged")]
@@ -230,14 +254,18 @@ class BitstampProtocol(BookProtocol[_DiffSync]):
             return [SubscriptionRejected(self.channel, message or "bts:error")]
         return [VenueNotice(message or "bts:error")]
 
-    def _parse_book(self, data: msgspec.Raw) -> tuple[int, list[Level], list[Level]]:
-        msg = _book_decoder.decode(data)
-        micros = parse_int(msg.microtimestamp, "microtimestamp")
-        return micros, parse_levels(msg.bids), parse_levels(msg.asks)
+    def _on_book(self, msg: BookData) -> list[Event]:
+        if self.mode == "snapshot":
+            return self._on_top(msg)
+        return self._on_diff(msg)
 
-    def _on_top(self, data: msgspec.Raw) -> list[Event]:
+    def _parse_book(self, msg: BookData) -> tuple[int, list[PriceAmount], list[PriceAmount]]:
+        micros = parse_int(msg.microtimestamp, "microtimestamp")
+        return micros, self._levels(msg.bids), self._levels(msg.asks)
+
+    def _on_top(self, msg: BookData) -> list[Event]:
         try:
-            micros, bids, asks = self._parse_book(data)
+            micros, bids, asks = self._parse_book(msg)
             if self._top_micros is not None and micros < self._top_micros:
                 self.counters.dropped += 1
                 return [Dropped(1, f"order_book at {micros} older than the book")]
@@ -247,9 +275,9 @@ class BitstampProtocol(BookProtocol[_DiffSync]):
         self._top_micros = micros
         return [changed]
 
-    def _on_diff(self, data: msgspec.Raw) -> list[Event]:
+    def _on_diff(self, msg: BookData) -> list[Event]:
         try:
-            micros, bids, asks = self._parse_book(data)
+            micros, bids, asks = self._parse_book(msg)
         except BAD_INPUT as exc:
             return self._skip(f"malformed {self.channel} data: {exc}")
         return self._diff.on_diff(Diff(micros, micros, micros // 1000, bids, asks))

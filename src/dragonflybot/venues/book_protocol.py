@@ -14,7 +14,7 @@ import abc
 from typing import Generic, TypeVar
 
 from dragonflybot.config import Mode
-from dragonflybot.core.book import FullDepthBook, Level, Side, TopBook
+from dragonflybot.core.book import FullDepthBook, PriceAmount, Side, TopBook
 from dragonflybot.venues.base import (
     BookChanged,
     Event,
@@ -50,6 +50,7 @@ class BookProtocol(VenueProtocol, Generic[SyncT]):
         self._top = TopBook()
         self._have_top = False
         self._subscribed = False
+        self._levels = sync.levels
         # The book the top-N reads come from never changes: both are cleared in place.
         self._book: TopBook | FullDepthBook = self._top if mode == "snapshot" else sync.book
 
@@ -84,6 +85,9 @@ class BookProtocol(VenueProtocol, Generic[SyncT]):
     def top_asks(self, n: int) -> Side:
         return self._book.top_asks(n)
 
+    def top(self, n: int) -> tuple[Side, Side]:
+        return self._book.top(n)
+
     # --- driving ------------------------------------------------------------------------
 
     def connection_made(self) -> list[Event]:
@@ -110,7 +114,7 @@ class BookProtocol(VenueProtocol, Generic[SyncT]):
         return [Subscribed(self.streams)]
 
     def _replace_top(
-        self, bids: list[Level], asks: list[Level], event_time_ms: int | None
+        self, bids: list[PriceAmount], asks: list[PriceAmount], event_time_ms: int | None
     ) -> Event:
         """Snapshot mode: install a whole top N.
 

@@ -16,7 +16,7 @@ from typing import ClassVar, Final, NamedTuple
 
 import msgspec
 
-from dragonflybot.core.book import FullDepthBook, Level
+from dragonflybot.core.book import FullDepthBook, PriceAmount
 from dragonflybot.venues.base import (
     BAD_INPUT,
     BookChanged,
@@ -24,6 +24,7 @@ from dragonflybot.venues.base import (
     Dropped,
     Event,
     Ignored,
+    LevelParser,
     Skipped,
     SyncCounters,
 )
@@ -42,16 +43,16 @@ class Diff(msgspec.Struct):
     first: int
     last: int
     event_time_ms: int | None
-    bids: list[Level]
-    asks: list[Level]
+    bids: list[PriceAmount]
+    asks: list[PriceAmount]
 
 
 class SnapshotBody(NamedTuple):
     """A validated REST snapshot: the book at ``position``."""
 
     position: int
-    bids: list[Level]
-    asks: list[Level]
+    bids: list[PriceAmount]
+    asks: list[PriceAmount]
     event_time_ms: int | None
 
 
@@ -68,6 +69,8 @@ class DiffSync(abc.ABC):
 
     def __init__(self, requests: SnapshotRequests) -> None:
         self.book = FullDepthBook()
+        self.levels = LevelParser()
+        """The protocol's parser of wire levels: snapshot and diffs share its memo."""
         self.counters = SyncCounters()
         self.requests = requests
         self.buffer: deque[Diff] = deque()
