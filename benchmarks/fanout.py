@@ -6,6 +6,7 @@ other core. Per client: Summaries received per second between its first and last
 The aggregator's publications per second are reported beside them: a fan-out that held the
 aggregator back would show there (each stream reads its own conflating slot, so it cannot).
 The slow client sleeps 20 ms after each Summary (so at most 50/s) while ten fast ones read.
+The last case runs the 100 clients with the service's per-stream cap (``max_client_rate``).
 """
 
 from __future__ import annotations
@@ -19,6 +20,8 @@ from benchmarks.harness import Options, Suite, Table
 RATE: Final = 1_000
 """Venue frames per second in total (half per venue)."""
 SLOW_DELAY: Final = 0.02
+CAP: Final = 150.0
+"""Summaries per second per stream in the capped case: above the 100/s each client needs."""
 
 
 def per_client(out: list[Any]) -> list[float]:
@@ -28,7 +31,7 @@ def per_client(out: list[Any]) -> list[float]:
     return rates
 
 
-def one(clients: int, slow: bool, seconds: float) -> dict[str, Any]:
+def one(clients: int, slow: bool, seconds: float, cap: float = 0.0) -> dict[str, Any]:
     sim, endpoints = rig.start_sim(
         venues=("binance", "bitstamp"), instruments=("ethbtc",), rate=RATE / 2, ws_backend="wsproto"
     )
@@ -43,7 +46,7 @@ def one(clients: int, slow: bool, seconds: float) -> dict[str, Any]:
         groups = [g for g in groups if g[0]]
         if slow:
             groups.append(([target], False, SLOW_DELAY))
-        result, outs = rig.run_pipeline(plan, groups, max_seconds=seconds)
+        result, outs = rig.run_pipeline(plan, groups, max_seconds=seconds, max_client_rate=cap)
     finally:
         rig.stop(sim)
     samples = result["samples"]
@@ -72,15 +75,24 @@ def run(options: Options) -> list[Table]:
             "service CPU",
         ],
     )
-    for clients, slow in ((1, False), (10, False), (100, False), (10, True)):
-        r = one(clients, slow, seconds)
+    cases = (
+        (1, False, 0.0),
+        (10, False, 0.0),
+        (100, False, 0.0),
+        (10, True, 0.0),
+        (100, False, CAP),
+    )
+    for clients, slow, cap in cases:
+        r = one(clients, slow, seconds, cap)
         fast = r["fast"]
         cell = (
             f"{statistics.median(fast):,.0f} ({min(fast):,.0f}-{max(fast):,.0f})" if fast else "—"
         )
         table.rows.append(
             [
-                f"{clients}" + (" fast + 1 slow" if slow else ""),
+                f"{clients}"
+                + (" fast + 1 slow" if slow else "")
+                + (f", capped at {cap:g}/s" if cap else ""),
                 cell,
                 f"{r['slow']:,.0f}" if r["slow"] is not None else "—",
                 f"{r['publications']:,.0f}",

@@ -126,7 +126,9 @@ class _TracingStream:
         await self._stream.aclose()
 
 
-def service_child(conn: Connection, plan: Plan, trace: bool, max_seconds: float) -> None:
+def service_child(
+    conn: Connection, plan: Plan, trace: bool, max_seconds: float, max_client_rate: float
+) -> None:
     pin({SERVICE_CPU})
     from dragonflybot.app import run_app
     from dragonflybot.client import connect_websocket
@@ -162,6 +164,7 @@ def service_child(conn: Connection, plan: Plan, trace: bool, max_seconds: float)
         ],
         depth=10,
         log_level="WARNING",
+        max_client_rate=max_client_rate,
     )
     go = trio.Event()
 
@@ -303,10 +306,11 @@ def run_pipeline(
     trace: bool = False,
     max_seconds: float = 60.0,
     monitor: Callable[[int], None] | None = None,
+    max_client_rate: float = 0.0,
 ) -> tuple[dict[str, Any], list[list[Any]]]:
     """Service + client processes over a running simulator; returns what each reported.
     ``monitor(service_pid)`` is called about once a second while the service runs."""
-    service, sconn = start(service_child, plan, trace, max_seconds)
+    service, sconn = start(service_child, plan, trace, max_seconds, max_client_rate)
     procs = [service]
     try:
         if not sconn.poll(60):
