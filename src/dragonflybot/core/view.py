@@ -2,17 +2,17 @@
 
 from __future__ import annotations
 
-import attrs
+import msgspec
 
 from dragonflybot.core.book import Side
 
 
-@attrs.frozen(slots=True)
-class VenueView:
+class VenueView(msgspec.Struct, frozen=True):
     """A venue's current top N, valid as of ``recv_ns``.
 
     Immutable so the aggregator can keep it without copying while the listener
-    goes on mutating its own book.
+    goes on mutating its own book. A frozen msgspec Struct because a listener builds
+    one per top-N change: it is built in C, in a fifth of an attrs class's time.
     """
 
     venue: str
@@ -28,8 +28,7 @@ class VenueView:
         return other is not None and self.bids == other.bids and self.asks == other.asks
 
 
-@attrs.frozen(slots=True)
-class VenueDown:
+class VenueDown(msgspec.Struct, frozen=True):
     """The venue's book is not valid (disconnected, stale, resyncing): exclude it."""
 
     venue: str
