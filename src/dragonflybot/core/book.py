@@ -241,7 +241,16 @@ class FullDepthBook:
     def top(self, n: int) -> tuple[Side, Side]:
         """``(top_bids(n), top_asks(n))``: a side's tuple is the same object as at the
         previous read while no change reached its top ``n``."""
-        return self._bids.top(n), self._asks.top(n)
+        # The cache checks of ``_SortedSide.top`` inlined: read after every diff.
+        bids = self._bids
+        top_bids = bids._top
+        if top_bids is None or bids._top_n != n:
+            top_bids = bids.top(n)
+        asks = self._asks
+        top_asks = asks._top
+        if top_asks is None or asks._top_n != n:
+            top_asks = asks.top(n)
+        return top_bids, top_asks
 
     @property
     def depth(self) -> tuple[int, int]:

@@ -56,8 +56,10 @@ class ViewPublisher:
         view = VenueView(self.venue, bids, asks, event_time_ms, recv_ns)
         self._last = view
         self._down = None
-        self._put(view)
-        self._stats.forwarded += 1
+        stats = self._stats
+        if self._slot.put(view):
+            stats.conflated += 1
+        stats.forwarded += 1
         return True
 
     def down(self, reason: str) -> None:

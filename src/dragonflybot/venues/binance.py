@@ -14,6 +14,7 @@ from typing import Final
 import msgspec
 
 from dragonflybot.config import Mode, VenueConfig
+from dragonflybot.core.book import PriceAmount
 from dragonflybot.errors import ConfigError
 from dragonflybot.venues.base import (
     BAD_INPUT,
@@ -201,22 +202,28 @@ class _DiffSync(DiffSync):
             return []
         return [self.requests.request()]
 
-    def apply_live(self, diff: Diff) -> list[Event]:
-        assert self.position is not None
-        last = self.position
-        if diff.last <= last:
+    def apply_live(
+        self,
+        first: int,
+        last: int,
+        event_time_ms: int | None,
+        bids: list[PriceAmount],
+        asks: list[PriceAmount],
+    ) -> list[Event]:
+        position = self.position
+        assert position is not None
+        if last <= position:
             self.counters.dropped += 1
-            return [Dropped(1, f"update ids {diff.first}..{diff.last} already in the book")]
+            return [Dropped(1, f"update ids {first}..{last} already in the book")]
         # First event: U <= B + 1 <= u (the second half holds, u > B was checked above);
         # later ones must continue exactly: U == B + 1.
-        in_sequence = diff.first <= last + 1 if self.first_pending else diff.first == last + 1
-        if not in_sequence:
-            return self._gap(diff, last)
-        self.book.apply(diff.bids, diff.asks)
-        self.position = diff.last
+        if first != position + 1 and not (self.first_pending and first <= position):
+            return self._gap(Diff(first, last, event_time_ms, bids, asks), position)
+        self.book.apply(bids, asks)
+        self.position = last
         self.first_pending = False
         self.counters.applied += 1
-        return [BookChanged(diff.event_time_ms)]
+        return [BookChanged(event_time_ms)]
 
     def _gap(self, diff: Diff, last: int) -> list[Event]:
         self.counters.gaps += 1
@@ -380,4 +387,4 @@ class BinanceProtocol(BookProtocol[_DiffSync]):
             return self._skip(f"depthUpdate for {msg.s!r} on stream {self.stream!r}")
         if not 0 <= msg.U <= msg.u:
             return self._skip(f"bad update id range U={msg.U} u={msg.u}")
-        return self._diff.on_diff(Diff(msg.U, msg.u, msg.E, bids, asks))
+        return self._diff.on_diff(msg.U, msg.u, msg.E, bids, asks)

@@ -30,7 +30,7 @@ from dragonflybot.venues.base import (
     require_alnum,
 )
 from dragonflybot.venues.book_protocol import BookProtocol
-from dragonflybot.venues.diff_sync import Diff, DiffSync, SnapshotBody
+from dragonflybot.venues.diff_sync import DiffSync, SnapshotBody
 from dragonflybot.venues.requests import SnapshotRequests
 
 NAME = "bitstamp"
@@ -136,15 +136,22 @@ class _DiffSync(DiffSync):
     def __init__(self, url: str) -> None:
         super().__init__(SnapshotRequests(url))
 
-    def apply_live(self, diff: Diff) -> list[Event]:
+    def apply_live(
+        self,
+        first: int,
+        last: int,
+        event_time_ms: int | None,
+        bids: list[PriceAmount],
+        asks: list[PriceAmount],
+    ) -> list[Event]:
         assert self.position is not None
-        if diff.last <= self.position:
+        if last <= self.position:
             self.counters.dropped += 1
-            return [Dropped(1, f"diff at {diff.last} not newer than the book")]
-        self.book.apply(diff.bids, diff.asks)
-        self.position = diff.last
+            return [Dropped(1, f"diff at {last} not newer than the book")]
+        self.book.apply(bids, asks)
+        self.position = last
         self.counters.applied += 1
-        return [BookChanged(diff.event_time_ms)]
+        return [BookChanged(event_time_ms)]
 
     def parse_snapshot(self, body: bytes) -> SnapshotBody:
         snapshot = _rest_decoder.decode(body)
@@ -280,4 +287,4 @@ class BitstampProtocol(BookProtocol[_DiffSync]):
             micros, bids, asks = self._parse_book(msg)
         except BAD_INPUT as exc:
             return self._skip(f"malformed {self.channel} data: {exc}")
-        return self._diff.on_diff(Diff(micros, micros, micros // 1000, bids, asks))
+        return self._diff.on_diff(micros, micros, micros // 1000, bids, asks)

@@ -77,12 +77,21 @@ class DiffSync(abc.ABC):
         self.position: int | None = None
 
     @abc.abstractmethod
-    def apply_live(self, diff: Diff) -> list[Event]:
-        """Apply ``diff`` to a synced book by the venue's rule, or drop it, or reset.
+    def apply_live(
+        self,
+        first: int,
+        last: int,
+        event_time_ms: int | None,
+        bids: list[PriceAmount],
+        asks: list[PriceAmount],
+    ) -> list[Event]:
+        """Apply a diff to a synced book by the venue's rule, or drop it, or reset.
 
         Returns one ``BookChanged`` when applied, one ``Dropped`` when the book was
         already newer, or ``BookReset`` first when a gap discarded the book (the
-        failing diff re-buffered and a new snapshot requested).
+        failing diff re-buffered and a new snapshot requested). Takes the diff's
+        fields, not a ``Diff``: a live diff is applied as it arrives, and only one
+        that must wait is built into a ``Diff``.
         """
 
     @abc.abstractmethod
@@ -101,9 +110,18 @@ class DiffSync(abc.ABC):
         self.position = None
         self.requests.cancel()
 
-    def on_diff(self, diff: Diff) -> list[Event]:
+    def on_diff(
+        self,
+        first: int,
+        last: int,
+        event_time_ms: int | None,
+        bids: list[PriceAmount],
+        asks: list[PriceAmount],
+    ) -> list[Event]:
+        """A validated diff just received: applied when synced, else buffered."""
         if self.position is not None:
-            return self.apply_live(diff)
+            return self.apply_live(first, last, event_time_ms, bids, asks)
+        diff = Diff(first, last, event_time_ms, bids, asks)
         events: list[Event] = []
         if len(self.buffer) >= self.MAX_BUFFER:
             events.append(Dropped(len(self.buffer), "buffer overflow while waiting for a snapshot"))
@@ -146,7 +164,9 @@ class DiffSync(abc.ABC):
         pending = list(self.buffer)
         self.buffer.clear()
         for i, diff in enumerate(pending):
-            applied = self.apply_live(diff)
+            applied = self.apply_live(
+                diff.first, diff.last, diff.event_time_ms, diff.bids, diff.asks
+            )
             first = applied[0]
             if isinstance(first, BookReset):
                 # The gap re-buffered the failing diff; the ones after it follow it.
