@@ -17,7 +17,10 @@ from .strategies import amounts, prices
 READ_DEPTH = 10
 
 maybe_zero = st.one_of(st.just(0), amounts)
-updates = st.lists(st.builds(Level, prices, maybe_zero), max_size=25)
+# Levels or the plain (price, amount) tuples the venue protocols pass: the book keeps Levels.
+updates = st.lists(
+    st.one_of(st.builds(Level, prices, maybe_zero), st.tuples(prices, maybe_zero)), max_size=25
+)
 
 
 def model_top(model: dict[int, int], n: int, *, bids: bool) -> Side:
@@ -52,7 +55,7 @@ class FullDepthMachine(RuleBasedStateMachine):
         model_set(self.asks, price, amount)
 
     @rule(bids=updates, asks=updates)
-    def apply(self, bids: list[Level], asks: list[Level]) -> None:
+    def apply(self, bids: list[tuple[int, int]], asks: list[tuple[int, int]]) -> None:
         self.book.apply(bids, asks)
         for price, amount in bids:
             model_set(self.bids, price, amount)
@@ -85,7 +88,7 @@ class FullDepthMachine(RuleBasedStateMachine):
             assert (self.book.top_bids(READ_DEPTH), self.book.top_asks(READ_DEPTH)) == before
 
     @rule(bids=updates, asks=updates)
-    def load(self, bids: list[Level], asks: list[Level]) -> None:
+    def load(self, bids: list[tuple[int, int]], asks: list[tuple[int, int]]) -> None:
         """A snapshot replaces everything; within it, later levels win (zero removes)."""
         self.book.load(bids, asks)
         self.bids.clear()
@@ -106,11 +109,19 @@ class FullDepthMachine(RuleBasedStateMachine):
         """Any n, like slicing a best-first list (TopBook reads the same way)."""
         assert self.book.top_bids(n) == model_top(self.bids, n, bids=True)
         assert self.book.top_asks(n) == model_top(self.asks, n, bids=False)
+        assert self.book.top(n) == (
+            model_top(self.bids, n, bids=True),
+            model_top(self.asks, n, bids=False),
+        )
 
     @invariant()
     def top_matches_model(self) -> None:
-        assert self.book.top_bids(READ_DEPTH) == model_top(self.bids, READ_DEPTH, bids=True)
-        assert self.book.top_asks(READ_DEPTH) == model_top(self.asks, READ_DEPTH, bids=False)
+        bids, asks = self.book.top(READ_DEPTH)
+        assert bids == model_top(self.bids, READ_DEPTH, bids=True)
+        assert asks == model_top(self.asks, READ_DEPTH, bids=False)
+        assert all(type(level) is Level for level in bids + asks)
+        assert self.book.top_bids(READ_DEPTH) == bids
+        assert self.book.top_asks(READ_DEPTH) == asks
 
     @invariant()
     def contents_match_model(self) -> None:
@@ -150,6 +161,22 @@ def test_changes_at_and_behind_the_last_read_level() -> None:
     assert book.top_bids(4) == (Level(9, 1), Level(7, 5), Level(6, 1))
     book.set_bid(5, 1)
     assert book.top_bids(4) == (Level(9, 1), Level(7, 5), Level(6, 1), Level(5, 1))
+
+
+def test_a_top_read_is_the_same_tuple_until_a_change_reaches_it() -> None:
+    """What lets the change-forwarder skip comparing levels: identity means unchanged."""
+    book = FullDepthBook()
+    book.load([(9, 1), (8, 1), (7, 1)], [(10, 1), (11, 1), (12, 1)])
+    bids, asks = book.top(2)
+    book.apply([(7, 2), (6, 1), (5, 0)], [(12, 3), (13, 1)])  # all behind the read levels
+    assert book.top(2)[0] is bids and book.top(2)[1] is asks
+    book.apply([(8, 1)], [(11, 1)])  # a repeated amount changes nothing
+    assert book.top(2)[0] is bids and book.top(2)[1] is asks
+    book.apply([(8, 4)], [])
+    new_bids, same_asks = book.top(2)
+    assert new_bids == (Level(9, 1), Level(8, 4)) and same_asks is asks
+    book.apply([], [(10, 0)])
+    assert book.top(2) == ((Level(9, 1), Level(8, 4)), (Level(11, 1), Level(12, 3)))
 
 
 def test_a_snapshot_that_fails_half_way_leaves_the_book_unchanged() -> None:

@@ -424,3 +424,16 @@ def test_no_snapshot_requested_in_snapshot_mode() -> None:
     protocol = subscribed("snapshot")
     assert kinds(protocol.snapshot_received(1, snapshot(1))) == [Ignored]
     assert protocol.heartbeat() is None
+
+
+def test_well_formed_update_of_another_stream_is_ignored_and_book_untouched() -> None:
+    """It decodes on the one-pass data path; the stream name alone must turn it away."""
+    protocol, fetch = subscribed_diff()
+    protocol.snapshot_received(fetch.token, snapshot(10, bids=[["1", "2"]]))
+    other = update(11, 11, bids=[["5", "1"]], symbol="BTCUSDT")
+    other = other.replace("ethbtc@depth@100ms", "btcusdt@depth@100ms")
+    assert kinds(protocol.receive(other)) == [Ignored]
+    assert protocol.full_book.bids_dict() == {parse("1"): parse("2")}
+    assert protocol.book_id == 10
+    assert kinds(protocol.receive(update(11, 11, bids=[["5", "1"]]))) == [BookChanged]
+    assert protocol.top_bids(1) == (lv("5", "1"),)

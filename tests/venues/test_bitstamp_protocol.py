@@ -208,3 +208,15 @@ def test_malformed_rest_body_is_skipped_and_refetched() -> None:
     events = protocol.snapshot_received(fetch.token, b'{"microtimestamp":"x","bids":[],"asks":[]}')
     assert kinds(events) == [Skipped, FetchSnapshot]
     assert not protocol.has_book
+
+
+def test_well_formed_book_of_another_channel_is_ignored_and_book_untouched() -> None:
+    """It decodes on the one-pass data path; the channel name alone must turn it away."""
+    protocol = subscribed()
+    fetch = fetch_of(protocol.receive(diff(5, bids=[["1", "1"]])))
+    protocol.snapshot_received(fetch.token, rest(10, bids=[["1", "2"]]))
+    assert kinds(protocol.receive(data("diff_order_book_btcusd", 20, [["5", "1"]]))) == [Ignored]
+    assert kinds(protocol.receive(data("order_book_ethbtc", 20, [["5", "1"]]))) == [Ignored]
+    assert protocol.full_book.bids_dict() == {parse("1"): parse("2")}
+    assert kinds(protocol.receive(diff(20, [["5", "1"]]))) == [BookChanged]
+    assert protocol.top_bids(2) == (lv("5", "1"), lv("1", "2"))

@@ -164,8 +164,10 @@ class LevelParser:
     frame with the same price strings, and every removal carries the same zero
     amount. A dict lookup costs a tenth of ``parse``, and only strings that parsed
     are remembered, so a value is validated exactly as before the first time it is
-    seen. The memo is bounded (emptied when full, and only short strings are kept)
-    so a venue sending ever new or huge values costs it no memory.
+    seen. Prices and zero amounts are remembered; other amounts rarely come back
+    (one in five on recorded Binance diffs), so storing them would cost more than
+    it saves. The memo is bounded (emptied when full, and only short strings are
+    kept) so a venue sending ever new or huge values costs it no memory.
     """
 
     __slots__ = ("_memo",)
@@ -180,6 +182,14 @@ class LevelParser:
     def __init__(self) -> None:
         self._memo: dict[str, Fixed] = {}
 
+    def __len__(self) -> int:
+        """Strings remembered."""
+        return len(self._memo)
+
+    def remembered(self) -> list[str]:
+        """The strings remembered, for checks."""
+        return list(self._memo)
+
     def __call__(self, raw: RawLevels) -> list[PriceAmount]:
         """Parse ``[[price, amount], ...]``; raises ``DecodeError`` on the first bad number."""
         get = self._memo.get
@@ -190,7 +200,9 @@ class LevelParser:
                 p = self._parse(price)
             a = get(amount)
             if a is None:
-                a = self._parse(amount)
+                a = parse(amount)
+                if not a:
+                    self._remember(amount, a)
             out.append((p, a))
         return out
 
@@ -208,12 +220,15 @@ class LevelParser:
 
     def _parse(self, text: str) -> Fixed:
         value = parse(text)
+        self._remember(text, value)
+        return value
+
+    def _remember(self, text: str, value: Fixed) -> None:
         if len(text) <= self.LONGEST:
             memo = self._memo
             if len(memo) >= self.LIMIT:
                 memo.clear()
             memo[text] = value
-        return value
 
 
 def parse_int(text: str, what: str) -> int:
