@@ -192,6 +192,8 @@ class LevelParser:
 
     def __call__(self, raw: RawLevels) -> list[PriceAmount]:
         """Parse ``[[price, amount], ...]``; raises ``DecodeError`` on the first bad number."""
+        if not raw:
+            return []  # a diff often changes one side only
         get = self._memo.get
         out: list[PriceAmount] = []
         for price, amount in raw:

@@ -218,7 +218,9 @@ class BitstampProtocol(BookProtocol[_DiffSync]):
             return self._receive_any(frame)
         if msg.event != DATA or msg.channel != self.channel:
             return self._receive_any(frame)
-        return self._on_book(msg.data)
+        if self.mode == "snapshot":
+            return self._on_top(msg.data)
+        return self._on_diff(msg.data)
 
     def _receive_any(self, frame: str | bytes) -> list[Event]:
         try:
@@ -284,7 +286,9 @@ class BitstampProtocol(BookProtocol[_DiffSync]):
 
     def _on_diff(self, msg: BookData) -> list[Event]:
         try:
-            micros, bids, asks = self._parse_book(msg)
+            micros = parse_int(msg.microtimestamp, "microtimestamp")
+            bids = self._levels(msg.bids)
+            asks = self._levels(msg.asks)
         except BAD_INPUT as exc:
             return self._skip(f"malformed {self.channel} data: {exc}")
         return self._diff.on_diff(micros, micros, micros // 1000, bids, asks)
