@@ -36,8 +36,9 @@ class Diff(msgspec.Struct):
 
     It moves the book from position ``first`` to ``last`` (update ids; a venue
     without a sequence uses its timestamp for both), which is all the outline
-    needs to know to drop or keep it against a snapshot. A Struct, not attrs,
-    because one is built per frame and a Struct builds in less time.
+    needs to know to drop or keep it against a snapshot. Built only for a diff
+    that must wait (unsynced, or re-buffered after a gap): a synced book applies
+    a live diff straight from its fields.
     """
 
     first: int
