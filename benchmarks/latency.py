@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import bisect
 import statistics
-from typing import Any, Final
+from typing import Any, Final, NamedTuple
 
 from hdrh.histogram import HdrHistogram
 
@@ -28,27 +28,48 @@ RATES: Final = (1_000, 5_000, 20_000)
 WARMUP_NS: Final = 500_000_000
 
 
-def latencies(result: dict[str, Any], received: list[tuple[int, bytes]]) -> list[int]:
+class Hops(NamedTuple):
+    """One timed Summary, in nanoseconds: the total and the three legs that make it up."""
+
+    total: int
+    to_service: int
+    """Venue send → the frame leaves the service's WebSocket client (wire, kernel, wake-up)."""
+    in_service: int
+    """→ the aggregator publishes the state (reader, listener, aggregator steps)."""
+    to_client: int
+    """→ the grpcio client has it (stream and writer steps, socket, grpcio)."""
+
+
+def latencies(result: dict[str, Any], received: list[tuple[int, bytes]]) -> list[Hops]:
     frames: list[tuple[int, int | None]] = result["frames"]
     times = [t for t, _ in frames]
-    states: list[tuple[int, int | None, bytes]] = result["states"]
-    out: list[int] = []
+    states: list[tuple[int, int | None, bytes, int]] = result["states"]
+    offset: int = result["clock_offset_ns"]
+    out: list[Hops] = []
     j = 0
     for recv_ns, body in received:
         while j < len(states) and states[j][2] != body:
             j += 1
         if j == len(states):
             break
-        newest = states[j][1]
+        newest, published = states[j][1], states[j][3]
         if newest is not None:
             k = bisect.bisect_right(times, newest) - 1
-            if k >= 0 and frames[k][1] is not None:
-                out.append(recv_ns - frames[k][1])  # type: ignore[operator]
+            sent = frames[k][1] if k >= 0 else None
+            if sent is not None:
+                out.append(
+                    Hops(
+                        recv_ns - sent,
+                        frames[k][0] + offset - sent,
+                        published - frames[k][0],
+                        recv_ns - (published + offset),
+                    )
+                )
         j += 1
     return out
 
 
-def one_rate(rate: int, seconds: float) -> tuple[HdrHistogram, int, int]:
+def one_rate(rate: int, seconds: float) -> tuple[HdrHistogram, list[Hops]]:
     sim, endpoints = rig.start_sim(
         venues=("binance", "bitstamp"),
         instruments=("ethbtc",),
@@ -72,9 +93,8 @@ def one_rate(rate: int, seconds: float) -> tuple[HdrHistogram, int, int]:
     kept = [v for v, (t, _) in zip(values, received, strict=False) if t >= start]
     hist = HdrHistogram(1, 10_000_000_000, 3)
     for v in kept:
-        hist.record_value(max(1, v))
-    frames = len(result["frames"])
-    return hist, len(kept), frames
+        hist.record_value(max(1, v.total))
+    return hist, kept
 
 
 def run(options: Options) -> list[Table]:
@@ -86,11 +106,31 @@ def run(options: Options) -> list[Table]:
         "Microseconds, from an HDR histogram (3 significant digits).",
         ["venue frames/s", "Summaries timed", "p50", "p90", "p99", "p99.9", "max"],
     )
+    legs = Table(
+        "Where the time goes, per leg",
+        "The same Summaries split at two points the service stamps: the frame leaving its "
+        "WebSocket client (the feed's `connect` seam) and the aggregator's publication of the "
+        "state. *to the service*: the simulator's write, the loopback, the wake-up of the "
+        "service's core and the socket read; *in the service*: reader, listener and "
+        "aggregator steps; *to the client*: the stream and purerpc writer steps, the socket "
+        "write and the grpcio client (its C core and its Python thread). Median and p99 in "
+        "microseconds.",
+        ["venue frames/s", "to the service", "in the service", "to the client", "total"],
+    )
     for rate in RATES:
-        hist, count, _ = one_rate(rate, seconds)
+        hist, kept = one_rate(rate, seconds)
+        count = len(kept)
         if not count:
             table.rows.append([f"{rate:,}", "0", "—", "—", "—", "—", "—"])
+            legs.rows.append([f"{rate:,}", "—", "—", "—", "—"])
             continue
+        legs.rows.append(
+            [
+                f"{rate:,}",
+                *(_p50_p99([getattr(h, leg) for h in kept]) for leg in Hops._fields[1:]),
+                _p50_p99([h.total for h in kept]),
+            ]
+        )
         q = [hist.get_value_at_percentile(p) / 1e3 for p in (50, 90, 99, 99.9)]
         table.rows.append(
             [
@@ -100,12 +140,14 @@ def run(options: Options) -> list[Table]:
                 f"{hist.get_max_value() / 1e3:,.0f}",
             ]
         )
-        print("  ", table.rows[-1], flush=True)
-    return [table]
+        print("  ", table.rows[-1], legs.rows[-1], flush=True)
+    return [table, legs]
 
 
-def _median(values: list[float]) -> float:
-    return statistics.median(values)
+def _p50_p99(values: list[int]) -> str:
+    ordered = sorted(values)
+    p99 = ordered[min(len(ordered) - 1, round(0.99 * (len(ordered) - 1)))]
+    return f"{statistics.median(ordered) / 1e3:,.0f} / {p99 / 1e3:,.0f}"
 
 
 SUITE = Suite(

@@ -136,7 +136,7 @@ def service_child(
     from dragonflybot.feed import run_feed
 
     frames_log: list[tuple[int, str | bytes]] = []
-    states: list[tuple[int, int | None, bytes]] = []
+    states: list[tuple[int, int | None, bytes, int]] = []
 
     @asynccontextmanager
     async def tracing_connect(url: str, **kwargs: Any) -> AsyncIterator[Any]:
@@ -184,7 +184,12 @@ def service_child(
                     def traced(state: Any, _orig: Any = original, _pub: Any = publisher) -> None:
                         _orig(state)
                         states.append(
-                            (state.seq, state.newest_recv_ns, _pub.books.latest().summary)
+                            (
+                                state.seq,
+                                state.newest_recv_ns,
+                                _pub.books.latest().summary,
+                                state.published_ns,
+                            )
                         )
 
                     publisher.publish = traced
@@ -221,6 +226,9 @@ def service_child(
                 "updates": sum(a.updates for a in agg),
                 "forwarded": sum(s.forwarded for s in feeds),
                 "states": states,
+                # Wall minus monotonic clock: puts the service's monotonic stamps on the
+                # simulator's and the client's wall clock (one machine) for per-hop figures.
+                "clock_offset_ns": time.time_ns() - time.monotonic_ns(),
                 "frames": [
                     (
                         t,
