@@ -90,8 +90,11 @@ async def test_a_capped_stream_sends_at_most_its_rate_and_always_the_newest(
         nursery.start_soon(consume)
     times = [t - start for t, _ in received]
     gaps = [b - a for a, b in itertools.pairwise(times)]
-    assert min(gaps) >= 0.1 - 1e-9
-    assert 10 <= len(received) <= 11  # ~1 s of publications at 10/s
+    # The first tick of the stream's phase may come early (the ticker is shared); from
+    # then on its ticks are 100 ms apart.
+    assert gaps[0] > 0
+    assert min(gaps[1:]) >= 0.1 - 1e-9
+    assert 10 <= len(received) <= 12  # ~1 s of publications at 10/s
     newest = [1 if t < 0.005 else min(100, int((t - 0.005) / 0.01 + 1e-9) + 2) for t in times]
     assert [seq for _, seq in received] == newest
     assert service.stats.sent == len(received)

@@ -15,7 +15,7 @@ from dragonflybot.service.ticker import Ticker
 async def test_waiters_wake_together_once_per_interval(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
-    ticker = Ticker(10)
+    ticker = Ticker(10, phases=1)
     woke: list[tuple[str, float]] = []
 
     async def waiter(name: str, rounds: int) -> None:
@@ -34,14 +34,38 @@ async def test_waiters_wake_together_once_per_interval(
     assert ticker.ticks == 3
 
 
-async def test_a_cancelled_keeper_hands_the_clock_over(
+async def test_phases_tick_in_turn_each_once_per_interval(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
-    ticker = Ticker(10)
+    ticker = Ticker(10, phases=4)
+    woke: dict[int, list[float]] = {}
+    start = trio.current_time()
+
+    async def waiter(phase: int) -> None:
+        for _ in range(3):
+            await ticker.wait(phase)
+            woke.setdefault(phase, []).append(round(trio.current_time() - start, 9))
+
+    with trio.fail_after(5):
+        async with trio.open_nursery() as nursery:
+            for _ in range(4):
+                nursery.start_soon(waiter, ticker.phase())
+    # Phase p ticks at (p + 1) * 25 ms, then every 100 ms: never two phases at once.
+    assert woke == {p: [round((p + 1) * 0.025 + k * 0.1, 9) for k in range(3)] for p in range(4)}
+    assert ticker.phase() == 0  # round robin: the fifth waiter shares phase 0
+
+
+@pytest.mark.parametrize("phases", [1, 3])
+async def test_a_cancelled_keeper_hands_the_clock_over(
+    autojump_clock: trio.testing.MockClock, phases: int
+) -> None:
+    """The keeper waits on phase 0 and is cancelled before any tick; a follower on the
+    last phase (the same one when there is one phase) still gets its tick at 100 ms."""
+    ticker = Ticker(10, phases=phases)
     woke: list[float] = []
 
     async def follower() -> None:
-        await ticker.wait()
+        await ticker.wait(phases - 1)
         woke.append(trio.current_time())
 
     start = trio.current_time()
@@ -49,7 +73,7 @@ async def test_a_cancelled_keeper_hands_the_clock_over(
         await _keeper_cancelled_before_the_tick(ticker, follower, woke)
     assert woke[0] == -1.0
     assert woke[1] - start == pytest.approx(0.1)
-    assert ticker.ticks == 1
+    assert ticker.ticks == phases
 
 
 async def _keeper_cancelled_before_the_tick(
@@ -71,7 +95,7 @@ async def _keeper_cancelled_before_the_tick(
 
 
 async def test_a_late_tick_is_not_made_up(autojump_clock: trio.testing.MockClock) -> None:
-    ticker = Ticker(10)
+    ticker = Ticker(10, phases=1)
     await ticker.wait()
     await trio.sleep(1.0)  # nobody waits for ten intervals
     before = trio.current_time()
