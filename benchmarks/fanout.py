@@ -20,7 +20,7 @@ from benchmarks.harness import Options, Suite, Table
 RATE: Final = 1_000
 """Venue frames per second in total (half per venue)."""
 SLOW_DELAY: Final = 0.02
-CAP: Final = 150.0
+CAP: Final = 120.0
 """Summaries per second per stream in the capped case: above the 100/s each client needs."""
 
 
