@@ -65,9 +65,21 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--all", action="store_true", help="also run the long suites (soak) without --only"
     )
+    parser.add_argument(
+        "--soak-minutes",
+        type=float,
+        metavar="N",
+        help="run the memory soak for N minutes (default: 10; 0.5 with --quick)",
+    )
     args = parser.parse_args(argv)
+    if args.soak_minutes is not None and not args.soak_minutes > 0:
+        parser.error("--soak-minutes must be positive")
 
-    options = Options(quick=args.quick, samples=os.environ.get("DRAGONFLYBOT_SAMPLES") or None)
+    options = Options(
+        quick=args.quick,
+        samples=os.environ.get("DRAGONFLYBOT_SAMPLES") or None,
+        soak_seconds=args.soak_minutes * 60 if args.soak_minutes is not None else None,
+    )
     command = " ".join(["python -m benchmarks", *(sys.argv[1:] if argv is None else argv)])
     write = not (args.quick or args.no_write)
     for suite in suites:

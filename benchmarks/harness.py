@@ -28,6 +28,8 @@ class Options:
     """Few, short repeats: a smoke run whose numbers are not recorded."""
     samples: str | None
     """DRAGONFLYBOT_SAMPLES: the recorded venue data, when available."""
+    soak_seconds: float | None = None
+    """Length of the memory soak, when not its default (10 minutes; 30 s quick)."""
 
     @property
     def repeats(self) -> int:

@@ -30,7 +30,7 @@ def slope_per_minute(points: list[tuple[float, float]]) -> float:
 def run(options: Options) -> list[Table]:
     import time
 
-    seconds = 30.0 if options.quick else 600.0
+    seconds = options.soak_seconds or (30.0 if options.quick else 600.0)
     sim, endpoints = rig.start_sim(
         venues=("binance", "bitstamp"), instruments=("ethbtc",), rate=RATE / 2, ws_backend="wsproto"
     )
