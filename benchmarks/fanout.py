@@ -62,11 +62,14 @@ def one(clients: int, slow: bool, seconds: float, cap: float = 0.0) -> dict[str,
 
 def run(options: Options) -> list[Table]:
     seconds = 4.0 if options.quick else 15.0
+    repeats = 1 if options.quick else 3
     table = Table(
         "Fan-out, Summaries per second per client",
         f"{RATE:,} venue frames/s (Binance + Bitstamp diff, simulated), {seconds:g} s per "
-        "case. *per client*: median (min-max) over the clients; *aggregator*: publications/s; "
-        "*service CPU*: share of its one core.",
+        f"run, {repeats} runs per case. *per client*: median of the runs' client medians "
+        "(slowest-fastest client over all runs); *slow client*, *aggregator* "
+        "(publications/s) and *service CPU* (share of its one core): median (min-max) of "
+        "the runs.",
         [
             "clients",
             "per client updates/s",
@@ -83,30 +86,42 @@ def run(options: Options) -> list[Table]:
         (100, False, CAP),
     )
     for clients, slow, cap in cases:
-        r = one(clients, slow, seconds, cap)
-        fast = r["fast"]
+        runs = [one(clients, slow, seconds, cap) for _ in range(repeats)]
+        fast = [r["fast"] for r in runs if r["fast"]]
         cell = (
-            f"{statistics.median(fast):,.0f} ({min(fast):,.0f}-{max(fast):,.0f})" if fast else "—"
+            f"{statistics.median(statistics.median(f) for f in fast):,.0f} "
+            f"({min(min(f) for f in fast):,.0f}-{max(max(f) for f in fast):,.0f})"
+            if fast
+            else "—"
         )
+        slow_rates = [r["slow"] for r in runs if r["slow"] is not None]
         table.rows.append(
             [
                 f"{clients}"
                 + (" fast + 1 slow" if slow else "")
                 + (f", capped at {cap:g}/s" if cap else ""),
                 cell,
-                f"{r['slow']:,.0f}" if r["slow"] is not None else "—",
-                f"{r['publications']:,.0f}",
-                f"{r['cpu'] * 100:.0f}%",
+                _spread(slow_rates) if slow_rates else "—",
+                _spread([r["publications"] for r in runs]),
+                _spread([r["cpu"] * 100 for r in runs], "%"),
             ]
         )
         print("  ", table.rows[-1], flush=True)
     return [table]
 
 
+def _spread(values: list[float], unit: str = "") -> str:
+    if len(values) == 1:
+        return f"{values[0]:,.0f}{unit}"
+    mid, low, high = statistics.median(values), min(values), max(values)
+    return f"{mid:,.0f}{unit} ({low:,.0f}-{high:,.0f}{unit})"
+
+
 SUITE = Suite(
     name="fanout",
     timing=(
-        "- Timing: Summaries counted by each client between its first and last, one run per case"
+        "- Timing: Summaries counted by each client between its first and last; 3 runs per "
+        "case (1 with `--quick`)"
     ),
     title="End to end: fan-out",
     run=run,

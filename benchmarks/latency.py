@@ -99,11 +99,13 @@ def one_rate(rate: int, seconds: float) -> tuple[HdrHistogram, list[Hops]]:
 
 def run(options: Options) -> list[Table]:
     seconds = 4.0 if options.quick else 20.0
+    repeats = 1 if options.quick else 3
     table = Table(
         "Latency, venue send → grpcio receive",
         f"Binance + Bitstamp diff feeds (simulated, half the rate each) for {seconds:g} s per "
-        "rate, the first 0.5 s dropped; one grpcio client; service pinned to one core. "
-        "Microseconds, from an HDR histogram (3 significant digits).",
+        "run, the first 0.5 s dropped; one grpcio client; service pinned to one core. "
+        "Microseconds, each run's from an HDR histogram (3 significant digits); median "
+        f"(min-max) over {repeats} runs per rate.",
         ["venue frames/s", "Summaries timed", "p50", "p90", "p99", "p99.9", "max"],
     )
     legs = Table(
@@ -114,34 +116,44 @@ def run(options: Options) -> list[Table]:
         "service's core and the socket read; *in the service*: reader, listener and "
         "aggregator steps; *to the client*: the stream and purerpc writer steps, the socket "
         "write and the grpcio client (its C core and its Python thread). Median and p99 in "
-        "microseconds.",
+        "microseconds, over the Summaries of all runs of the rate.",
         ["venue frames/s", "to the service", "in the service", "to the client", "total"],
     )
     for rate in RATES:
-        hist, kept = one_rate(rate, seconds)
-        count = len(kept)
-        if not count:
+        runs: list[list[float]] = []
+        pooled: list[Hops] = []
+        for _ in range(repeats):
+            hist, kept = one_rate(rate, seconds)
+            if not kept:
+                continue
+            pooled += kept
+            runs.append(
+                [
+                    float(len(kept)),
+                    *(hist.get_value_at_percentile(p) / 1e3 for p in (50, 90, 99, 99.9)),
+                    hist.get_max_value() / 1e3,
+                ]
+            )
+        if not runs:
             table.rows.append([f"{rate:,}", "0", "—", "—", "—", "—", "—"])
             legs.rows.append([f"{rate:,}", "—", "—", "—", "—"])
             continue
+        table.rows.append([f"{rate:,}", *(_spread([r[i] for r in runs]) for i in range(6))])
         legs.rows.append(
             [
                 f"{rate:,}",
-                *(_p50_p99([getattr(h, leg) for h in kept]) for leg in Hops._fields[1:]),
-                _p50_p99([h.total for h in kept]),
-            ]
-        )
-        q = [hist.get_value_at_percentile(p) / 1e3 for p in (50, 90, 99, 99.9)]
-        table.rows.append(
-            [
-                f"{rate:,}",
-                f"{count:,}",
-                *(f"{v:,.0f}" for v in q),
-                f"{hist.get_max_value() / 1e3:,.0f}",
+                *(_p50_p99([getattr(h, leg) for h in pooled]) for leg in Hops._fields[1:]),
+                _p50_p99([h.total for h in pooled]),
             ]
         )
         print("  ", table.rows[-1], legs.rows[-1], flush=True)
     return [table, legs]
+
+
+def _spread(values: list[float]) -> str:
+    if len(values) == 1:
+        return f"{values[0]:,.0f}"
+    return f"{statistics.median(values):,.0f} ({min(values):,.0f}-{max(values):,.0f})"
 
 
 def _p50_p99(values: list[int]) -> str:
@@ -154,7 +166,7 @@ SUITE = Suite(
     name="latency",
     timing=(
         "- Timing: `time.time_ns` at the simulator's send and at the grpcio client's "
-        "receive, one run per rate"
+        "receive; median (min-max) of 3 runs per rate (1 with `--quick`)"
     ),
     title="End to end: latency",
     run=run,
