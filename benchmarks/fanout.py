@@ -15,7 +15,7 @@ import statistics
 from typing import Any, Final
 
 from benchmarks import rig
-from benchmarks.harness import Options, Suite, Table
+from benchmarks.harness import Options, Suite, Table, spread
 
 RATE: Final = 1_000
 """Venue frames per second in total (half per venue)."""
@@ -101,20 +101,13 @@ def run(options: Options) -> list[Table]:
                 + (" fast + 1 slow" if slow else "")
                 + (f", capped at {cap:g}/s" if cap else ""),
                 cell,
-                _spread(slow_rates) if slow_rates else "—",
-                _spread([r["publications"] for r in runs]),
-                _spread([r["cpu"] * 100 for r in runs], "%"),
+                spread(slow_rates) if slow_rates else "—",
+                spread([r["publications"] for r in runs]),
+                spread([r["cpu"] * 100 for r in runs], unit="%"),
             ]
         )
         print("  ", table.rows[-1], flush=True)
     return [table]
-
-
-def _spread(values: list[float], unit: str = "") -> str:
-    if len(values) == 1:
-        return f"{values[0]:,.0f}{unit}"
-    mid, low, high = statistics.median(values), min(values), max(values)
-    return f"{mid:,.0f}{unit} ({low:,.0f}-{high:,.0f}{unit})"
 
 
 SUITE = Suite(

@@ -144,3 +144,9 @@ class Suite:
     """Runs only when named with ``--only`` (or with ``--all``): a soak takes minutes."""
     timing: str | None = None
     """How its figures are timed, when not by ``measure`` (recorded with them)."""
+
+
+def spread(values: Sequence[float], spec: str = ",.0f", unit: str = "") -> str:
+    """``median (min-max)`` of the repeats: how every suite reports a figure."""
+    mid, low, high = statistics.median(values), min(values), max(values)
+    return f"{mid:{spec}}{unit} ({low:{spec}}-{high:{spec}}{unit})"

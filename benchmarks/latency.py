@@ -22,7 +22,7 @@ from typing import Any, Final, NamedTuple
 from hdrh.histogram import HdrHistogram
 
 from benchmarks import rig
-from benchmarks.harness import Options, Suite, Table
+from benchmarks.harness import Options, Suite, Table, spread
 
 RATES: Final = (1_000, 5_000, 20_000)
 WARMUP_NS: Final = 500_000_000
@@ -138,7 +138,7 @@ def run(options: Options) -> list[Table]:
             table.rows.append([f"{rate:,}", "0", "—", "—", "—", "—", "—"])
             legs.rows.append([f"{rate:,}", "—", "—", "—", "—"])
             continue
-        table.rows.append([f"{rate:,}", *(_spread([r[i] for r in runs]) for i in range(6))])
+        table.rows.append([f"{rate:,}", *(spread([r[i] for r in runs]) for i in range(6))])
         legs.rows.append(
             [
                 f"{rate:,}",
@@ -148,12 +148,6 @@ def run(options: Options) -> list[Table]:
         )
         print("  ", table.rows[-1], legs.rows[-1], flush=True)
     return [table, legs]
-
-
-def _spread(values: list[float]) -> str:
-    if len(values) == 1:
-        return f"{values[0]:,.0f}"
-    return f"{statistics.median(values):,.0f} ({min(values):,.0f}-{max(values):,.0f})"
 
 
 def _p50_p99(values: list[int]) -> str:

@@ -9,7 +9,6 @@ trio-websocket. Nothing is parsed: this is the ceiling the transport puts on a f
 
 from __future__ import annotations
 
-import statistics
 import time
 from multiprocessing.connection import Connection
 from typing import Final
@@ -17,7 +16,7 @@ from typing import Final
 import trio
 
 from benchmarks import rig
-from benchmarks.harness import Options, Suite, Table
+from benchmarks.harness import Options, Suite, Table, spread
 from benchmarks.throughput import captures
 
 SUBSCRIBE: Final = '{"method":"SUBSCRIBE","params":["ethbtc@depth@100ms"],"id":1}'
@@ -68,8 +67,8 @@ def run(options: Options) -> list[Table]:
             table.rows.append(
                 [
                     backend,
-                    f"{statistics.median(rates):,.0f} ({min(rates):,.0f}-{max(rates):,.0f})",
-                    f"{statistics.median(cpus):.2f} ({min(cpus):.2f}-{max(cpus):.2f})",
+                    spread(rates),
+                    spread(cpus, ".2f"),
                 ]
             )
             print("  ", table.rows[-1], flush=True)

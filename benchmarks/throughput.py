@@ -12,14 +12,13 @@ queued for a client) makes the service's reading speed the pace.
 
 from __future__ import annotations
 
-import statistics
 import tempfile
 from pathlib import Path
 from typing import Any, Final
 
 from benchmarks import rig
 from benchmarks.frames import Mode, write_capture
-from benchmarks.harness import Options, Suite, Table
+from benchmarks.harness import Options, Suite, Table, spread
 
 INSTRUMENTS: Final = ("ethbtc", "btcusdt")
 LAYOUTS: Final[dict[int, list[tuple[str, tuple[str, ...]]]]] = {
@@ -64,10 +63,6 @@ def one_run(endpoints: dict[str, tuple[str, str]], venues: int, mode: str) -> di
     }
 
 
-def fmt(values: list[float], spec: str) -> str:
-    return f"{statistics.median(values):{spec}} ({min(values):{spec}}-{max(values):{spec}})"
-
-
 def run(options: Options) -> list[Table]:
     count = 20_000 if options.quick else 150_000
     repeats = 1 if options.quick else 3
@@ -96,9 +91,9 @@ def run(options: Options) -> list[Table]:
                     [
                         mode,
                         str(venues),
-                        fmt([r["rate"] for r in runs], ",.0f"),
-                        fmt([r["cpu_us"] for r in runs], ".2f"),
-                        fmt([r["summaries"] for r in runs], ",.0f"),
+                        spread([r["rate"] for r in runs], ",.0f"),
+                        spread([r["cpu_us"] for r in runs], ".2f"),
+                        spread([r["summaries"] for r in runs], ",.0f"),
                     ]
                 )
                 print("  ", table.rows[-1], flush=True)
