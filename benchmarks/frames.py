@@ -108,13 +108,13 @@ class _Generator:
         self.bitstamp: BitstampRenderer | None = None
         if venue == "binance":
             self.binance = BinanceRenderer(BinanceProtocol(depth_streams(spec)), markets)
-            sym = spec.binance_stream_symbol
+            sym = spec.name
             stream = f"{sym}@depth@100ms" if mode == "diff" else f"{sym}@depth20@100ms"
             self.key = (stream, COMBINED)
-            self.symbol = spec.binance_symbol
+            self.symbol = spec.name.upper()
         else:
             self.bitstamp = BitstampRenderer(BitstampProtocol(book_channels(spec)), markets)
-            pair = spec.bitstamp_pair
+            pair = spec.name
             self.key = (f"diff_order_book_{pair}" if mode == "diff" else f"order_book_{pair}", "")
             self.symbol = pair
         self.time_ns = EPOCH_NS

@@ -8,8 +8,8 @@ Per instrument (its own consolidated book, so its own gRPC address, because
     ...           ─┘                                                    └─> health (SERVING?)
 
 The gRPC servers bind first, so a taken port fails the start before any venue
-is contacted; the simulator (``[simulation]`` / ``--simulate``) starts next and
-the feeds are pointed at it; then the feeds. Each feed is started with
+is contacted; then the feeds. The app never starts a simulator: ``--simulate``
+(``cli.simulated``) starts one first and rewrites the venues' endpoints. Each feed is started with
 ``nursery.start`` (ready = subscribed, and synced in diff mode) from a task of
 its own, so a venue that is slow to answer holds up neither the others nor the
 server; readiness is logged and visible where clients look for it (the health
@@ -35,7 +35,6 @@ from types import MappingProxyType
 from typing import Any, Protocol
 
 import attrs
-import msgspec
 import trio
 from prometheus_client.registry import CollectorRegistry
 
@@ -52,8 +51,8 @@ from dragonflybot.service import (
     StreamStats,
     SummaryPublisher,
 )
-from dragonflybot.sim import SimConfig, SimHandle, serve_simulation
-from dragonflybot.venues.registry import lookup
+from dragonflybot.venues.registry import VENUES, lookup
+from dragonflybot.venues.spec import VenueSpec
 
 log = logging.getLogger("dragonflybot.app")
 
@@ -72,6 +71,7 @@ class FeedRunner(Protocol):
         send: trio.MemorySendChannel[VenueUpdate],
         *,
         stats: FeedStats | None = None,
+        venues: Mapping[str, VenueSpec] = VENUES,
         task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
     ) -> Awaitable[None]: ...
 
@@ -87,20 +87,22 @@ class InstrumentPlan:
     venues: tuple[VenueConfig, ...]
 
 
-def plan_topology(config: AppConfig) -> tuple[InstrumentPlan, ...]:
+def plan_topology(
+    config: AppConfig, venues: Mapping[str, VenueSpec] = VENUES
+) -> tuple[InstrumentPlan, ...]:
     """Resolve defaults and check venue names; ``ConfigError`` naming the key otherwise."""
     if not config.instruments:
         raise ConfigError("no instrument: pass --instrument-name or list [[instruments]]")
     plans = []
     for i, inst in enumerate(config.instruments):
         key = f"instruments[{i}]"
-        venues = config.venues if inst.venues is None else inst.venues
+        feeds = config.venues if inst.venues is None else inst.venues
         where = f"{key}.venues" if inst.venues is not None else "venues"
-        if not venues:
+        if not feeds:
             raise ConfigError(f"{where}: instrument {inst.name!r} has no venue")
-        for j, venue in enumerate(venues):
+        for j, venue in enumerate(feeds):
             try:
-                lookup(venue.name)
+                lookup(venue.name, venues)
             except ConfigError as exc:
                 raise ConfigError(f"{where}[{j}].name: {exc}") from None
         try:
@@ -108,32 +110,8 @@ def plan_topology(config: AppConfig) -> tuple[InstrumentPlan, ...]:
         except ConfigError as exc:
             raise ConfigError(f"{key}.listen: {exc}") from None
         depth = inst.depth if inst.depth is not None else config.depth
-        plans.append(InstrumentPlan(inst.name, depth, host, port, tuple(venues)))
+        plans.append(InstrumentPlan(inst.name, depth, host, port, tuple(feeds)))
     return tuple(plans)
-
-
-def simulation_config(config: AppConfig, plans: Sequence[InstrumentPlan]) -> SimConfig | None:
-    """What to simulate so that every planned feed has a venue to talk to."""
-    if config.simulation is None:
-        return None
-    venues = tuple(dict.fromkeys(v.name for plan in plans for v in plan.venues))
-    return SimConfig(
-        venues=venues,
-        instruments=tuple(plan.name for plan in plans),
-        seed=config.simulation.seed,
-        rate=config.simulation.rate,
-    )
-
-
-def point_at(plan: InstrumentPlan, sim: SimHandle) -> InstrumentPlan:
-    """The plan with every venue's URLs replaced by the simulator's endpoints."""
-    venues = tuple(
-        msgspec.structs.replace(
-            v, ws_url=sim.endpoints[v.name].ws_url, rest_url=sim.endpoints[v.name].rest_url
-        )
-        for v in plan.venues
-    )
-    return attrs.evolve(plan, venues=venues)
 
 
 class InstrumentRuntime:
@@ -176,7 +154,6 @@ class App:
     def __init__(
         self,
         instruments: Sequence[InstrumentRuntime],
-        sim: SimHandle | None,
         *,
         registry: CollectorRegistry | None = None,
         metrics_address: tuple[str, int] | None = None,
@@ -184,7 +161,6 @@ class App:
         self.instruments: Mapping[str, InstrumentRuntime] = MappingProxyType(
             {rt.name: rt for rt in instruments}
         )
-        self.simulation = sim
         self.registry = registry if registry is not None else build_registry(instruments)
         """This app's own Prometheus registry (never the global one)."""
         self.metrics_address = metrics_address
@@ -206,6 +182,7 @@ class App:
 async def run_app(
     config: AppConfig,
     *,
+    venues: Mapping[str, VenueSpec] = VENUES,
     feed_runner: FeedRunner = run_feed,
     task_status: trio.TaskStatus[App] = trio.TASK_STATUS_IGNORED,
 ) -> None:
@@ -213,10 +190,18 @@ async def run_app(
 
     Reports the ``App`` once every gRPC server is bound and every feed started.
     Raises ``ConfigError`` for a bad topology and ``ServiceError`` for an address
-    that cannot be bound, before anything else starts.
+    that cannot be bound, before anything else starts. ``venues`` is where venue
+    names are looked up (the registry; a test may run venues of its own). A
+    ``[simulation]`` section is for the caller that starts the simulator
+    (``dragonflybot.cli.simulated.run_with_simulation``): the app connects to the
+    endpoints its configuration names, never to a simulator of its own.
     """
-    plans = plan_topology(config)
-    sim_config = simulation_config(config, plans)
+    if config.simulation is not None:
+        raise ConfigError(
+            "[simulation] is set: run through dragonflybot.cli.simulated.run_with_simulation "
+            "(the CLI's --simulate), which starts the simulator and points the feeds at it"
+        )
+    plans = plan_topology(config, venues)
     runtimes = [InstrumentRuntime(plan, max_client_rate=config.max_client_rate) for plan in plans]
     registry = build_registry(runtimes)
     async with trio.open_nursery() as nursery:
@@ -227,17 +212,12 @@ async def run_app(
             host, port = parse_listen(config.metrics_listen)
             port = await nursery.start(serve_metrics, registry, host, port)
             metrics_address = (host, port)
-        sim: SimHandle | None = None
-        if sim_config is not None:
-            sim = await nursery.start(serve_simulation, sim_config)
-            for rt in runtimes:
-                rt.plan = point_at(rt.plan, sim)
         feeds = _FeedGroup()
         for rt in runtimes:
             send = _start_aggregator(nursery, rt)
-            feeds.add(rt, send, feed_runner)
+            feeds.add(rt, send, feed_runner, venues)
         nursery.start_soon(feeds.run, name="feeds")
-        app = App(runtimes, sim, registry=registry, metrics_address=metrics_address)
+        app = App(runtimes, registry=registry, metrics_address=metrics_address)
         task_status.started(app)
         await app.wait_stopping()
         log.info("shutting down")
@@ -278,11 +258,14 @@ class _FeedGroup:
         rt: InstrumentRuntime,
         send: trio.MemorySendChannel[VenueUpdate],
         runner: FeedRunner,
+        venues: Mapping[str, VenueSpec],
     ) -> None:
         plan = rt.plan
         for venue in plan.venues:
             stats = rt.feed_stats[venue.name]
-            run = functools.partial(runner, venue, plan.name, plan.depth, send.clone(), stats=stats)
+            run = functools.partial(
+                runner, venue, plan.name, plan.depth, send.clone(), stats=stats, venues=venues
+            )
             self._feeds.append((f"feed:{plan.name}:{venue.name}", run, stats))
         # Each feed owns a clone and closes it; the aggregator ends once all are closed.
         send.close()

@@ -16,7 +16,8 @@ import attrs
 import grpc
 import trio
 
-from dragonflybot.app import App, InstrumentRuntime, run_app
+from dragonflybot.app import App, InstrumentRuntime
+from dragonflybot.cli.simulated import SimulatedApp, run_with_simulation
 from dragonflybot.config import AppConfig, InstrumentConfig, Mode, SimulationConfig, VenueConfig
 from dragonflybot.core.merge import merge
 from dragonflybot.core.view import VenueView
@@ -57,10 +58,10 @@ async def running(
         simulation=SimulationConfig(seed=5, rate=rate),
     )
     async with trio.open_nursery() as nursery:
-        app: App = await nursery.start(run_app, config)
-        assert app.simulation is not None
+        running: SimulatedApp = await nursery.start(run_with_simulation, config)
+        app = running.app
         runtime = app.instruments[INSTRUMENT]
-        yield app, app.simulation, runtime
+        yield app, running.sim, runtime
         app.shutdown()
 
 

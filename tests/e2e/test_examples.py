@@ -9,7 +9,8 @@ from pathlib import Path
 import msgspec
 import trio
 
-from dragonflybot.app import App, plan_topology, run_app
+from dragonflybot.app import plan_topology
+from dragonflybot.cli.simulated import run_with_simulation
 from dragonflybot.config import SimulationConfig, load_config
 from dragonflybot.service.channel import open_channel
 from dragonflybot.service.messages import Empty
@@ -34,7 +35,7 @@ async def test_two_instruments_config_serves_both_books() -> None:
     )
     with trio.fail_after(20):
         async with trio.open_nursery() as nursery:
-            app: App = await nursery.start(run_app, config)
+            app = (await nursery.start(run_with_simulation, config)).app
             books = {}
             for name, runtime in app.instruments.items():
                 async with open_channel("127.0.0.1", runtime.port) as channel:

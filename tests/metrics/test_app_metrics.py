@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import socket
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
 
 import httpx
@@ -14,6 +14,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from dragonflybot.aggregator.fanout import Fanout
 from dragonflybot.app import App, FeedRunner, run_app
+from dragonflybot.cli.simulated import run_with_simulation
 from dragonflybot.config import AppConfig, InstrumentConfig, SimulationConfig, VenueConfig
 from dragonflybot.core.book import Level
 from dragonflybot.core.fixed import ONE
@@ -21,6 +22,8 @@ from dragonflybot.core.view import VenueDown, VenueUpdate, VenueView
 from dragonflybot.errors import ServiceError
 from dragonflybot.feed import FeedStats
 from dragonflybot.service import ReceivedSummary, follow_book
+from dragonflybot.venues.registry import VENUES
+from dragonflybot.venues.spec import VenueSpec
 
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
 
@@ -49,6 +52,7 @@ class SwitchableFeeds:
         send: trio.MemorySendChannel[VenueUpdate],
         *,
         stats: FeedStats | None = None,
+        venues: Mapping[str, VenueSpec] = VENUES,
         task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
     ) -> None:
         assert stats is not None
@@ -88,8 +92,10 @@ async def running(
 ) -> AsyncIterator[tuple[App, Callable[[], str]]]:
     """The app, and its metrics URL (fails the test if there is none)."""
     async with trio.open_nursery() as nursery:
-        if feeds is None:
-            app: App = await nursery.start(run_app, config)
+        if config.simulation is not None:
+            app: App = (await nursery.start(run_with_simulation, config)).app
+        elif feeds is None:
+            app = await nursery.start(run_app, config)
         else:
             app = await nursery.start(
                 lambda task_status: run_app(config, feed_runner=feeds, task_status=task_status)

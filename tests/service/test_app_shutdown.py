@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 
 import pytest
 import trio
@@ -12,6 +13,8 @@ from dragonflybot.config import AppConfig, InstrumentConfig, VenueConfig
 from dragonflybot.core.view import VenueUpdate
 from dragonflybot.errors import ConfigError, SubscriptionError
 from dragonflybot.feed import FeedStats
+from dragonflybot.venues.registry import VENUES
+from dragonflybot.venues.spec import VenueSpec
 
 from .conftest import numbered
 from .test_pacing import DEPTH, RawClient
@@ -24,6 +27,7 @@ async def fake_feed(
     send: trio.MemorySendChannel[VenueUpdate],
     *,
     stats: FeedStats | None = None,
+    venues: Mapping[str, VenueSpec] = VENUES,
     task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """A venue that changes its book every millisecond, forever."""
@@ -108,6 +112,7 @@ async def rejecting_or_fake_feed(
     send: trio.MemorySendChannel[VenueUpdate],
     *,
     stats: FeedStats | None = None,
+    venues: Mapping[str, VenueSpec] = VENUES,
     task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Bitstamp refuses the symbol for good; Binance streams as usual."""

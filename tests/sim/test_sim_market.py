@@ -113,7 +113,7 @@ def test_two_venues_share_the_fair_price_and_sometimes_cross() -> None:
 def test_known_and_generic_instruments() -> None:
     assert instrument_spec("ethbtc").tick == parse("0.00001")
     generic = instrument_spec("foobar")
-    assert generic.binance_symbol == "FOOBAR" and generic.bitstamp_pair == "foobar"
+    assert generic.name == "foobar"
 
 
 def test_schedule_is_exact_and_pauses_shift_it() -> None:

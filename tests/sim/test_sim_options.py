@@ -11,10 +11,11 @@ import trio_websocket
 
 from dragonflybot.core.fixed import parse
 from dragonflybot.errors import ConfigError
-from dragonflybot.sim import MarketParams, SimConfig
+from dragonflybot.sim import Faults, MarketParams, SimConfig, serve_simulation
 from dragonflybot.sim.capture import CaptureWriter, RecordKind
 from dragonflybot.venues.binance import DepthUpdate, Frame
 from dragonflybot.venues.bitstamp import BookData, Envelope
+from dragonflybot.venues.registry import VENUES
 
 from .conftest import receive, receive_n, running, send_json
 
@@ -116,14 +117,25 @@ async def test_tick_and_lot_overrides_show_on_the_wire() -> None:
         {"tick_sizes": {"ethbtc": "0"}},
         {"lot_sizes": {"ethbtc": "0.000000001"}},
         {"tick_sizes": {"btcusd": "1"}},
-        {"venues": ("kraken",)},
         {"rate": 0.0},
-        {"faults": {"okx": {}}},
     ],
 )
 def test_bad_configuration_is_a_config_error(kwargs: dict[str, object]) -> None:
     with pytest.raises((ConfigError, TypeError)):
         SimConfig(**kwargs)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    "kwargs", [{"venues": ("nosuchvenue",)}, {"faults": {"nosuchvenue": Faults()}}]
+)
+async def test_unknown_venue_is_a_config_error_naming_the_known_ones(
+    kwargs: dict[str, object],
+) -> None:
+    config = SimConfig(**kwargs)  # type: ignore[arg-type]
+    with pytest.raises(ConfigError, match=r"'nosuchvenue'.*binance, bitstamp"):
+        config.check_venues(VENUES)
+    with pytest.raises(ConfigError, match="nosuchvenue"):
+        await serve_simulation(config)
 
 
 def test_market_params_are_validated() -> None:

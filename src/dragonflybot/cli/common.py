@@ -16,9 +16,11 @@ import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import NoReturn, TypeVar
 
+import attrs
 import trio
 
 from dragonflybot.app import App, run_app
+from dragonflybot.cli.simulated import SimulatedApp, run_with_simulation
 from dragonflybot.config import AppConfig, LogFormat
 from dragonflybot.errors import (
     ConfigError,
@@ -149,7 +151,10 @@ async def serve_until_signal(
         async with trio.open_nursery() as nursery:
 
             async def app_task(task_status: trio.TaskStatus[App]) -> None:
-                await run_app(config, task_status=task_status)
+                if config.simulation is not None:
+                    await run_with_simulation(config, task_status=_AppOnly(task_status))
+                else:
+                    await run_app(config, task_status=task_status)
                 nursery.cancel_scope.cancel()
 
             app: App = await nursery.start(app_task)
@@ -159,6 +164,17 @@ async def serve_until_signal(
             if companion is not None:
                 nursery.start_soon(_run_companion, companion, app)
     return EXIT_OK
+
+
+@attrs.frozen
+class _AppOnly:
+    """Reports the app of a ``SimulatedApp`` to a caller that waits for an ``App``."""
+
+    inner: trio.TaskStatus[App]
+
+    def started(self, value: SimulatedApp | None = None) -> None:
+        assert value is not None
+        self.inner.started(value.app)
 
 
 async def _watch_signals(signals: AsyncIterator[int], app: App, scope: trio.CancelScope) -> None:

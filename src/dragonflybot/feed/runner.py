@@ -18,7 +18,7 @@ same error is treated like any other failure and retried with backoff.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from contextlib import AbstractAsyncContextManager, AsyncExitStack
 from typing import NoReturn
 
@@ -41,7 +41,8 @@ from dragonflybot.feed.session import Session
 from dragonflybot.feed.stats import FeedStats
 from dragonflybot.feed.throttle import BurstLimiter
 from dragonflybot.venues.base import VenueProtocol
-from dragonflybot.venues.registry import create_protocol
+from dragonflybot.venues.registry import VENUES, create_protocol
+from dragonflybot.venues.spec import VenueSpec
 
 log = logging.getLogger("dragonflybot.feed")
 
@@ -88,6 +89,7 @@ async def run_feed(
     stats: FeedStats | None = None,
     rest_client: RestClient | None = None,
     connect: Connector = connect_websocket,
+    venues: Mapping[str, VenueSpec] = VENUES,
     task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Keep ``instrument``'s book at ``config.name`` and send its top ``depth`` into ``send``.
@@ -97,12 +99,14 @@ async def run_feed(
     until cancelled and closes ``send`` when it ends. Connection failures are
     retried forever; wrap ``nursery.start`` in ``trio.fail_after`` for a startup
     deadline. ``rest_client`` (diff mode) defaults to one owned by the feed; ``connect``
-    opens the WebSocket (a wrapper can observe each frame, as the latency benchmark does).
+    opens the WebSocket (a wrapper can observe each frame, as the latency benchmark does);
+    ``venues`` is where ``config.name`` is looked up (the registry unless a test runs a
+    venue of its own).
     """
     async with send:
         if depth < 1:
             raise ConfigError(f"{config.name}: depth must be >= 1, got {depth}")
-        protocol = create_protocol(config, instrument)
+        protocol = create_protocol(config, instrument, venues)
         stats = stats if stats is not None else FeedStats()
         stats.venue = protocol.venue
         stats.sync = protocol.counters

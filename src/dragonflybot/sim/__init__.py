@@ -1,4 +1,4 @@
-"""Simulated venues: local servers speaking Binance's and Bitstamp's real protocols.
+"""Simulated venues: local servers speaking each registered venue's real protocol.
 
 The real feed code runs against them unchanged — only the endpoint URLs differ — so the
 demo, the end-to-end tests and the benchmarks need no network. Each venue publishes a
@@ -21,9 +21,11 @@ In-process API (used by ``--simulate``, the demo, end-to-end tests and benchmark
 - ``serve_simulation(config, *, task_status)`` binds every venue's WebSocket and REST
   listeners (ephemeral ports by default), then ``task_status.started(handle)``; it serves
   until cancelled.
-- ``SimHandle.endpoints: Mapping[str, Endpoints]`` — per venue, ``ws_url`` (Binance: the
-  combined-stream endpoint ``ws://H:P/stream``; Bitstamp: ``ws://H:P``) and ``rest_url``
-  (``http://H:P2``; the feed appends ``/api/v3/depth?...`` or ``/api/v2/order_book/<pair>/``).
+- ``SimHandle.endpoints: Mapping[str, Endpoints]`` — per venue, ``ws_url`` (the listener
+  plus the venue's ``SimVenue.ws_path``: Binance ``ws://H:P/stream``, Bitstamp
+  ``ws://H:P``) and ``rest_url`` (``http://H:P2``).
+- Each venue is served by the ``SimVenue`` (``sim.plugin``) its ``VenueSpec.sim`` names;
+  ``serve_simulation(config, venues=...)`` takes another venue mapping than the registry.
 - ``SimHandle.book(venue, instrument)`` — the simulator's current book (what REST serves);
   ``SimHandle.published(venue, instrument)`` — the book as of the last frame actually
   written to a client. Both offer ``top_bids(n)`` / ``top_asks(n)``, best first.
@@ -61,8 +63,11 @@ from dragonflybot.sim.config import Endpoints, SimConfig
 from dragonflybot.sim.faults import Faults
 from dragonflybot.sim.market import FairPrice, MarketParams
 from dragonflybot.sim.model_server import ModelVenueServer
+from dragonflybot.sim.plugin import SimVenue, load_sim_venue
 from dragonflybot.sim.replay import replay_servers
 from dragonflybot.sim.venue_server import VenueServer
+from dragonflybot.venues.registry import VENUES
+from dragonflybot.venues.spec import VenueSpec
 
 __all__ = [
     "BookReader",
@@ -71,6 +76,7 @@ __all__ = [
     "MarketParams",
     "SimConfig",
     "SimHandle",
+    "SimVenue",
     "serve_simulation",
 ]
 
@@ -168,21 +174,30 @@ class SimHandle:
 
 
 async def serve_simulation(
-    config: SimConfig, *, task_status: trio.TaskStatus[SimHandle] = trio.TASK_STATUS_IGNORED
+    config: SimConfig,
+    *,
+    venues: Mapping[str, VenueSpec] = VENUES,
+    task_status: trio.TaskStatus[SimHandle] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Run the simulated venues of ``config`` until cancelled.
 
-    Binds every listener first, then reports a ``SimHandle``. Raises ``ConfigError`` if a
-    listener cannot be bound or a replay file cannot be read.
+    ``venues`` is every venue that may be simulated (the registry's, by default; a test
+    passes its own): each is served by the ``SimVenue`` its spec names. Binds every
+    listener first, then reports a ``SimHandle``. Raises ``ConfigError`` for a venue not
+    in ``venues``, a listener that cannot be bound or a replay file that cannot be read.
     """
+    config.check_venues(venues)
     if config.epoch_ns is None:
         config = msgspec.structs.replace(config, epoch_ns=time.time_ns())
     servers: dict[str, VenueServer]
     if config.replay:
-        servers = dict(replay_servers(config))
+        servers = dict(replay_servers(config, venues))
     else:
         fairs = {name: FairPrice(config.seed, config.spec(name)) for name in config.instruments}
-        servers = {venue: ModelVenueServer(venue, config, fairs) for venue in config.venues}
+        servers = {
+            venue: ModelVenueServer(venue, load_sim_venue(venues[venue]), config, fairs)
+            for venue in config.venues
+        }
     async with trio.open_nursery() as nursery:
         endpoints = {venue: await nursery.start(server.serve) for venue, server in servers.items()}
         task_status.started(SimHandle(servers, endpoints))

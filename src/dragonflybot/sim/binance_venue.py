@@ -14,11 +14,13 @@ from urllib.parse import parse_qs, urlsplit
 
 import msgspec
 
+from dragonflybot.sim.capture import CaptureRecord
 from dragonflybot.sim.faults import Faults
 from dragonflybot.sim.frames import FrameKind, Outgoing
 from dragonflybot.sim.http import HttpResponse
 from dragonflybot.sim.instruments import InstrumentSpec
 from dragonflybot.sim.market import Update, VenueMarket
+from dragonflybot.sim.plugin import BROADCAST, Renderer, ReplayFrame, SimVenue
 from dragonflybot.sim.protocol import Key, Reaction, Rejection, Session, VenueProtocol
 from dragonflybot.sim.wire import LevelFormatter
 from dragonflybot.venues.binance import DepthSnapshot, DepthUpdate, PartialDepth
@@ -55,7 +57,7 @@ _encode = msgspec.json.encode
 
 def depth_streams(spec: InstrumentSpec) -> dict[str, str]:
     """Every depth stream name served for ``spec`` -> the instrument name."""
-    sym = spec.binance_stream_symbol
+    sym = spec.name
     names = [f"{sym}@depth", f"{sym}@depth@100ms"]
     for n in PARTIAL_LEVELS:
         names += [f"{sym}@depth{n}", f"{sym}@depth{n}@100ms"]
@@ -196,7 +198,7 @@ class BinanceRenderer:
     def __init__(self, protocol: BinanceProtocol, markets: Mapping[str, VenueMarket]) -> None:
         self._protocol = protocol
         self._markets = markets
-        self._symbols = {m.spec.binance_symbol: m for m in markets.values()}
+        self._symbols = {m.spec.name.upper(): m for m in markets.values()}
         self._fmt = LevelFormatter(8)
 
     def render(self, key: Key, market: VenueMarket, update: Update) -> Outgoing:
@@ -206,7 +208,7 @@ class BinanceRenderer:
             payload = DepthUpdate(
                 e="depthUpdate",
                 E=update.time_us // 1000,
-                s=market.spec.binance_symbol,
+                s=market.spec.name.upper(),
                 U=update.first_id,
                 u=update.last_id,
                 b=fmt(update.bids),
@@ -253,3 +255,93 @@ class BinanceRenderer:
                 asks=fmt(book.top_asks(limit)),
             )
         )
+
+
+# --- replay: recorded Binance traffic ---------------------------------------------------
+
+
+class _Probe(msgspec.Struct):
+    stream: str | None = None
+    data: msgspec.Raw = msgspec.Raw()
+    result: msgspec.Raw = msgspec.Raw()
+    code: int | None = None
+    e: str | None = None
+
+
+class _Subscribe(msgspec.Struct):
+    method: str = ""
+    params: list[str] = []
+
+
+def _is_diff(stream: str) -> bool:
+    name = stream.partition("@")[2]
+    return name in ("depth", "depth@100ms")
+
+
+def replay_frame(record: CaptureRecord, text: str) -> ReplayFrame | None:
+    """A recorded frame classified by stream; replies to the recorder's requests: ``None``."""
+    try:
+        probe = msgspec.json.decode(text, type=_Probe)
+    except msgspec.DecodeError:
+        return ReplayFrame(BROADCAST, record.time_ns, text, "", text, FrameKind.CONTROL)
+    if probe.stream is not None:
+        payload = bytes(probe.data).decode()
+        if probe.stream.startswith("!"):
+            return ReplayFrame(
+                BROADCAST, record.time_ns, text, COMBINED, payload, FrameKind.CONTROL
+            )
+        kind = FrameKind.DIFF if _is_diff(probe.stream) else FrameKind.SNAPSHOT
+        return ReplayFrame(probe.stream, record.time_ns, text, COMBINED, payload, kind)
+    if probe.result or probe.code is not None:
+        return None  # a reply to the recorder's own request: answered live instead
+    if probe.e == "serverShutdown":
+        return ReplayFrame(BROADCAST, record.time_ns, text, RAW, text, FrameKind.CONTROL)
+    path = urlsplit(record.url).path
+    if path.startswith("/ws/"):
+        stream = path[4:].split("/")[0]
+        kind = FrameKind.DIFF if _is_diff(stream) else FrameKind.SNAPSHOT
+        return ReplayFrame(stream, record.time_ns, text, RAW, text, kind)
+    return ReplayFrame(BROADCAST, record.time_ns, text, "", text, FrameKind.CONTROL)
+
+
+def requested(payload: bytes) -> list[str]:
+    """Streams a recorded SUBSCRIBE asked for."""
+    try:
+        request = msgspec.json.decode(payload, type=_Subscribe)
+    except msgspec.DecodeError:
+        return []
+    return request.params if request.method == "SUBSCRIBE" else []
+
+
+def rest_key(url: str) -> str | None:
+    """The symbol a depth request asks for."""
+    symbols = parse_qs(urlsplit(url).query).get("symbol")
+    return symbols[-1].upper() if symbols else None
+
+
+def owns_path(path: str) -> bool:
+    return path.startswith(("/stream", "/ws", "/api/v3/"))
+
+
+def connect_channels(url: str) -> list[str]:
+    """Streams a combined-stream URL (``/stream?streams=a/b``) subscribes to."""
+    query = parse_qs(urlsplit(url).query)
+    return [s for v in query.get("streams", []) for s in v.split("/") if s]
+
+
+def _renderer(protocol: VenueProtocol, markets: Mapping[str, VenueMarket]) -> Renderer:
+    assert isinstance(protocol, BinanceProtocol)
+    return BinanceRenderer(protocol, markets)
+
+
+SIM_VENUE: Final = SimVenue(
+    protocol=BinanceProtocol,
+    ws_path="/stream",
+    streams=depth_streams,
+    renderer=_renderer,
+    replay_frame=replay_frame,
+    requested=requested,
+    rest_key=rest_key,
+    owns_path=owns_path,
+    connect_channels=connect_channels,
+)

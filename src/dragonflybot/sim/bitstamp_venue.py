@@ -15,11 +15,13 @@ from urllib.parse import urlsplit
 
 import msgspec
 
+from dragonflybot.sim.capture import CaptureRecord
 from dragonflybot.sim.faults import Faults
 from dragonflybot.sim.frames import FrameKind, Outgoing
 from dragonflybot.sim.http import HttpResponse
 from dragonflybot.sim.instruments import InstrumentSpec
 from dragonflybot.sim.market import Update, VenueMarket
+from dragonflybot.sim.plugin import BROADCAST, Renderer, ReplayFrame, SimVenue
 from dragonflybot.sim.protocol import Key, Reaction, Rejection, Session, VenueProtocol
 from dragonflybot.sim.wire import LevelFormatter
 from dragonflybot.venues.bitstamp import Request
@@ -45,7 +47,7 @@ class BookPayload(msgspec.Struct):
 
 def book_channels(spec: InstrumentSpec) -> dict[str, str]:
     """Every order-book channel served for ``spec`` -> the instrument name."""
-    pair = spec.bitstamp_pair
+    pair = spec.name
     return {f"order_book_{pair}": spec.name, f"diff_order_book_{pair}": spec.name}
 
 
@@ -104,7 +106,7 @@ class BitstampRenderer:
 
     def __init__(self, protocol: BitstampProtocol, markets: Mapping[str, VenueMarket]) -> None:
         self._protocol = protocol
-        self._pairs = {m.spec.bitstamp_pair: m for m in markets.values()}
+        self._pairs = {m.spec.name: m for m in markets.values()}
         self._fmt = {m.spec.name: LevelFormatter(m.spec.price_decimals) for m in markets.values()}
 
     def _payload(
@@ -144,3 +146,72 @@ class BitstampRenderer:
         return self._payload(
             market, fmt(market.book.top_bids(depth)), fmt(market.book.top_asks(depth))
         )
+
+
+# --- replay: recorded Bitstamp traffic --------------------------------------------------
+
+
+class _Probe(msgspec.Struct):
+    event: str
+    channel: str = ""
+    data: msgspec.Raw = msgspec.Raw()
+
+
+class _Subscribe(msgspec.Struct):
+    event: str = ""
+    data: dict[str, str] = {}
+
+
+def replay_frame(record: CaptureRecord, text: str) -> ReplayFrame | None:
+    """A recorded frame classified by channel; acks and replies: ``None``."""
+    try:
+        probe = msgspec.json.decode(text, type=_Probe)
+    except msgspec.DecodeError:
+        return ReplayFrame(BROADCAST, record.time_ns, text, "", text, FrameKind.CONTROL)
+    if probe.event.startswith("bts:"):
+        if probe.event == "bts:request_reconnect":
+            return ReplayFrame(BROADCAST, record.time_ns, text, "", text, FrameKind.CONTROL)
+        return None  # acks, errors, heartbeat replies: answered live
+    if not probe.channel:
+        return ReplayFrame(BROADCAST, record.time_ns, text, "", text, FrameKind.CONTROL)
+    kind = FrameKind.DIFF if probe.channel.startswith("diff_") else FrameKind.SNAPSHOT
+    return ReplayFrame(probe.channel, record.time_ns, text, "", bytes(probe.data).decode(), kind)
+
+
+def requested(payload: bytes) -> list[str]:
+    """The channel a recorded ``bts:subscribe`` asked for."""
+    try:
+        request = msgspec.json.decode(payload, type=_Subscribe)
+    except msgspec.DecodeError:
+        return []
+    channel = request.data.get("channel", "")
+    return [channel] if request.event == "bts:subscribe" and channel else []
+
+
+def rest_key(url: str) -> str | None:
+    """The pair an order-book request asks for."""
+    segments = [s for s in urlsplit(url).path.split("/") if s]
+    if len(segments) >= 4 and segments[:3] == ["api", "v2", "order_book"]:
+        return segments[3]
+    return None
+
+
+def owns_path(path: str) -> bool:
+    return path.startswith("/api/v2/") or path in ("", "/")
+
+
+def _renderer(protocol: VenueProtocol, markets: Mapping[str, VenueMarket]) -> Renderer:
+    assert isinstance(protocol, BitstampProtocol)
+    return BitstampRenderer(protocol, markets)
+
+
+SIM_VENUE: Final = SimVenue(
+    protocol=BitstampProtocol,
+    ws_path="",
+    streams=book_channels,
+    renderer=_renderer,
+    replay_frame=replay_frame,
+    requested=requested,
+    rest_key=rest_key,
+    owns_path=owns_path,
+)

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from collections.abc import Mapping
+from typing import Final, Literal
 
 import attrs
 import msgspec
@@ -11,8 +12,11 @@ from dragonflybot.errors import ConfigError
 from dragonflybot.sim.faults import NO_FAULTS, Faults
 from dragonflybot.sim.instruments import InstrumentSpec, instrument_spec
 from dragonflybot.sim.market import MarketParams
+from dragonflybot.venues import registry
+from dragonflybot.venues.spec import VenueSpec
 
-VENUES = ("binance", "bitstamp")
+VENUES: Final = tuple(registry.VENUES)
+"""The venues simulated by default: every registered venue."""
 
 WsBackend = Literal["trio-websocket", "wsproto"]
 
@@ -21,9 +25,9 @@ WsBackend = Literal["trio-websocket", "wsproto"]
 class Endpoints:
     """Where a simulated venue listens.
 
-    ``ws_url`` is what a feed connects to: Binance's combined-stream endpoint
-    (``ws://HOST:PORT/stream``) or Bitstamp's root (``ws://HOST:PORT``); ``rest_url`` is the
-    REST base the feed appends ``/api/v3/depth?...`` or ``/api/v2/order_book/<pair>/`` to.
+    ``ws_url`` is what a feed connects to (the venue's ``SimVenue.ws_path`` on the
+    listener, e.g. Binance's combined-stream endpoint ``ws://HOST:PORT/stream``);
+    ``rest_url`` is the REST base the feed appends its snapshot path to.
     """
 
     ws_url: str
@@ -83,9 +87,6 @@ class SimConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields
     def __post_init__(self) -> None:
         if not self.venues and not self.replay:
             raise ConfigError("no venue to simulate")
-        for venue in (*self.venues, *self.rates, *self.ports, *self.rest_ports, *self.faults):
-            if venue not in VENUES:
-                raise ConfigError(f"unknown venue {venue!r} (known: {', '.join(VENUES)})")
         if len(set(self.venues)) != len(self.venues):
             raise ConfigError("a venue is listed twice")
         if not self.instruments:
@@ -111,6 +112,15 @@ class SimConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields
             raise ConfigError("batch_interval and replay_settle must be >= 0")
         if self.max_pending < 1:
             raise ConfigError("max_pending must be >= 1")
+
+    def check_venues(self, known: Mapping[str, VenueSpec]) -> None:
+        """``ConfigError`` unless every venue named here is one of ``known``.
+
+        Not part of construction: which venues exist is the caller's ``venues`` mapping
+        (``serve_simulation``'s parameter, the registry by default)."""
+        for venue in (*self.venues, *self.rates, *self.ports, *self.rest_ports, *self.faults):
+            if venue not in known:
+                raise ConfigError(f"unknown venue {venue!r} (known: {', '.join(known)})")
 
     def spec(self, instrument: str) -> InstrumentSpec:
         """The instrument's grid, with this configuration's tick and lot overrides."""

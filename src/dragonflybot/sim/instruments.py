@@ -46,21 +46,6 @@ class InstrumentSpec:
     lot: Fixed
     price_decimals: int
 
-    @property
-    def binance_symbol(self) -> str:
-        """REST and payload symbol, e.g. ``ETHBTC``."""
-        return self.name.upper()
-
-    @property
-    def binance_stream_symbol(self) -> str:
-        """Stream names use the lower-case symbol, e.g. ``ethbtc@depth@100ms``."""
-        return self.name
-
-    @property
-    def bitstamp_pair(self) -> str:
-        """Bitstamp's ``url_symbol``, used in channel names and REST paths."""
-        return self.name
-
 
 def instrument_spec(
     name: str, *, tick: str | None = None, lot: str | None = None

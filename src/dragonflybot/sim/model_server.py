@@ -13,21 +13,20 @@ import math
 import time
 from collections import deque
 from collections.abc import Mapping
-from typing import Final, Protocol
+from typing import Final
 
 import trio
 
 from dragonflybot.core.book import FullDepthBook
-from dragonflybot.sim.binance_venue import BinanceProtocol, BinanceRenderer, depth_streams
-from dragonflybot.sim.bitstamp_venue import BitstampProtocol, BitstampRenderer, book_channels
 from dragonflybot.sim.config import SimConfig
 from dragonflybot.sim.connection import ClientConnection
 from dragonflybot.sim.frames import Outgoing
 from dragonflybot.sim.http import HttpResponse
 from dragonflybot.sim.market import FairPrice, Update, VenueMarket
+from dragonflybot.sim.plugin import Renderer, SimVenue
 from dragonflybot.sim.protocol import Key
 from dragonflybot.sim.schedule import Schedule
-from dragonflybot.sim.venue_server import VenueServer, make_protocol
+from dragonflybot.sim.venue_server import VenueServer
 
 log = logging.getLogger(__name__)
 
@@ -41,21 +40,18 @@ def _due(item: tuple[str, Schedule]) -> float:
     return item[1].next_due
 
 
-class Renderer(Protocol):
-    def render(self, key: Key, market: VenueMarket, update: Update) -> Outgoing: ...
-
-    def rest(self, method: str, target: str) -> HttpResponse: ...
-
-
 class ModelVenueServer(VenueServer):
     """A venue publishing the seeded market model."""
 
-    def __init__(self, venue: str, config: SimConfig, fairs: Mapping[str, FairPrice]) -> None:
+    def __init__(
+        self, venue: str, sim: SimVenue, config: SimConfig, fairs: Mapping[str, FairPrice]
+    ) -> None:
         specs = [config.spec(name) for name in config.instruments]
         catalog: dict[str, str] = {}
         for spec in specs:
-            catalog.update(depth_streams(spec) if venue == "binance" else book_channels(spec))
-        super().__init__(venue, make_protocol(venue, catalog), config)
+            catalog.update(sim.streams(spec))
+        super().__init__(venue, sim.protocol(catalog), sim.ws_path, config)
+        self._sim = sim
         self._fairs = fairs
         self._specs = specs
         self.markets: dict[str, VenueMarket] = {}
@@ -91,14 +87,7 @@ class ModelVenueServer(VenueServer):
             self._schedules[spec.name] = Schedule(
                 config.rate_for(self.venue), self._clock_origin, self._epoch_ns
             )
-        renderer: Renderer
-        if self.venue == "binance":
-            assert isinstance(self.protocol, BinanceProtocol)
-            renderer = BinanceRenderer(self.protocol, self.markets)
-        else:
-            assert isinstance(self.protocol, BitstampProtocol)
-            renderer = BitstampRenderer(self.protocol, self.markets)
-        self._renderer = renderer
+        self._renderer = self._sim.renderer(self.protocol, self.markets)
 
     async def background(self, nursery: trio.Nursery) -> None:
         self._build_markets()

@@ -15,7 +15,7 @@ import logging
 import math
 import ssl
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Final
 
 import attrs
@@ -28,8 +28,9 @@ import trio_websocket
 from dragonflybot.config import Mode, VenueConfig
 from dragonflybot.errors import ConfigError, TransportError
 from dragonflybot.sim.capture import CaptureRecord, CaptureWriter, RecordKind
-from dragonflybot.venues import binance, bitstamp, registry
-from dragonflybot.venues.base import FetchSnapshot, SendText, VenueProtocol, join_url
+from dragonflybot.venues import registry
+from dragonflybot.venues.base import FetchSnapshot, SendText, VenueProtocol
+from dragonflybot.venues.spec import VenueSpec
 
 log = logging.getLogger(__name__)
 
@@ -70,25 +71,17 @@ def _ssl_context(url: str) -> ssl.SSLContext | None:
     return context
 
 
-def _extra_snapshot(protocol: VenueProtocol, venue: str, instrument: str) -> FetchSnapshot:
-    """Snapshot mode needs no REST book, but a capture should carry one for replays."""
-    if venue == binance.NAME:
-        url = join_url(protocol.rest_url, binance.DEPTH_PATH)
-        return FetchSnapshot(url, (("symbol", instrument.upper()), ("limit", "1000")), 0, 0.0)
-    return FetchSnapshot(
-        join_url(protocol.rest_url, bitstamp.order_book_path(instrument)), (), 0, 0.0
-    )
-
-
 class _Recorder:
     def __init__(
         self,
         options: RecordOptions,
+        spec: VenueSpec,
         protocol: VenueProtocol,
         sink: trio.MemorySendChannel[CaptureRecord],
         stats: RecordStats,
     ) -> None:
         self.options = options
+        self.spec = spec
         self.protocol = protocol
         self.sink = sink
         self.stats = stats
@@ -149,8 +142,9 @@ class _Recorder:
                 and self.protocol.subscribed
             ):
                 self._fetched_extra = True
-                extra = _extra_snapshot(self.protocol, options.venue, options.instrument)
-                nursery.start_soon(self._fetch, extra, ws, http, nursery, False)
+                extra = self.spec.capture_snapshot(self.protocol)
+                if extra is not None:
+                    nursery.start_soon(self._fetch, extra, ws, http, nursery, False)
 
     async def _handle(
         self,
@@ -218,12 +212,17 @@ async def _write_records(
         source.close()
 
 
-async def record(options: RecordOptions, *, stats: RecordStats | None = None) -> RecordStats:
+async def record(
+    options: RecordOptions,
+    *,
+    stats: RecordStats | None = None,
+    venues: Mapping[str, VenueSpec] = registry.VENUES,
+) -> RecordStats:
     """Record one venue to ``options.output`` until the duration, count, cancellation or
     the venue closing the connection. Every record received before the end is on disk
     when this returns (or is cancelled); ``stats`` (if given) is kept up to date, so a
     caller that cancels still has the counts."""
-    spec = registry.lookup(options.venue)
+    spec = registry.lookup(options.venue, venues)
     venue_config = VenueConfig(
         name=options.venue, mode=options.mode, ws_url=options.ws_url, rest_url=options.rest_url
     )
@@ -233,7 +232,7 @@ async def record(options: RecordOptions, *, stats: RecordStats | None = None) ->
     except OSError as exc:
         raise ConfigError(f"cannot write {options.output!r}: {exc}") from exc
     sink, source = trio.open_memory_channel[CaptureRecord](_QUEUE)
-    recorder = _Recorder(options, protocol, sink, stats or RecordStats())
+    recorder = _Recorder(options, spec, protocol, sink, stats or RecordStats())
     meta = {
         "venue": options.venue,
         "instrument": options.instrument,

@@ -8,7 +8,9 @@ the raw endpoint, and vice versa). Control traffic (acks, heartbeat replies) is 
 live by the venue protocol instead of replayed, since the client's requests differ from
 the recorder's; venue notices (``serverShutdown``, ``bts:request_reconnect``) and frames
 that do not decode are delivered to every client at their recorded time. REST snapshots
-are looked up by symbol (Binance) or pair (Bitstamp).
+are looked up by the key the venue's ``SimVenue.rest_key`` reads from the URL (a symbol,
+a pair). Which venue a record belongs to and how its frames are classified is each
+simulated venue's own rule (``sim.plugin.SimVenue``).
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterable, Mapping
 from typing import Final
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import urlsplit
 
 import attrs
 import msgspec
@@ -29,147 +31,46 @@ from dragonflybot.sim.connection import ClientConnection
 from dragonflybot.sim.frames import FrameKind, Outgoing
 from dragonflybot.sim.http import HttpResponse
 from dragonflybot.sim.lineformat import read_lines
+from dragonflybot.sim.plugin import BROADCAST, ReplayFrame, SimVenue, load_sim_venue
 from dragonflybot.sim.protocol import Key
-from dragonflybot.sim.venue_server import VenueServer, make_protocol
+from dragonflybot.sim.venue_server import VenueServer
+from dragonflybot.venues.registry import VENUES
+from dragonflybot.venues.spec import VenueSpec
 
-BROADCAST: Final = ""
-"""Channel of frames every client gets (venue notices, undecodable frames)."""
+SimVenuePair = tuple[VenueSpec, SimVenue]
 _HIGH_WATER: Final = 8192
 """Frames queued for a client before an as-fast-as-possible playback waits for it."""
-
-
-@attrs.frozen(slots=True)
-class ReplayFrame:
-    channel: str
-    """Stream/channel the frame belongs to, or ``BROADCAST``."""
-    time_ns: int
-    text: str
-    """The frame exactly as recorded."""
-    form: str
-    """Delivery form it was recorded in (Binance ``combined``/``raw``, else ``""``)."""
-    payload: str
-    """The data payload inside ``text`` (== ``text`` when not wrapped)."""
-    kind: FrameKind
 
 
 @attrs.frozen
 class VenueRecording:
     venue: str
+    sim: SimVenue
     frames: tuple[ReplayFrame, ...]
     rest: Mapping[str, bytes]
     """Symbol (Binance, upper-case) or pair (Bitstamp) -> first recorded snapshot body."""
     channels: frozenset[str]
 
 
-class _BinanceProbe(msgspec.Struct):
-    stream: str | None = None
-    data: msgspec.Raw = msgspec.Raw()
-    result: msgspec.Raw = msgspec.Raw()
-    code: int | None = None
-    e: str | None = None
-
-
-class _BitstampProbe(msgspec.Struct):
-    event: str
-    channel: str = ""
-    data: msgspec.Raw = msgspec.Raw()
-
-
-def venue_of_url(url: str) -> str | None:
+def venue_of_url(url: str, venues: Mapping[str, SimVenuePair]) -> str | None:
     """The venue a recorded URL belongs to, judged by host, then by path."""
     parts = urlsplit(url)
     host = parts.hostname or ""
-    if "binance" in host:
-        return "binance"
-    if "bitstamp" in host:
-        return "bitstamp"
-    path = parts.path
-    if path.startswith(("/stream", "/ws", "/api/v3/")):
-        return "binance"
-    if path.startswith("/api/v2/") or path in ("", "/"):
-        return "bitstamp"
-    return None
-
-
-def _binance_frame(record: CaptureRecord, text: str) -> ReplayFrame | None:
-    try:
-        probe = msgspec.json.decode(text, type=_BinanceProbe)
-    except msgspec.DecodeError:
-        return ReplayFrame(BROADCAST, record.time_ns, text, "", text, FrameKind.CONTROL)
-    if probe.stream is not None:
-        payload = bytes(probe.data).decode()
-        if probe.stream.startswith("!"):
-            return ReplayFrame(
-                BROADCAST, record.time_ns, text, "combined", payload, FrameKind.CONTROL
-            )
-        kind = FrameKind.DIFF if _is_diff(probe.stream) else FrameKind.SNAPSHOT
-        return ReplayFrame(probe.stream, record.time_ns, text, "combined", payload, kind)
-    if probe.result or probe.code is not None:
-        return None  # a reply to the recorder's own request: answered live instead
-    if probe.e == "serverShutdown":
-        return ReplayFrame(BROADCAST, record.time_ns, text, "raw", text, FrameKind.CONTROL)
-    path = urlsplit(record.url).path
-    if path.startswith("/ws/"):
-        stream = path[4:].split("/")[0]
-        kind = FrameKind.DIFF if _is_diff(stream) else FrameKind.SNAPSHOT
-        return ReplayFrame(stream, record.time_ns, text, "raw", text, kind)
-    return ReplayFrame(BROADCAST, record.time_ns, text, "", text, FrameKind.CONTROL)
-
-
-def _is_diff(stream: str) -> bool:
-    name = stream.partition("@")[2]
-    return name in ("depth", "depth@100ms")
-
-
-def _bitstamp_frame(record: CaptureRecord, text: str) -> ReplayFrame | None:
-    try:
-        probe = msgspec.json.decode(text, type=_BitstampProbe)
-    except msgspec.DecodeError:
-        return ReplayFrame(BROADCAST, record.time_ns, text, "", text, FrameKind.CONTROL)
-    if probe.event.startswith("bts:"):
-        if probe.event == "bts:request_reconnect":
-            return ReplayFrame(BROADCAST, record.time_ns, text, "", text, FrameKind.CONTROL)
-        return None  # acks, errors, heartbeat replies: answered live
-    if not probe.channel:
-        return ReplayFrame(BROADCAST, record.time_ns, text, "", text, FrameKind.CONTROL)
-    kind = FrameKind.DIFF if probe.channel.startswith("diff_") else FrameKind.SNAPSHOT
-    return ReplayFrame(probe.channel, record.time_ns, text, "", bytes(probe.data).decode(), kind)
-
-
-class _Subscribe(msgspec.Struct):
-    method: str = ""
-    params: list[str] = []
-    event: str = ""
-    data: dict[str, str] = {}
-
-
-def _requested(venue: str, payload: bytes) -> list[str]:
-    """Streams/channels the recorder subscribed to: served even if they stayed silent."""
-    try:
-        request = msgspec.json.decode(payload, type=_Subscribe)
-    except msgspec.DecodeError:
-        return []
-    if venue == "binance":
-        return request.params if request.method == "SUBSCRIBE" else []
-    channel = request.data.get("channel", "")
-    return [channel] if request.event == "bts:subscribe" and channel else []
-
-
-def _rest_key(venue: str, url: str) -> str | None:
-    parts = urlsplit(url)
-    if venue == "binance":
-        symbols = parse_qs(parts.query).get("symbol")
-        return symbols[-1].upper() if symbols else None
-    segments = [s for s in parts.path.split("/") if s]
-    if len(segments) >= 4 and segments[:3] == ["api", "v2", "order_book"]:
-        return segments[3]
+    for name, (spec, _) in venues.items():
+        if any(fragment in host for fragment in spec.url_hosts):
+            return name
+    for name, (_, sim) in venues.items():
+        if sim.owns_path(parts.path):
+            return name
     return None
 
 
 def build_recordings(
     records: Iterable[tuple[str | None, CaptureRecord]],
+    venues: Mapping[str, VenueSpec] = VENUES,
 ) -> dict[str, VenueRecording]:
     """Group records by venue (given, else judged from their URL) into recordings."""
+    plugins = {name: (spec, load_sim_venue(spec)) for name, spec in venues.items()}
     frames: dict[str, list[ReplayFrame]] = {}
     rest: dict[str, dict[str, bytes]] = {}
     channels: dict[str, set[str]] = {}
@@ -178,24 +79,26 @@ def build_recordings(
         venue = given
         if venue is None:
             if record.url not in venues_by_url:
-                venues_by_url[record.url] = venue_of_url(record.url)
+                venues_by_url[record.url] = venue_of_url(record.url, plugins)
             venue = venues_by_url[record.url]
         if venue is None:
             raise DecodeError(f"cannot tell which venue {record.url!r} belongs to")
+        if venue not in plugins:
+            known = ", ".join(sorted(plugins))
+            raise DecodeError(f"recorded venue {venue!r} is not known (known: {known})")
+        sim = plugins[venue][1]
         venue_channels = channels.setdefault(venue, set())
         if record.kind is RecordKind.REST:
-            key = _rest_key(venue, record.url)
+            key = sim.rest_key(record.url)
             if key is not None:
                 rest.setdefault(venue, {}).setdefault(key, record.payload)
-        elif record.kind is RecordKind.CONNECT and venue == "binance":
-            query = parse_qs(urlsplit(record.url).query)
-            venue_channels.update(s for v in query.get("streams", []) for s in v.split("/") if s)
+        elif record.kind is RecordKind.CONNECT:
+            venue_channels.update(sim.connect_channels(record.url))
         elif record.kind is RecordKind.WS_OUT:
-            venue_channels.update(_requested(venue, record.payload))
+            venue_channels.update(sim.requested(record.payload))
         elif record.kind is RecordKind.WS_IN:
             text = record.payload.decode("utf-8", "replace")
-            maker = _binance_frame if venue == "binance" else _bitstamp_frame
-            frame = maker(record, text)
+            frame = sim.replay_frame(record, text)
             if frame is not None:
                 frames.setdefault(venue, []).append(frame)
                 if frame.channel != BROADCAST:
@@ -203,6 +106,7 @@ def build_recordings(
     return {
         venue: VenueRecording(
             venue,
+            plugins[venue][1],
             tuple(sorted(frames.get(venue, []), key=lambda f: f.time_ns)),
             rest.get(venue, {}),
             frozenset(channels[venue]),
@@ -238,7 +142,8 @@ class ReplayVenueServer(VenueServer):
 
     def __init__(self, recording: VenueRecording, config: SimConfig) -> None:
         catalog = {name: name for name in recording.channels}
-        super().__init__(recording.venue, make_protocol(recording.venue, catalog), config)
+        protocol = recording.sim.protocol(catalog)
+        super().__init__(recording.venue, protocol, recording.sim.ws_path, config)
         self.recording = recording
 
     def subscribe(self, conn: ClientConnection, key: Key) -> None:
@@ -252,7 +157,7 @@ class ReplayVenueServer(VenueServer):
         nursery.start_soon(self._play, conn)
 
     def rest(self, method: str, target: str) -> HttpResponse:
-        key = _rest_key(self.venue, target)
+        key = self.recording.sim.rest_key(target)
         body = self.recording.rest.get(key) if key is not None else None
         if body is None:
             return HttpResponse.json(404, {"code": -1121, "msg": "Not in the recording."})
@@ -301,13 +206,15 @@ def _stamp_index(text: str, payload: str) -> int:
     return -1 if at < 0 else at + len(payload) - 1
 
 
-def replay_servers(config: SimConfig) -> dict[str, ReplayVenueServer]:
+def replay_servers(
+    config: SimConfig, venues: Mapping[str, VenueSpec] = VENUES
+) -> dict[str, ReplayVenueServer]:
     """One server per venue found in ``config.replay``; ``ConfigError`` if unreadable."""
     records: list[tuple[str | None, CaptureRecord]] = []
     try:
         for path in config.replay:
             records += load_records(path)
-        recordings = build_recordings(records)
+        recordings = build_recordings(records, venues)
     except DecodeError as exc:
         raise ConfigError(str(exc)) from exc
     if not recordings:

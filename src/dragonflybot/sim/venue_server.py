@@ -11,14 +11,11 @@ from __future__ import annotations
 import abc
 import logging
 import time
-from collections.abc import Awaitable, Callable, Mapping
-from typing import Final
+from collections.abc import Awaitable, Callable
 
 import trio
 
 from dragonflybot.errors import ConfigError
-from dragonflybot.sim.binance_venue import BinanceProtocol
-from dragonflybot.sim.bitstamp_venue import BitstampProtocol
 from dragonflybot.sim.config import Endpoints, SimConfig
 from dragonflybot.sim.connection import ClientConnection
 from dragonflybot.sim.faults import Faults
@@ -30,17 +27,6 @@ from dragonflybot.sim.ws_lean import serve_wsproto
 
 log = logging.getLogger(__name__)
 
-WS_PATH: Final = {"binance": "/stream", "bitstamp": ""}
-"""Path of the endpoint a feed connects to (Binance: the combined-stream endpoint)."""
-
-
-def make_protocol(venue: str, catalog: Mapping[str, str]) -> VenueProtocol:
-    if venue == "binance":
-        return BinanceProtocol(catalog)
-    if venue == "bitstamp":
-        return BitstampProtocol(catalog)
-    raise ConfigError(f"unknown venue {venue!r}")
-
 
 def _url_host(host: str) -> str:
     return f"[{host}]" if ":" in host else host
@@ -49,9 +35,12 @@ def _url_host(host: str) -> str:
 class VenueServer(abc.ABC):
     """One simulated venue: listeners, client connections, faults and counters."""
 
-    def __init__(self, venue: str, protocol: VenueProtocol, config: SimConfig) -> None:
+    def __init__(
+        self, venue: str, protocol: VenueProtocol, ws_path: str, config: SimConfig
+    ) -> None:
         self.venue = venue
         self._protocol = protocol
+        self._ws_path = ws_path
         self.config = config
         self._faults = config.faults_for(venue)
         self.frames_sent = 0
@@ -130,7 +119,7 @@ class VenueServer(abc.ABC):
             host = _url_host(config.host)
             task_status.started(
                 Endpoints(
-                    ws_url=f"ws://{host}:{ws_port}{WS_PATH[self.venue]}",
+                    ws_url=f"ws://{host}:{ws_port}{self._ws_path}",
                     rest_url=f"http://{host}:{rest_port}",
                 )
             )

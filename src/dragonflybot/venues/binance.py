@@ -22,16 +22,19 @@ from dragonflybot.venues.base import (
     BookReset,
     Dropped,
     Event,
+    FetchSnapshot,
     Ignored,
     RawLevels,
     ReconnectNow,
     SubscriptionRejected,
+    VenueProtocol,
     join_url,
     require_alnum,
 )
 from dragonflybot.venues.book_protocol import BookProtocol
 from dragonflybot.venues.diff_sync import Diff, DiffSync, SnapshotBody
 from dragonflybot.venues.requests import SnapshotRequests
+from dragonflybot.venues.spec import VenueSpec
 
 NAME = "binance"
 DEFAULT_WS_URL = "wss://stream.binance.com:9443/stream"
@@ -388,3 +391,28 @@ class BinanceProtocol(BookProtocol[_DiffSync]):
         if not 0 <= msg.U <= msg.u:
             return self._skip(f"bad update id range U={msg.U} u={msg.u}")
         return self._diff.on_diff(msg.U, msg.u, msg.E, bids, asks)
+
+
+def symbol(instrument: str) -> str:
+    """``ETH-BTC`` (or the compact ``ethbtc``) -> Binance's ``ETHBTC``."""
+    return instrument.replace("-", "").upper()
+
+
+def capture_snapshot(protocol: VenueProtocol) -> FetchSnapshot:
+    """The REST depth a capture carries for replays, whatever the mode."""
+    assert isinstance(protocol, BinanceProtocol)
+    url = join_url(protocol.rest_url, DEPTH_PATH)
+    params = (("symbol", protocol.symbol), ("limit", str(DEFAULT_SNAPSHOT_LIMIT)))
+    return FetchSnapshot(url, params, 0, 0.0)
+
+
+SPEC: Final = VenueSpec(
+    name=NAME,
+    create=BinanceProtocol.from_config,
+    default_ws_url=DEFAULT_WS_URL,
+    default_rest_url=DEFAULT_REST_URL,
+    symbol=symbol,
+    sim="dragonflybot.sim.binance_venue:SIM_VENUE",
+    url_hosts=("binance",),
+    capture_snapshot=capture_snapshot,
+)

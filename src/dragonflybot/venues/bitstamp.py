@@ -20,11 +20,13 @@ from dragonflybot.venues.base import (
     BookChanged,
     Dropped,
     Event,
+    FetchSnapshot,
     Ignored,
     RawLevels,
     ReconnectNow,
     SubscriptionRejected,
     VenueNotice,
+    VenueProtocol,
     join_url,
     parse_int,
     require_alnum,
@@ -32,6 +34,7 @@ from dragonflybot.venues.base import (
 from dragonflybot.venues.book_protocol import BookProtocol
 from dragonflybot.venues.diff_sync import DiffSync, SnapshotBody
 from dragonflybot.venues.requests import SnapshotRequests
+from dragonflybot.venues.spec import VenueSpec
 
 NAME = "bitstamp"
 DEFAULT_WS_URL = "wss://ws.bitstamp.net"
@@ -292,3 +295,26 @@ class BitstampProtocol(BookProtocol[_DiffSync]):
         except BAD_INPUT as exc:
             return self._skip(f"malformed {self.channel} data: {exc}")
         return self._diff.on_diff(micros, micros, micros // 1000, bids, asks)
+
+
+def symbol(instrument: str) -> str:
+    """``ETH-BTC`` (or the compact ``ethbtc``) -> Bitstamp's pair ``ethbtc``."""
+    return instrument.replace("-", "").lower()
+
+
+def capture_snapshot(protocol: VenueProtocol) -> FetchSnapshot:
+    """The REST order book a capture carries for replays, whatever the mode."""
+    assert isinstance(protocol, BitstampProtocol)
+    return FetchSnapshot(join_url(protocol.rest_url, order_book_path(protocol.pair)), (), 0, 0.0)
+
+
+SPEC: Final = VenueSpec(
+    name=NAME,
+    create=BitstampProtocol.from_config,
+    default_ws_url=DEFAULT_WS_URL,
+    default_rest_url=DEFAULT_REST_URL,
+    symbol=symbol,
+    sim="dragonflybot.sim.bitstamp_venue:SIM_VENUE",
+    url_hosts=("bitstamp",),
+    capture_snapshot=capture_snapshot,
+)

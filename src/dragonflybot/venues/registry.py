@@ -1,63 +1,47 @@
-"""Venue name -> how to build its protocol. Adding a venue is one module plus one line here.
+"""The single list of venues: name -> ``VenueSpec``, one entry per venue module.
 
-The mapping is immutable (``MappingProxyType`` over a dict built once at import):
-there is no registration call, so no import order or test can change which
-venues exist.
+Adding a venue is its protocol module (which defines its ``SPEC``), its simulated
+venue under ``sim/`` (which the spec names) and one entry here. The mapping is
+immutable (``MappingProxyType`` over a dict built once at import): there is no
+registration call, so no import order or test can change which venues exist. Code
+that must run with other venues (tests registering a fake venue) takes a ``venues``
+mapping parameter whose default is ``VENUES``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from types import MappingProxyType
-
-import attrs
 
 from dragonflybot.config import VenueConfig
 from dragonflybot.errors import ConfigError
 from dragonflybot.venues import binance, bitstamp
 from dragonflybot.venues.base import VenueProtocol
+from dragonflybot.venues.spec import ProtocolFactory, VenueSpec
 
-ProtocolFactory = Callable[[VenueConfig, str], VenueProtocol]
-"""``(venue config, instrument name) -> protocol``."""
-
-
-@attrs.frozen
-class VenueSpec:
-    """What the rest of the program needs to know about a venue before connecting."""
-
-    name: str
-    default_ws_url: str
-    default_rest_url: str
-    create: ProtocolFactory
-
+__all__ = ["VENUES", "ProtocolFactory", "VenueSpec", "create_protocol", "lookup", "venue_map"]
 
 VENUES: Mapping[str, VenueSpec] = MappingProxyType(
-    {
-        binance.NAME: VenueSpec(
-            binance.NAME,
-            binance.DEFAULT_WS_URL,
-            binance.DEFAULT_REST_URL,
-            binance.BinanceProtocol.from_config,
-        ),
-        bitstamp.NAME: VenueSpec(
-            bitstamp.NAME,
-            bitstamp.DEFAULT_WS_URL,
-            bitstamp.DEFAULT_REST_URL,
-            bitstamp.BitstampProtocol.from_config,
-        ),
-    }
+    {spec.name: spec for spec in (binance.SPEC, bitstamp.SPEC)}
 )
 
 
-def lookup(name: str) -> VenueSpec:
+def venue_map(*specs: VenueSpec) -> Mapping[str, VenueSpec]:
+    """An immutable venue mapping of ``specs`` (for callers running other venues)."""
+    return MappingProxyType({spec.name: spec for spec in specs})
+
+
+def lookup(name: str, venues: Mapping[str, VenueSpec] = VENUES) -> VenueSpec:
     """The venue called ``name``; ``ConfigError`` naming the known venues otherwise."""
     try:
-        return VENUES[name]
+        return venues[name]
     except KeyError:
-        known = ", ".join(sorted(VENUES))
+        known = ", ".join(sorted(venues))
         raise ConfigError(f"unknown venue {name!r} (known: {known})") from None
 
 
-def create_protocol(config: VenueConfig, instrument: str) -> VenueProtocol:
+def create_protocol(
+    config: VenueConfig, instrument: str, venues: Mapping[str, VenueSpec] = VENUES
+) -> VenueProtocol:
     """A fresh protocol object for ``config.name`` trading ``instrument``."""
-    return lookup(config.name).create(config, instrument)
+    return lookup(config.name, venues).create(config, instrument)
