@@ -87,6 +87,13 @@ class InstrumentPlan:
     venues: tuple[VenueConfig, ...]
 
 
+def default_feeds(config: AppConfig, venues: Mapping[str, VenueSpec] = VENUES) -> list[VenueConfig]:
+    """The file's top-level venues, or every venue of ``venues`` with default settings."""
+    if config.venues is not None:
+        return config.venues
+    return [VenueConfig(name=name) for name in venues]
+
+
 def plan_topology(
     config: AppConfig, venues: Mapping[str, VenueSpec] = VENUES
 ) -> tuple[InstrumentPlan, ...]:
@@ -96,7 +103,7 @@ def plan_topology(
     plans = []
     for i, inst in enumerate(config.instruments):
         key = f"instruments[{i}]"
-        feeds = config.venues if inst.venues is None else inst.venues
+        feeds = default_feeds(config, venues) if inst.venues is None else inst.venues
         where = f"{key}.venues" if inst.venues is not None else "venues"
         if not feeds:
             raise ConfigError(f"{where}: instrument {inst.name!r} has no venue")

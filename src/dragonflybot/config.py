@@ -51,7 +51,6 @@ Depth = Annotated[int, msgspec.Meta(ge=1, le=250)]
 
 DEFAULT_LISTEN = "127.0.0.1:50051"
 DEFAULT_DEPTH = 10
-DEFAULT_VENUES = ("binance", "bitstamp")
 
 
 class InstrumentConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
@@ -81,9 +80,9 @@ class AppConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only
 
     instruments: list[InstrumentConfig] = msgspec.field(default_factory=list)
     depth: Depth = DEFAULT_DEPTH
-    venues: list[VenueConfig] = msgspec.field(
-        default_factory=lambda: [VenueConfig(name=n) for n in DEFAULT_VENUES]
-    )
+    venues: list[VenueConfig] | None = None
+    """Default feeds of every instrument; ``None``: every registered venue
+    (``venues.registry.VENUES``) with default settings."""
     log_level: LogLevel = "INFO"
     log_format: LogFormat = "text"
     """``text``: one ``key=value`` line per event; ``json``: one JSON object per line."""
@@ -149,7 +148,7 @@ def check_config(config: AppConfig, *, source: str = "<config>") -> AppConfig:
                 f"{source}: metrics_listen: {format_listen(*address)} is already used by "
                 f"instrument {listens[address]!r}"
             )
-    _check_venues(config.venues, f"{source}: venues")
+    _check_venues(config.venues or (), f"{source}: venues")
     return config
 
 

@@ -6,14 +6,15 @@ from pathlib import Path
 
 import pytest
 
+from dragonflybot.app import default_feeds
 from dragonflybot.config import (
-    DEFAULT_VENUES,
     AppConfig,
     decode_config,
     load_config,
     parse_listen,
 )
 from dragonflybot.errors import ConfigError
+from dragonflybot.venues.registry import VENUES
 
 TWO = b"""
 depth = 5
@@ -59,7 +60,8 @@ def test_a_full_file_decodes() -> None:
 def test_empty_file_means_defaults() -> None:
     config = decode_config(b"")
     assert config == AppConfig()
-    assert tuple(v.name for v in config.venues) == DEFAULT_VENUES
+    assert config.venues is None  # every registered venue
+    assert [v.name for v in default_feeds(config)] == list(VENUES)
     assert config.instruments == []
 
 

@@ -27,6 +27,7 @@ from dragonflybot.config import (
 )
 from dragonflybot.errors import DragonflybotError, TransportError
 from dragonflybot.metrics import METRICS_PATH
+from dragonflybot.venues.registry import VENUES
 
 PROG = "dragonflybot demo"
 
@@ -67,11 +68,8 @@ def demo_config(args: argparse.Namespace) -> AppConfig:
             instruments=[
                 InstrumentConfig(name=args.instrument, depth=args.depth, listen=args.listen)
             ],
-            # Diff mode on both venues: the demo exercises full-depth books and their sync.
-            venues=[
-                VenueConfig(name="binance", mode="diff"),
-                VenueConfig(name="bitstamp", mode="diff"),
-            ],
+            # Every venue, full depth: the demo exercises full-depth books and their sync.
+            venues=[VenueConfig(name=name, mode="diff") for name in VENUES],
             simulation=SimulationConfig(seed=args.seed, rate=args.rate),
             log_level=args.log_level,
             log_format=args.log_format or "text",

@@ -143,7 +143,7 @@ def build_config(
     if not instruments:
         raise ConfigError("missing instrument: pass --instrument-name or a --config with one")
     if venues is not None:
-        known = {v.name: v for v in base.venues}
+        known = {v.name: v for v in base.venues or ()}
         for inst in instruments:
             known.update({v.name: v for v in inst.venues or ()})
         picked = [known.get(name, VenueConfig(name=name)) for name in venues]

@@ -16,7 +16,7 @@ import attrs
 import msgspec
 import trio
 
-from dragonflybot.app import App, FeedRunner, plan_topology, run_app
+from dragonflybot.app import App, FeedRunner, default_feeds, plan_topology, run_app
 from dragonflybot.config import AppConfig, SimulationConfig, VenueConfig
 from dragonflybot.feed import run_feed
 from dragonflybot.sim import SimConfig, SimHandle, serve_simulation
@@ -46,7 +46,9 @@ def simulation_config(config: AppConfig, venues: Mapping[str, VenueSpec] = VENUE
     )
 
 
-def point_at(config: AppConfig, sim: SimHandle) -> AppConfig:
+def point_at(
+    config: AppConfig, sim: SimHandle, venues: Mapping[str, VenueSpec] = VENUES
+) -> AppConfig:
     """``config`` with every venue's URLs replaced by the simulator's endpoints."""
 
     def rewrite(venues: Sequence[VenueConfig]) -> list[VenueConfig]:
@@ -62,7 +64,10 @@ def point_at(config: AppConfig, sim: SimHandle) -> AppConfig:
         for i in config.instruments
     ]
     return msgspec.structs.replace(
-        config, instruments=instruments, venues=rewrite(config.venues), simulation=None
+        config,
+        instruments=instruments,
+        venues=rewrite(default_feeds(config, venues)),
+        simulation=None,
     )
 
 
@@ -87,7 +92,7 @@ async def run_with_simulation(
 
         async def app_task(task_status: trio.TaskStatus[App]) -> None:
             await run_app(
-                point_at(config, sim),
+                point_at(config, sim, venues),
                 venues=venues,
                 feed_runner=feed_runner,
                 task_status=task_status,
