@@ -18,9 +18,10 @@ from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 from dragonflybot.core.fixed import SCALE
-from dragonflybot.venues.base import BookChanged, Skipped, VenueProtocol
+from dragonflybot.venues.base import BookChanged, BookReset, Skipped, VenueProtocol
 from dragonflybot.venues.binance import BinanceProtocol
 from dragonflybot.venues.bitstamp import BitstampProtocol
+from dragonflybot.venues.book_sync import CROSSED
 
 FUZZ = settings(
     max_examples=250, deadline=None, suppress_health_check=[HealthCheck.too_slow], database=None
@@ -184,6 +185,15 @@ def feed(protocol: VenueProtocol, frame: str | bytes, keys: tuple[str, str], rep
     events = protocol.receive(frame)  # must not raise
     after = book(protocol)
     check_well_formed(protocol)
+    resets = [e for e in events if isinstance(e, BookReset)]
+    if resets and resets[0].reason == CROSSED:
+        # The message crossed the venue's own book: discarded, never published.
+        event("crossed: book discarded")
+        message = msgspec.json.decode(frame)["data"]
+        bids, asks = expected_after(before, message, keys, replace)
+        assert bids and asks and max(bids) >= min(asks)
+        assert not protocol.has_book and after == ((), ())
+        return
     if any(isinstance(e, Skipped) for e in events) or not any(
         isinstance(e, BookChanged) for e in events
     ):

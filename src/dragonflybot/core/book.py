@@ -189,8 +189,74 @@ class _SortedSide:
         self._keys.clear()
         self._top = None
 
+    def best_key(self) -> Fixed | None:
+        """Sort key of the best level (minus the price on the bid side)."""
+        keys = self._keys
+        return keys[0] if keys else None
+
+    def truncate(self, depth: int) -> list[Fixed]:
+        """Keep the best ``depth`` levels; returns the prices removed."""
+        keys = self._keys
+        if len(keys) <= depth:
+            return []
+        levels = self._levels
+        removed = [levels.pop(key).price for key in keys[depth:]]
+        del keys[depth:]
+        if self._top is not None and (self._edge is None or self._top_n > depth):
+            self._top = None
+        return removed
+
     def items(self) -> dict[Fixed, Fixed]:
         return {price: amount for price, amount in self._levels.values()}
+
+
+WireLevel = tuple[str, str]
+"""A level exactly as the venue wrote it: ``(price text, amount text)``."""
+
+
+class WireStrings:
+    """The venue's own strings of each level a book holds, by price, for checksums.
+
+    Kept beside the book, not in it, so a venue without a string checksum (Binance,
+    Bitstamp) pays nothing on its per-frame path; a venue whose checksum is computed
+    over the exact wire strings (OKX, Kraken v1) keeps one of these and updates it
+    with the same levels it applies to the book.
+    """
+
+    __slots__ = ("asks", "bids")
+
+    def __init__(self) -> None:
+        self.bids: dict[Fixed, WireLevel] = {}
+        self.asks: dict[Fixed, WireLevel] = {}
+
+    def clear(self) -> None:
+        self.bids.clear()
+        self.asks.clear()
+
+    @staticmethod
+    def _update(
+        table: dict[Fixed, WireLevel], parsed: Sequence[PriceAmount], wire: Sequence[WireLevel]
+    ) -> None:
+        for (price, amount), text in zip(parsed, wire, strict=True):
+            if amount:
+                table[price] = text
+            else:
+                table.pop(price, None)
+
+    def apply(
+        self,
+        bids: Sequence[PriceAmount],
+        asks: Sequence[PriceAmount],
+        wire_bids: Sequence[WireLevel],
+        wire_asks: Sequence[WireLevel],
+    ) -> None:
+        """Record the strings of one applied message (same levels, same order)."""
+        self._update(self.bids, bids, wire_bids)
+        self._update(self.asks, asks, wire_asks)
+
+    def side(self, levels: Side, table: dict[Fixed, WireLevel]) -> list[WireLevel]:
+        """The wire strings of ``levels`` (a book's top), best first."""
+        return [table[level.price] for level in levels]
 
 
 class FullDepthBook:
@@ -198,18 +264,42 @@ class FullDepthBook:
 
     Amount zero removes a level; removing an unknown level is a no-op. The
     sync rules (which diffs to apply) live in each venue's protocol module; this
-    class only holds state.
+    class only holds state. ``wire`` (off unless asked for) keeps the venue's
+    strings per level for a checksum over them; ``truncate`` keeps the book to a
+    subscribed depth for venues that send no delete for a level falling out of it.
     """
 
-    __slots__ = ("_asks", "_bids")
+    __slots__ = ("_asks", "_bids", "wire")
 
-    def __init__(self) -> None:
+    def __init__(self, *, keep_wire: bool = False) -> None:
         self._bids = _SortedSide(descending=True)
         self._asks = _SortedSide(descending=False)
+        self.wire: WireStrings | None = WireStrings() if keep_wire else None
 
     def clear(self) -> None:
         self._bids.clear()
         self._asks.clear()
+        if self.wire is not None:
+            self.wire.clear()
+
+    def crossed(self) -> bool:
+        """The best bid is at or above the best ask (crossed or locked): for one venue's
+        own book, proof that it is wrong."""
+        # Read after every applied diff: the keys directly, no method calls.
+        bids = self._bids._keys
+        asks = self._asks._keys
+        return bool(bids) and bool(asks) and -bids[0] >= asks[0]
+
+    def truncate(self, depth: int) -> None:
+        """Keep only the best ``depth`` levels per side (and their wire strings)."""
+        removed_bids = self._bids.truncate(depth)
+        removed_asks = self._asks.truncate(depth)
+        wire = self.wire
+        if wire is not None:
+            for price in removed_bids:
+                wire.bids.pop(price, None)
+            for price in removed_asks:
+                wire.asks.pop(price, None)
 
     def load(self, bids: Iterable[PriceAmount], asks: Iterable[PriceAmount]) -> None:
         """Replace the whole book with a snapshot (same result as clear + apply).

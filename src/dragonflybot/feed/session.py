@@ -54,6 +54,7 @@ from dragonflybot.venues.base import (
     FetchSnapshot,
     Ignored,
     ReconnectNow,
+    Resubscribe,
     SendText,
     Skipped,
     Subscribed,
@@ -294,6 +295,8 @@ class Session:
             elif isinstance(event, SendText):
                 assert self._nursery is not None
                 self._nursery.start_soon(self._send, event.text)
+            elif isinstance(event, Resubscribe):
+                self._resubscribe(event)
         if frame:
             if malformed:
                 self.stats.malformed += 1
@@ -323,7 +326,27 @@ class Session:
         log.warning("%s: book discarded, resyncing: %s", self._venue, event.reason)
         self.publisher.down(f"resync: {event.reason}")
 
+    def _resubscribe(self, event: Resubscribe) -> None:
+        """Rebuild this symbol's book from a fresh stream snapshot, on this connection.
+
+        The ``BookReset`` before it already took the venue out of the consolidated
+        book; the frames go out in order from one task (unsubscribe before subscribe).
+        """
+        self.stats.resubscribes += 1
+        log.warning(
+            "%s: resubscribing %s: %s",
+            self._venue,
+            ", ".join(self.protocol.streams),
+            event.reason,
+        )
+        assert self._nursery is not None
+        self._nursery.start_soon(self._send_all, event.frames)
+
     # --- I/O helpers --------------------------------------------------------------------
+
+    async def _send_all(self, frames: tuple[str, ...]) -> None:
+        for text in frames:
+            await self._send(text)
 
     async def _send(self, text: str) -> None:
         assert self._stream is not None

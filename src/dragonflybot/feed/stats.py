@@ -42,7 +42,10 @@ class FeedStats:
     gaps: int = 0
     """Sequence gaps detected (each discards the book)."""
     resyncs: int = 0
-    """Times the book was discarded and rebuilt while connected (gaps, buffer overflows)."""
+    """Times the book was discarded and rebuilt while connected (gaps, buffer overflows,
+    failed integrity checks such as a crossed book)."""
+    resubscribes: int = 0
+    """Resubscriptions sent to rebuild a book from the stream's snapshot."""
     reconnects: int = 0
     """Connections lost or closed, each followed by a new attempt."""
     connects: int = 0

@@ -62,6 +62,17 @@ FEED_COUNTERS: tuple[tuple[str, Callable[[FeedStats], int], str], ...] = (
     ),
     ("feed_snapshots_installed", lambda s: s.sync.snapshots, "REST snapshots installed."),
     ("feed_snapshot_refetches", lambda s: s.sync.refetches, "REST snapshots rejected as stale."),
+    (
+        "feed_integrity_failures",
+        lambda s: s.sync.integrity_failures,
+        "Books discarded by the integrity check (checksum, sequence chain, crossed book).",
+    ),
+    (
+        "feed_crossed_books",
+        lambda s: s.sync.crossed,
+        "Venue books found crossed or locked with themselves (excluded and resynced).",
+    ),
+    ("feed_resubscribes", lambda s: s.resubscribes, "Resubscriptions to rebuild a book."),
 )
 """(name without the prefix and ``_total``, how to read it, help)."""
 

@@ -110,6 +110,21 @@ class ReconnectNow(msgspec.Struct, frozen=True):
     reason: str
 
 
+class Resubscribe(msgspec.Struct, frozen=True):
+    """Resubscribe this protocol's book on the open connection: send ``frames`` in order
+    (the unsubscribe, then the subscribe).
+
+    For a venue whose snapshot comes on the stream (Kraken, OKX), this is how a book that
+    failed its integrity check (checksum, sequence chain) is rebuilt: only that symbol,
+    never the connection. Always preceded by a ``BookReset``, so the venue is already out
+    of the consolidated book. A venue that refuses the resubscription answers with an
+    error, which its protocol turns into ``ReconnectNow``.
+    """
+
+    reason: str
+    frames: tuple[str, ...]
+
+
 class VenueNotice(msgspec.Struct, frozen=True):
     """The venue reported an error that is not about a pending subscription."""
 
@@ -127,6 +142,7 @@ Event = (
     | Skipped
     | Ignored
     | ReconnectNow
+    | Resubscribe
     | VenueNotice
 )
 
@@ -147,6 +163,14 @@ class SyncCounters:
     """REST snapshots rejected as too old (or malformed) and fetched again."""
     skipped: int = 0
     """Malformed frames or bodies."""
+    integrity_failures: int = 0
+    """Books discarded by the integrity check run after every applied message (checksum
+    mismatch, broken sequence chain, crossed book), each followed by a resync."""
+    crossed: int = 0
+    """Of those (and of top-N messages refused): the venue's own best bid was at or
+    above its own best ask, which no correct book shows."""
+    resubscribes: int = 0
+    """Resubscriptions asked for to rebuild a book from the stream's snapshot."""
 
 
 # --- helpers ------------------------------------------------------------------------------

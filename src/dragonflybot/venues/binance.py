@@ -18,7 +18,6 @@ from dragonflybot.core.book import PriceAmount
 from dragonflybot.errors import ConfigError
 from dragonflybot.venues.base import (
     BAD_INPUT,
-    BookChanged,
     BookReset,
     Dropped,
     Event,
@@ -226,7 +225,7 @@ class _DiffSync(DiffSync):
         self.position = last
         self.first_pending = False
         self.counters.applied += 1
-        return [BookChanged(event_time_ms)]
+        return self.verified(event_time_ms)
 
     def _gap(self, diff: Diff, last: int) -> list[Event]:
         self.counters.gaps += 1

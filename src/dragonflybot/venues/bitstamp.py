@@ -17,7 +17,6 @@ from dragonflybot.config import Mode, VenueConfig
 from dragonflybot.core.book import PriceAmount
 from dragonflybot.venues.base import (
     BAD_INPUT,
-    BookChanged,
     Dropped,
     Event,
     FetchSnapshot,
@@ -154,7 +153,7 @@ class _DiffSync(DiffSync):
         self.book.apply(bids, asks)
         self.position = last
         self.counters.applied += 1
-        return [BookChanged(event_time_ms)]
+        return self.verified(event_time_ms)
 
     def parse_snapshot(self, body: bytes) -> SnapshotBody:
         snapshot = _rest_decoder.decode(body)

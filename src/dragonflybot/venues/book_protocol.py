@@ -17,15 +17,16 @@ from dragonflybot.config import Mode
 from dragonflybot.core.book import FullDepthBook, PriceAmount, Side, TopBook
 from dragonflybot.venues.base import (
     BookChanged,
+    BookReset,
     Event,
     SendText,
     Skipped,
     Subscribed,
     VenueProtocol,
 )
-from dragonflybot.venues.diff_sync import DiffSync
+from dragonflybot.venues.book_sync import CROSSED, BookSync
 
-SyncT = TypeVar("SyncT", bound=DiffSync)
+SyncT = TypeVar("SyncT", bound=BookSync)
 
 
 class BookProtocol(VenueProtocol, Generic[SyncT]):
@@ -100,7 +101,7 @@ class BookProtocol(VenueProtocol, Generic[SyncT]):
     def snapshot_received(self, token: int, body: bytes) -> list[Event]:
         if self.mode == "snapshot":
             return super().snapshot_received(token, body)
-        return self._diff.on_snapshot(token, body)
+        return self._diff.snapshot_received(token, body)
 
     # --- for the venue modules ----------------------------------------------------------
 
@@ -121,7 +122,16 @@ class BookProtocol(VenueProtocol, Generic[SyncT]):
         Raises ``ValueError`` (nothing replaced) when a side is out of order, so a
         caller validating a message calls it last, inside its ``BAD_INPUT`` guard.
         """
-        self._top.replace(bids, asks)
+        top = self._top
+        top.replace(bids, asks)
+        if top.bids and top.asks and top.bids[0].price >= top.asks[0].price:
+            # The venue's own top crossed or locked: wrong, never published. The
+            # venue is out of the consolidated book until a sound top arrives.
+            top.clear()
+            self._have_top = False
+            self.counters.crossed += 1
+            self.counters.integrity_failures += 1
+            return BookReset(CROSSED, gap=False)
         self._have_top = True
         self.counters.applied += 1
         return BookChanged(event_time_ms)

@@ -1,11 +1,14 @@
-"""The buffer, snapshot, replay outline of a diff-book sync, written once for every venue.
+"""The buffer, snapshot, replay outline of a REST-snapshot book sync, written once.
 
-Both diff venues sync the same way: buffer the stream, fetch a REST snapshot, fetch
+A ``BookSync`` (``venues.book_sync``) whose snapshot comes over REST. Binance and
+Bitstamp sync the same way: buffer the stream, fetch a REST snapshot, fetch
 again while the snapshot is older than the oldest buffered diff (it may miss what
 was sent before the subscription took effect), drop the buffered diffs it already
 holds, then apply the rest in order. What differs is each venue's rule for applying
 one live diff (Binance's update ids reveal gaps, Bitstamp's microtimestamps cannot)
-and its snapshot body; a subclass in the venue's module holds exactly those.
+and its snapshot body; a subclass in the venue's module holds exactly those. Every
+applied diff goes through the shared integrity check (``BookSync.verified``); a
+failure refetches the snapshot.
 """
 
 from __future__ import annotations
@@ -16,7 +19,7 @@ from typing import ClassVar, Final, NamedTuple
 
 import msgspec
 
-from dragonflybot.core.book import FullDepthBook, PriceAmount
+from dragonflybot.core.book import PriceAmount
 from dragonflybot.venues.base import (
     BAD_INPUT,
     BookChanged,
@@ -24,10 +27,9 @@ from dragonflybot.venues.base import (
     Dropped,
     Event,
     Ignored,
-    LevelParser,
     Skipped,
-    SyncCounters,
 )
+from dragonflybot.venues.book_sync import BookSync
 from dragonflybot.venues.requests import SnapshotRequests
 
 
@@ -57,8 +59,8 @@ class SnapshotBody(NamedTuple):
     event_time_ms: int | None
 
 
-class DiffSync(abc.ABC):
-    """One diff book and the state of its sync; ``position`` is ``None`` while unsynced."""
+class DiffSync(BookSync):
+    """A book synced from a REST snapshot plus the buffered stream of diffs."""
 
     MAX_BUFFER: Final = 10_000
     """Diffs kept while unsynced (about 17 minutes at 100 ms): bounds memory when REST is down."""
@@ -69,13 +71,9 @@ class DiffSync(abc.ABC):
     """The stream's messages as the venue calls them, for drop reasons."""
 
     def __init__(self, requests: SnapshotRequests) -> None:
-        self.book = FullDepthBook()
-        self.levels = LevelParser()
-        """The protocol's parser of wire levels: snapshot and diffs share its memo."""
-        self.counters = SyncCounters()
+        super().__init__()
         self.requests = requests
         self.buffer: deque[Diff] = deque()
-        self.position: int | None = None
 
     @abc.abstractmethod
     def apply_live(
@@ -88,9 +86,10 @@ class DiffSync(abc.ABC):
     ) -> list[Event]:
         """Apply a diff to a synced book by the venue's rule, or drop it, or reset.
 
-        Returns one ``BookChanged`` when applied, one ``Dropped`` when the book was
-        already newer, or ``BookReset`` first when a gap discarded the book (the
-        failing diff re-buffered and a new snapshot requested). Takes the diff's
+        Returns ``self.verified(...)`` when applied (``BookChanged``, or the resync
+        when the integrity check fails), one ``Dropped`` when the book was already
+        newer, or ``BookReset`` first when a gap discarded the book (the failing diff
+        re-buffered and a new snapshot requested). Takes the diff's
         fields, not a ``Diff``: a live diff is applied as it arrives, and only one
         that must wait is built into a ``Diff``.
         """
@@ -106,10 +105,12 @@ class DiffSync(abc.ABC):
         self.position = snapshot.position
 
     def reset(self) -> None:
-        self.book.clear()
+        super().reset()
         self.buffer.clear()
-        self.position = None
         self.requests.cancel()
+
+    def resync(self, reason: str) -> list[Event]:
+        return [self.requests.request()]
 
     def on_diff(
         self,
@@ -133,6 +134,9 @@ class DiffSync(abc.ABC):
         if not self.requests.in_flight:
             events.append(self.requests.request())
         return events
+
+    def snapshot_received(self, token: int, body: bytes) -> list[Event]:
+        return self.on_snapshot(token, body)
 
     def on_snapshot(self, token: int, body: bytes) -> list[Event]:
         if not self.requests.answer(token):
@@ -178,5 +182,5 @@ class DiffSync(abc.ABC):
                 event_time = first.event_time_ms
             else:
                 events.extend(applied)
-        events.append(BookChanged(event_time))
+        events.extend(self.verified(event_time))
         return events
