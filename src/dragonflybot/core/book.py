@@ -311,10 +311,21 @@ class FullDepthBook:
         self._bids.install(bid_table)
         self._asks.install(ask_table)
 
-    def apply(self, bids: Iterable[PriceAmount], asks: Iterable[PriceAmount]) -> None:
-        """Apply one diff message; every level of the message lands before any read."""
-        self._bids.update(bids)
-        self._asks.update(asks)
+    def apply(self, bids: Iterable[PriceAmount], asks: Iterable[PriceAmount]) -> bool:
+        """Apply one diff message; every level of the message lands before any read.
+
+        Returns ``crossed()`` after it: the sync checks every applied message, and
+        the answer costs least here, inside a call the message makes anyway.
+        """
+        bid_side = self._bids
+        ask_side = self._asks
+        bid_side.update(bids)
+        ask_side.update(asks)
+        bid_keys = bid_side._keys
+        ask_keys = ask_side._keys
+        if bid_keys and ask_keys:
+            return -bid_keys[0] >= ask_keys[0]
+        return False
 
     def set_bid(self, price: Fixed, amount: Fixed) -> None:
         self._bids.put(Level(price, amount))

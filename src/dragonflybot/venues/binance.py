@@ -18,6 +18,7 @@ from dragonflybot.core.book import PriceAmount
 from dragonflybot.errors import ConfigError
 from dragonflybot.venues.base import (
     BAD_INPUT,
+    BookChanged,
     BookReset,
     Dropped,
     Event,
@@ -221,11 +222,13 @@ class _DiffSync(DiffSync):
         # later ones must continue exactly: U == B + 1.
         if first != position + 1 and not (self.first_pending and first <= position):
             return self._gap(Diff(first, last, event_time_ms, bids, asks), position)
-        self.book.apply(bids, asks)
+        crossed = self.book.apply(bids, asks)
         self.position = last
         self.first_pending = False
         self.counters.applied += 1
-        return self.verified(event_time_ms)
+        if crossed or self.own_integrity:
+            return self.verified(event_time_ms)
+        return [BookChanged(event_time_ms)]
 
     def _gap(self, diff: Diff, last: int) -> list[Event]:
         self.counters.gaps += 1

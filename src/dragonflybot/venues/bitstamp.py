@@ -17,6 +17,7 @@ from dragonflybot.config import Mode, VenueConfig
 from dragonflybot.core.book import PriceAmount
 from dragonflybot.venues.base import (
     BAD_INPUT,
+    BookChanged,
     Dropped,
     Event,
     FetchSnapshot,
@@ -150,10 +151,12 @@ class _DiffSync(DiffSync):
         if last <= self.position:
             self.counters.dropped += 1
             return [Dropped(1, f"diff at {last} not newer than the book")]
-        self.book.apply(bids, asks)
+        crossed = self.book.apply(bids, asks)
         self.position = last
         self.counters.applied += 1
-        return self.verified(event_time_ms)
+        if crossed or self.own_integrity:
+            return self.verified(event_time_ms)
+        return [BookChanged(event_time_ms)]
 
     def parse_snapshot(self, body: bytes) -> SnapshotBody:
         snapshot = _rest_decoder.decode(body)
