@@ -39,7 +39,7 @@ def one(clients: int, slow: bool, seconds: float, cap: float = 0.0) -> dict[str,
         port = rig.free_port()
         target = f"127.0.0.1:{port}"
         plan: rig.Plan = [
-            ("ethbtc", port, [(v, "diff", *endpoints[v]) for v in ("binance", "bitstamp")])
+            ("ethbtc", port, [(v, "depth", *endpoints[v]) for v in ("binance", "bitstamp")])
         ]
         half = clients // 2
         groups = [([target] * half, False, 0.0), ([target] * (clients - half), False, 0.0)]

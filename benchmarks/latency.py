@@ -80,7 +80,7 @@ def one_rate(rate: int, seconds: float) -> tuple[HdrHistogram, list[Hops]]:
     try:
         port = rig.free_port()
         plan: rig.Plan = [
-            ("ethbtc", port, [(v, "diff", *endpoints[v]) for v in ("binance", "bitstamp")])
+            ("ethbtc", port, [(v, "depth", *endpoints[v]) for v in ("binance", "bitstamp")])
         ]
         result, outs = rig.run_pipeline(
             plan, [([f"127.0.0.1:{port}"], True, 0.0)], trace=True, max_seconds=seconds

@@ -72,8 +72,8 @@ def decode_only(data: DiffSet) -> Callable[[list[str]], None]:
 
 def _protocol(venue: str, symbol: str) -> VenueProtocol:
     if venue == "binance":
-        return binance.BinanceProtocol(symbol.lower(), mode="diff")
-    return bitstamp.BitstampProtocol(symbol, mode="diff")
+        return binance.BinanceProtocol(symbol.lower(), mode="depth")
+    return bitstamp.BitstampProtocol(symbol, mode="depth")
 
 
 def synced_listener(data: DiffSet, sym: SymbolFrames) -> tuple[VenueProtocol, ViewPublisher]:

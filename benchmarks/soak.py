@@ -43,7 +43,7 @@ def run(options: Options) -> list[Table]:
     try:
         port = rig.free_port()
         plan: rig.Plan = [
-            ("ethbtc", port, [(v, "diff", *endpoints[v]) for v in ("binance", "bitstamp")])
+            ("ethbtc", port, [(v, "depth", *endpoints[v]) for v in ("binance", "bitstamp")])
         ]
         result, _ = rig.run_pipeline(
             plan, [([f"127.0.0.1:{port}"], False, 0.0)], max_seconds=seconds, monitor=sample

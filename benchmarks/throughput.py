@@ -20,6 +20,9 @@ from benchmarks import rig
 from benchmarks.frames import Mode, write_capture
 from benchmarks.harness import Options, Suite, Table, spread
 
+FEED_MODE: Final = {"diff": "depth", "snapshot": "top"}
+"""The feed mode serving each kind of captured stream."""
+
 INSTRUMENTS: Final = ("ethbtc", "btcusdt")
 LAYOUTS: Final[dict[int, list[tuple[str, tuple[str, ...]]]]] = {
     1: [("ethbtc", ("binance",))],
@@ -45,7 +48,7 @@ def captures(mode: Mode, count: int) -> list[str]:
 def one_run(endpoints: dict[str, tuple[str, str]], venues: int, mode: str) -> dict[str, float]:
     plan: rig.Plan = []
     for name, names in LAYOUTS[venues]:
-        plan.append((name, rig.free_port(), [(v, mode, *endpoints[v]) for v in names]))
+        plan.append((name, rig.free_port(), [(v, FEED_MODE[mode], *endpoints[v]) for v in names]))
     targets = [f"127.0.0.1:{port}" for _, port, _ in plan]
     result, outs = rig.run_pipeline(plan, [(targets, False, 0.0)], max_seconds=120)
     samples = result["samples"]

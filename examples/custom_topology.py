@@ -77,7 +77,7 @@ async def run(listen: str, duration: float, seed: int) -> dict[str, FeedStats]:
                         endpoints = sim.endpoints[venue]
                         config = VenueConfig(
                             name=venue,
-                            mode="diff",
+                            mode="depth",
                             ws_url=endpoints.ws_url,
                             rest_url=endpoints.rest_url,
                         )

@@ -10,7 +10,7 @@ Per instrument (its own consolidated book, so its own gRPC address, because
 The gRPC servers bind first, so a taken port fails the start before any venue
 is contacted; then the feeds. The app never starts a simulator: ``--simulate``
 (``cli.simulated``) starts one first and rewrites the venues' endpoints. Each feed is started with
-``nursery.start`` (ready = subscribed, and synced in diff mode) from a task of
+``nursery.start`` (ready = subscribed, and synced in depth mode) from a task of
 its own, so a venue that is slow to answer holds up neither the others nor the
 server; readiness is logged and visible where clients look for it (the health
 service, the stream's live venues).

@@ -6,23 +6,50 @@ An unknown key or a value of the wrong type is an error naming the key
 
 from __future__ import annotations
 
+import logging
 import os
 import re
-from collections.abc import Sequence
-from typing import Annotated, Literal
+from collections.abc import Mapping, Sequence
+from types import MappingProxyType
+from typing import Annotated, Final, Literal
 
 import msgspec
 
 from dragonflybot.errors import ConfigError
 
-Mode = Literal["snapshot", "diff"]
+Mode = Literal["top", "depth"]
+"""How a feed keeps its venue's book:
+
+* ``top``: the venue's top-N stream, each message a whole top N (Binance ``depth20``,
+  Bitstamp ``order_book``); nothing to sync;
+* ``depth``: the full-depth book, synced from a snapshot (REST or the stream's own)
+  and kept by the stream's updates.
+"""
+
+RENAMED_MODES: Final[Mapping[str, Mode]] = MappingProxyType({"snapshot": "top", "diff": "depth"})
+"""The old mode names (``snapshot`` also named the REST book fetched in ``diff`` mode)."""
+
+log = logging.getLogger("dragonflybot.config")
+
+
+def renamed_mode(old: str, where: str) -> Mode:
+    """The new name of a deprecated mode value, with a logged deprecation warning."""
+    new = RENAMED_MODES[old]
+    log.warning(
+        "%s: mode = %r is deprecated, write mode = %r (the same behaviour)",
+        where,
+        old,
+        new,
+        extra={"deprecated": old, "replacement": new},
+    )
+    return new
 
 
 class VenueConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
     """One venue feed. ``None`` URLs/symbol mean the venue module's production default."""
 
     name: str
-    mode: Mode = "snapshot"
+    mode: Mode = "top"
     ws_url: str | None = None
     rest_url: str | None = None
     symbol: str | None = None
@@ -40,6 +67,14 @@ class VenueConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_on
     """Silence after which the connection is presumed dead and reopened (at least stale_after)."""
     healthy_after: Annotated[float, msgspec.Meta(ge=0)] = 60.0
     """A connection that stayed up this long resets the reconnect backoff."""
+
+    def __post_init__(self) -> None:
+        # Python callers may still pass the old names (files are rewritten on decode).
+        mode: str = self.mode
+        if mode in RENAMED_MODES:
+            msgspec.structs.force_setattr(self, "mode", renamed_mode(mode, f"venue {self.name!r}"))
+        elif mode not in ("top", "depth"):
+            raise ConfigError(f"venue {self.name!r}: mode must be 'top' or 'depth', got {mode!r}")
 
 
 # --- the application: instruments, their venues and listen addresses ----------------------
@@ -108,14 +143,41 @@ def load_config(path: str | os.PathLike[str]) -> AppConfig:
 
 
 def decode_config(data: bytes | str, *, source: str = "<config>") -> AppConfig:
-    """Decode TOML text into an ``AppConfig`` and check what types alone cannot."""
+    """Decode TOML text into an ``AppConfig`` and check what types alone cannot.
+
+    Deprecated mode names (``snapshot``, ``diff``) are rewritten with a logged warning
+    naming the key before the values are validated.
+    """
     try:
-        config = msgspec.toml.decode(data, type=AppConfig)
-    except msgspec.ValidationError as exc:
-        raise ConfigError(f"{source}: {_name_key(str(exc))}") from exc
+        raw = msgspec.toml.decode(data)
     except msgspec.DecodeError as exc:
         raise ConfigError(f"{source}: not valid TOML: {exc}") from exc
+    _rename_modes(raw, source)
+    try:
+        config = msgspec.convert(raw, type=AppConfig)
+    except msgspec.ValidationError as exc:
+        raise ConfigError(f"{source}: {_name_key(str(exc))}") from exc
     return check_config(config, source=source)
+
+
+def _rename_modes(raw: object, source: str) -> None:
+    """Rewrite ``mode = "snapshot"/"diff"`` in every venue table of a decoded file."""
+    if not isinstance(raw, dict):
+        return
+    tables: list[tuple[str, object]] = [("venues", raw.get("venues"))]
+    instruments = raw.get("instruments")
+    if isinstance(instruments, list):
+        tables += [
+            (f"instruments[{i}].venues", inst.get("venues"))
+            for i, inst in enumerate(instruments)
+            if isinstance(inst, dict)
+        ]
+    for key, venues in tables:
+        if not isinstance(venues, list):
+            continue
+        for j, venue in enumerate(venues):
+            if isinstance(venue, dict) and venue.get("mode") in RENAMED_MODES:
+                venue["mode"] = renamed_mode(venue["mode"], f"{source}: {key}[{j}].mode")
 
 
 def check_config(config: AppConfig, *, source: str = "<config>") -> AppConfig:

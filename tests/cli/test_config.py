@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import pytest
@@ -9,6 +10,7 @@ import pytest
 from dragonflybot.app import default_feeds
 from dragonflybot.config import (
     AppConfig,
+    VenueConfig,
     decode_config,
     load_config,
     parse_listen,
@@ -44,7 +46,7 @@ def test_a_full_file_decodes() -> None:
     config = decode_config(TWO)
     assert config.depth == 5
     assert [v.name for v in config.venues] == ["binance", "bitstamp"]
-    assert config.venues[0].mode == "diff"
+    assert config.venues[0].mode == "depth"
     assert config.venues[1].stale_after == 3.5
     eth, btc = config.instruments
     assert (eth.name, eth.listen, eth.depth, eth.venues) == (
@@ -122,3 +124,32 @@ def test_parse_listen(text: str, expected: tuple[str, int]) -> None:
 def test_parse_listen_rejects(text: str) -> None:
     with pytest.raises(ConfigError, match="bad listen address"):
         parse_listen(text)
+
+
+def test_old_mode_names_still_work_with_a_deprecation_warning(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    text = b"""
+[[venues]]
+name = "binance"
+mode = "snapshot"
+
+[[instruments]]
+name = "ethbtc"
+venues = [{ name = "bitstamp", mode = "diff" }]
+"""
+    with caplog.at_level(logging.WARNING, logger="dragonflybot.config"):
+        config = decode_config(text, source="old.toml")
+    assert config.venues is not None and config.venues[0].mode == "top"
+    inst_venues = config.instruments[0].venues
+    assert inst_venues is not None and inst_venues[0].mode == "depth"
+    messages = [r.getMessage() for r in caplog.records]
+    assert any("old.toml: venues[0].mode" in m and "'top'" in m for m in messages)
+    assert any("instruments[0].venues[0].mode" in m and "'depth'" in m for m in messages)
+    # Python callers passing the old names get the same treatment.
+    assert VenueConfig(name="binance", mode="diff").mode == "depth"  # type: ignore[arg-type]
+
+
+def test_unknown_mode_is_a_config_error_naming_the_key() -> None:
+    with pytest.raises(ConfigError, match=r"venues\[0\]\.mode"):
+        decode_config(b'[[venues]]\nname = "binance"\nmode = "full"')

@@ -15,7 +15,7 @@ FILE = """
 depth = 7
 [[venues]]
 name = "binance"
-mode = "diff"
+mode = "depth"
 stale_after = 3.0
 [[instruments]]
 name = "ethbtc"
@@ -58,7 +58,7 @@ def test_instrument_name_selects_from_the_file_and_keeps_its_settings(config_fil
     assert (inst.name, inst.listen) == ("btcusdt", "127.0.0.1:0")
     # The venue picked by name keeps the file's settings for it.
     assert inst.venues is not None and inst.venues[0].stale_after == 3.0
-    assert inst.venues[0].mode == "diff"
+    assert inst.venues[0].mode == "depth"
     assert (config.depth, config.log_level, config.simulation) == (7, "DEBUG", None)
 
 

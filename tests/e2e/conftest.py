@@ -47,7 +47,7 @@ def venue(name: str, mode: Mode, stale_after: float) -> VenueConfig:
 
 @asynccontextmanager
 async def running(
-    modes: Sequence[tuple[str, Mode]] = (("binance", "diff"), ("bitstamp", "diff")),
+    modes: Sequence[tuple[str, Mode]] = (("binance", "depth"), ("bitstamp", "depth")),
     *,
     rate: float = 20.0,
     stale_after: float = 10.0,

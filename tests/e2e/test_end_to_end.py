@@ -25,7 +25,7 @@ async def wait_live(runtime: object, venues: set[str]) -> None:
             await trio.sleep(0.01)
 
 
-@pytest.mark.parametrize("mode", ["snapshot", "diff"])
+@pytest.mark.parametrize("mode", ["top", "depth"])
 async def test_stream_equals_the_merge_of_what_the_venues_sent(mode: Mode) -> None:
     async with running((("binance", mode), ("bitstamp", mode))) as (_, sim, rt):
         await wait_live(rt, {"binance", "bitstamp"})

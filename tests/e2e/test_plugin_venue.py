@@ -76,7 +76,7 @@ def test_the_fake_venue_is_not_in_the_registry_and_its_sim_loads() -> None:
 async def test_a_venue_registered_here_reaches_the_client() -> None:
     config = AppConfig(
         instruments=[InstrumentConfig(name="ethbtc", depth=5, listen="127.0.0.1:0")],
-        venues=[VenueConfig(name=NAME, mode="diff"), VenueConfig(name="bitstamp", mode="diff")],
+        venues=[VenueConfig(name=NAME, mode="depth"), VenueConfig(name="bitstamp", mode="depth")],
         simulation=SimulationConfig(seed=3, rate=50.0),
         log_level="WARNING",
     )

@@ -78,7 +78,7 @@ async def run_against_sim(
 
 
 @pytest.mark.parametrize("venue", ["binance", "bitstamp"])
-@pytest.mark.parametrize("mode", ["snapshot", "diff"])
+@pytest.mark.parametrize("mode", ["top", "depth"])
 async def test_feed_converges_to_the_simulated_book(
     autojump_clock: trio.testing.MockClock, venue: str, mode: Mode
 ) -> None:
@@ -91,7 +91,7 @@ async def test_binance_diff_recovers_from_gaps_garbage_and_drops(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
     faults = Faults(gap_every=50, malformed_every=40, drop_after=300)
-    stats = await run_against_sim("binance", "diff", faults, seconds=60.0)
+    stats = await run_against_sim("binance", "depth", faults, seconds=60.0)
     assert stats.gaps >= 1 and stats.resyncs >= 1
     assert stats.malformed >= 1 and stats.reconnects >= 1
     assert stats.sync.snapshots >= 1 + stats.resyncs
@@ -101,7 +101,7 @@ async def test_bitstamp_diff_reconnects_on_request_and_resnapshots(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
     faults = Faults(reconnect_after=200, malformed_every=60)
-    stats = await run_against_sim("bitstamp", "diff", faults, seconds=60.0)
+    stats = await run_against_sim("bitstamp", "depth", faults, seconds=60.0)
     assert stats.reconnects >= 1 and "bts:request_reconnect" in str(stats.last_error)
     assert stats.sync.snapshots >= stats.reconnects + 1
     assert stats.malformed >= 1
@@ -111,6 +111,6 @@ async def test_stalled_bitstamp_goes_stale_and_comes_back(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
     faults = Faults(stall_after=100, stall_seconds=40.0)
-    stats = await run_against_sim("bitstamp", "snapshot", faults, seconds=60.0)
+    stats = await run_against_sim("bitstamp", "top", faults, seconds=60.0)
     assert stats.stale_periods == 1 and stats.downs == 1
     assert stats.reconnects == 0 and stats.state == "live"

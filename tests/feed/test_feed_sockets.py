@@ -273,7 +273,7 @@ async def test_binance_diff_disconnect_resyncs_from_new_snapshot(
     market = MiniBinance()
     rest = RestBook(market.rest)
     async with rest.client() as client, venue_and_nursery() as (nursery, venue):
-        feed = start_feed(nursery, binance_config(venue, mode="diff"), rest=client)
+        feed = start_feed(nursery, binance_config(venue, mode="depth"), rest=client)
         conn = await venue.next_conn()
         assert await conn.binance_subscribe() == ["ethbtc@depth@100ms"]
         await conn.send(market.update(bids=[("1.10", "2")]))
@@ -303,7 +303,7 @@ async def test_binance_sequence_gap_resyncs(autojump_clock: trio.testing.MockClo
     market = MiniBinance()
     rest = RestBook(market.rest)
     async with rest.client() as client, venue_and_nursery() as (nursery, venue):
-        feed = start_feed(nursery, binance_config(venue, mode="diff"), rest=client)
+        feed = start_feed(nursery, binance_config(venue, mode="depth"), rest=client)
         conn = await venue.next_conn()
         await conn.binance_subscribe()
         await conn.send(market.update(bids=[("1.10", "2")]))
@@ -337,7 +337,7 @@ async def test_bitstamp_request_reconnect_reconnects_at_once_and_resnapshots(
 
     rest = RestBook(answer)
     async with rest.client() as client, venue_and_nursery() as (nursery, venue):
-        config = bitstamp_config(venue, mode="diff", backoff_base=100.0, backoff_cap=100.0)
+        config = bitstamp_config(venue, mode="depth", backoff_base=100.0, backoff_cap=100.0)
         feed = start_feed(nursery, config, rest=client)
         conn = await venue.next_conn()
         assert await conn.bitstamp_subscribe() == "diff_order_book_ethbtc"
@@ -567,7 +567,7 @@ async def test_bitstamp_diff_survives_rest_errors_and_refetches_old_snapshot(
     ]
     rest = RestBook(lambda request: answers.pop(0))
     async with rest.client() as client, venue_and_nursery() as (nursery, venue):
-        config = bitstamp_config(venue, mode="diff", backoff_base=1.0, backoff_cap=2.0)
+        config = bitstamp_config(venue, mode="depth", backoff_base=1.0, backoff_cap=2.0)
         feed = start_feed(nursery, config, rest=client)
         conn = await venue.next_conn()
         await conn.bitstamp_subscribe()

@@ -25,7 +25,7 @@ def update(first: int, bids: Any = (), asks: Any = ()) -> str:
 
 
 def synced() -> BinanceProtocol:
-    protocol = BinanceProtocol("ethbtc", mode="diff")
+    protocol = BinanceProtocol("ethbtc", mode="depth")
     protocol.connection_made()
     (fetch,) = [e for e in protocol.receive('{"result":null,"id":1}') if type(e) is FetchSnapshot]
     body = {"lastUpdateId": 10, "bids": [["3", "1"], ["2", "1"], ["1", "1"]], "asks": []}

@@ -21,7 +21,7 @@ from .conftest import receive, receive_n, running
 
 
 async def record_from_sim(
-    sim: SimHandle, venue: str, path: Path, *, mode: str = "diff", count: int = 40
+    sim: SimHandle, venue: str, path: Path, *, mode: str = "depth", count: int = 40
 ) -> list[CaptureRecord]:
     endpoints = sim.endpoints[venue]
     stats = await record(
@@ -114,7 +114,7 @@ async def test_replay_keeps_the_recorded_pace_times_speed(
 async def test_replay_rewraps_for_the_raw_endpoint(tmp_path: Path) -> None:
     path = tmp_path / "partial.cap"
     async with running(venues=("binance",), rate=200.0) as sim:
-        capture = await record_from_sim(sim, "binance", path, mode="snapshot", count=12)
+        capture = await record_from_sim(sim, "binance", path, mode="top", count=12)
     wrapped = [r.payload for r in kinds(capture, RecordKind.WS_IN)][1:]  # after the ack
     async with running(replay=(str(path),), as_fast_as_possible=True) as replay:
         base = replay.endpoints["binance"].ws_url.removesuffix("/stream")

@@ -71,7 +71,7 @@ async def converge(
 
 
 @pytest.mark.parametrize("venue", ["binance", "bitstamp"])
-@pytest.mark.parametrize("mode", ["snapshot", "diff"])
+@pytest.mark.parametrize("mode", ["top", "depth"])
 async def test_feed_converges_to_published_book(venue: str, mode: Mode) -> None:
     async with running(venues=(venue,), rate=200.0) as sim:
         view = await converge(sim, venue, mode)
@@ -93,5 +93,5 @@ async def test_diff_feed_recovers_from_faults(
 ) -> None:
     stats = FeedStats()
     async with running(venues=("binance",), rate=400.0) as sim:
-        await converge(sim, "binance", "diff", faults=faults, stats=stats)
+        await converge(sim, "binance", "depth", faults=faults, stats=stats)
     assert getattr(stats, counter) > 0

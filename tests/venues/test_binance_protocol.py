@@ -49,17 +49,17 @@ def kinds(events: list[Event]) -> list[type]:
     return [type(e) for e in events]
 
 
-def subscribed(mode: str = "diff") -> BinanceProtocol:
+def subscribed(mode: str = "depth") -> BinanceProtocol:
     protocol = BinanceProtocol("ethbtc", mode=mode)  # type: ignore[arg-type]
     protocol.connection_made()
-    expected = [Subscribed, FetchSnapshot] if mode == "diff" else [Subscribed]
+    expected = [Subscribed, FetchSnapshot] if mode == "depth" else [Subscribed]
     assert kinds(protocol.receive('{"result":null,"id":1}')) == expected
     return protocol
 
 
 def subscribed_diff() -> tuple[BinanceProtocol, FetchSnapshot]:
     """A diff-mode protocol right after its ack, and the snapshot request the ack started."""
-    protocol = BinanceProtocol("ethbtc", mode="diff")
+    protocol = BinanceProtocol("ethbtc", mode="depth")
     protocol.connection_made()
     events = protocol.receive('{"result":null,"id":1}')
     assert kinds(events) == [Subscribed, FetchSnapshot]
@@ -78,7 +78,7 @@ def fetch_of(events: list[Event]) -> FetchSnapshot:
 def test_instrument_maps_to_symbol_and_streams() -> None:
     snap = BinanceProtocol("ethbtc")
     assert (snap.symbol, snap.stream) == ("ETHBTC", "ethbtc@depth20@100ms")
-    diff = BinanceProtocol("ethbtc", mode="diff")
+    diff = BinanceProtocol("ethbtc", mode="depth")
     assert diff.stream == "ethbtc@depth@100ms"
     assert diff.ws_url == "wss://stream.binance.com:9443/stream"
     override = BinanceProtocol.from_config(
@@ -105,7 +105,7 @@ def test_bad_symbol_is_a_config_error(symbol: str) -> None:
 
 
 def test_subscribe_message_and_new_id_per_connection() -> None:
-    protocol = BinanceProtocol("ethbtc", mode="diff")
+    protocol = BinanceProtocol("ethbtc", mode="depth")
     for expected_id in (1, 2):
         (send,) = protocol.connection_made()
         assert isinstance(send, SendText)
@@ -162,12 +162,12 @@ def test_non_null_result_is_a_rejection() -> None:
     ],
 )
 def test_server_shutdown_requests_reconnect(text: str) -> None:
-    protocol = subscribed("snapshot")
+    protocol = subscribed("top")
     assert protocol.receive(text) == [ReconnectNow("serverShutdown")]
 
 
 def test_other_streams_are_ignored() -> None:
-    protocol = subscribed("snapshot")
+    protocol = subscribed("top")
     events = protocol.receive(frame("btcusdt@depth20@100ms", {"lastUpdateId": 1}))
     assert kinds(events) == [Ignored]
     assert not protocol.has_book
@@ -177,7 +177,7 @@ def test_other_streams_are_ignored() -> None:
 
 
 def test_partial_depth_replaces_top_book() -> None:
-    protocol = subscribed("snapshot")
+    protocol = subscribed("top")
     stream = "ethbtc@depth20@100ms"
     data = {"lastUpdateId": 5, "bids": [["0.05", "1"], ["0.04", "2"]], "asks": [["0.06", "3"]]}
     assert protocol.receive(frame(stream, data)) == [BookChanged(None)]
@@ -203,7 +203,7 @@ def test_partial_depth_replaces_top_book() -> None:
     ],
 )
 def test_malformed_partial_depth_leaves_book(data: Any) -> None:
-    protocol = subscribed("snapshot")
+    protocol = subscribed("top")
     good = {"lastUpdateId": 4, "bids": [["0.05", "1"]], "asks": [["0.06", "1"]]}
     protocol.receive(frame("ethbtc@depth20@100ms", good))
     before = (protocol.top_bids(20), protocol.top_asks(20))
@@ -258,7 +258,7 @@ def test_snapshot_at_ack_older_than_stream_is_caught_by_first_event() -> None:
 
 
 def test_events_before_the_ack_start_the_sync() -> None:
-    protocol = BinanceProtocol("ethbtc", mode="diff")
+    protocol = BinanceProtocol("ethbtc", mode="depth")
     protocol.connection_made()
     fetch = fetch_of(protocol.receive(update(10, 11)))
     # The ack does not ask a second time while that request is in flight.
@@ -421,7 +421,7 @@ def test_buffer_overflow_restarts_the_sync() -> None:
 
 
 def test_no_snapshot_requested_in_snapshot_mode() -> None:
-    protocol = subscribed("snapshot")
+    protocol = subscribed("top")
     assert kinds(protocol.snapshot_received(1, snapshot(1))) == [Ignored]
     assert protocol.heartbeat() is None
 

@@ -53,7 +53,7 @@ def kinds(events: list[Event]) -> list[type]:
     return [type(e) for e in events]
 
 
-def subscribed(mode: str = "diff") -> BitstampProtocol:
+def subscribed(mode: str = "depth") -> BitstampProtocol:
     protocol = BitstampProtocol("ethbtc", mode=mode)  # type: ignore[arg-type]
     protocol.connection_made()
     assert kinds(protocol.receive(ack(protocol.channel))) == [Subscribed]
@@ -75,7 +75,7 @@ def test_channels_and_subscribe_messages() -> None:
         "data": {"channel": "order_book_ethbtc"},
     }
     diff_mode = BitstampProtocol.from_config(
-        VenueConfig(name="bitstamp", mode="diff", symbol="ETHEUR", rest_url="http://h:1/"), "x"
+        VenueConfig(name="bitstamp", mode="depth", symbol="ETHEUR", rest_url="http://h:1/"), "x"
     )
     assert diff_mode.channel == "diff_order_book_etheur"
     assert diff_mode.ws_url == "wss://ws.bitstamp.net"
@@ -104,14 +104,14 @@ def test_error_before_ack_rejects_subscription() -> None:
 
 
 def test_error_after_ack_is_a_notice() -> None:
-    protocol = subscribed("snapshot")
+    protocol = subscribed("top")
     text = '{"event":"bts:error","channel":"","data":{"code":null,"message":"Incorrect JSON."}}'
     assert protocol.receive(text) == [VenueNotice("Incorrect JSON.")]
     assert kinds(protocol.receive('{"event":"bts:error","data":"weird"}')) == [VenueNotice]
 
 
 def test_request_reconnect_and_heartbeat_reply() -> None:
-    protocol = subscribed("snapshot")
+    protocol = subscribed("top")
     assert protocol.receive('{"event":"bts:request_reconnect","channel":"","data":""}') == [
         ReconnectNow("bts:request_reconnect")
     ]
@@ -120,7 +120,7 @@ def test_request_reconnect_and_heartbeat_reply() -> None:
 
 
 def test_order_book_replaces_top_and_ignores_older() -> None:
-    protocol = subscribed("snapshot")
+    protocol = subscribed("top")
     chan = "order_book_ethbtc"
     events = protocol.receive(data(chan, 1_000_000_500, [["0.05", "1"]], [["0.06", "2"]]))
     assert events == [BookChanged(1_000_000)]

@@ -32,7 +32,7 @@ def diff(micros: int, bids: list[tuple[str, str]], asks: list[tuple[str, str]]) 
 
 
 def synced_bitstamp() -> tuple[BitstampProtocol, int]:
-    protocol = BitstampProtocol("ethbtc", mode="diff")
+    protocol = BitstampProtocol("ethbtc", mode="depth")
     protocol.connection_made()
     ack = {"event": "bts:subscription_succeeded", "channel": protocol.channel, "data": {}}
     assert [type(e) for e in protocol.receive(json.dumps(ack))] == [Subscribed]
@@ -95,7 +95,7 @@ def test_crossing_diff_resets_and_the_next_snapshot_restores() -> None:
 
 
 def test_a_crossed_top_n_message_is_never_published() -> None:
-    protocol = BinanceProtocol("ethbtc", mode="snapshot")
+    protocol = BinanceProtocol("ethbtc", mode="top")
     protocol.connection_made()
     protocol.receive(json.dumps({"result": None, "id": 1}))
     stream = protocol.stream

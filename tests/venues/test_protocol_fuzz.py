@@ -122,7 +122,7 @@ def binance(mode: str) -> BinanceProtocol:
     protocol = BinanceProtocol("ethbtc", mode=mode)  # type: ignore[arg-type]
     protocol.connection_made()
     acked = protocol.receive('{"result":null,"id":1}')
-    if mode == "diff":
+    if mode == "depth":
         fetch = acked[-1]  # diff mode asks for the snapshot at the ack
         first = BINANCE_DIFF | {"data": BINANCE_DIFF["data"] | {"U": 10, "u": 11}}
         assert protocol.receive(json.dumps(first)) == []
@@ -140,10 +140,10 @@ def bitstamp(mode: str) -> BitstampProtocol:
     protocol.receive(
         json.dumps({"event": "bts:subscription_succeeded", "channel": protocol.channel})
     )
-    first = (BITSTAMP_DIFF if mode == "diff" else BITSTAMP_TOP) | {}
+    first = (BITSTAMP_DIFF if mode == "depth" else BITSTAMP_TOP) | {}
     first = first | {"data": first["data"] | {"microtimestamp": "500"}}  # type: ignore[operator]
     events = protocol.receive(json.dumps(first))
-    if mode == "diff":
+    if mode == "depth":
         (fetch,) = events
         body = {"microtimestamp": "500", "bids": [["1.0", "1"], ["0.9", "1"]], "asks": [["4", "1"]]}
         protocol.snapshot_received(fetch.token, json.dumps(body).encode())  # type: ignore[union-attr]
@@ -207,10 +207,10 @@ def feed(protocol: VenueProtocol, frame: str | bytes, keys: tuple[str, str], rep
 
 
 CASES = {
-    "binance-diff": (lambda: binance("diff"), BINANCE_DIFF, ("b", "a"), False),
-    "binance-snapshot": (lambda: binance("snapshot"), BINANCE_PARTIAL, ("bids", "asks"), True),
-    "bitstamp-diff": (lambda: bitstamp("diff"), BITSTAMP_DIFF, ("bids", "asks"), False),
-    "bitstamp-snapshot": (lambda: bitstamp("snapshot"), BITSTAMP_TOP, ("bids", "asks"), True),
+    "binance-diff": (lambda: binance("depth"), BINANCE_DIFF, ("b", "a"), False),
+    "binance-snapshot": (lambda: binance("top"), BINANCE_PARTIAL, ("bids", "asks"), True),
+    "bitstamp-diff": (lambda: bitstamp("depth"), BITSTAMP_DIFF, ("bids", "asks"), False),
+    "bitstamp-snapshot": (lambda: bitstamp("top"), BITSTAMP_TOP, ("bids", "asks"), True),
 }
 case_names = st.sampled_from(sorted(CASES))
 

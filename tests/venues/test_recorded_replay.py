@@ -196,7 +196,7 @@ def test_binance_recording(samples_dir: Path) -> None:
     applied = dropped = 0
     for symbol in symbols:
         ref = binance_reference(rec, symbol)
-        protocol = BinanceProtocol(symbol, mode="diff")
+        protocol = BinanceProtocol(symbol, mode="depth")
         checks = replay(protocol, rec, symbol, ref)
         counters = protocol.counters
         assert (counters.applied, counters.dropped) == (ref.applied, ref.dropped), symbol
@@ -218,7 +218,7 @@ def test_bitstamp_recording(samples_dir: Path) -> None:
     applied = dropped = 0
     for pair in pairs:
         ref = bitstamp_reference(rec, pair)
-        protocol = BitstampProtocol(pair, mode="diff")
+        protocol = BitstampProtocol(pair, mode="depth")
         checks = replay(protocol, rec, pair, ref)
         counters = protocol.counters
         assert (counters.applied, counters.dropped) == (ref.applied, ref.dropped), pair
@@ -246,9 +246,9 @@ def test_recording_frames_all_decode(samples_dir: Path, venue: str) -> None:
     """No recorded frame is malformed for the protocol (whatever stream it belongs to)."""
     rec = load(samples_dir, venue)
     protocol: VenueProtocol = (
-        BinanceProtocol("nknusdt", mode="diff")
+        BinanceProtocol("nknusdt", mode="depth")
         if venue == "BINANCE"
-        else BitstampProtocol("ethusd", mode="diff")
+        else BitstampProtocol("ethusd", mode="depth")
     )
     protocol.connection_made()
     for _, frame in rec.frames:

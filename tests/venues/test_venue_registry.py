@@ -27,7 +27,7 @@ def test_unknown_venue_names_known_ones() -> None:
 
 
 def test_create_protocol_builds_the_venue_class() -> None:
-    b = create_protocol(VenueConfig(name="binance", mode="diff"), "ethbtc")
+    b = create_protocol(VenueConfig(name="binance", mode="depth"), "ethbtc")
     assert isinstance(b, binance.BinanceProtocol) and b.streams == ("ethbtc@depth@100ms",)
     s = create_protocol(VenueConfig(name="bitstamp"), "ethbtc")
     assert isinstance(s, bitstamp.BitstampProtocol) and s.streams == ("order_book_ethbtc",)

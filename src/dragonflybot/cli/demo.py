@@ -69,7 +69,7 @@ def demo_config(args: argparse.Namespace) -> AppConfig:
                 InstrumentConfig(name=args.instrument, depth=args.depth, listen=args.listen)
             ],
             # Every venue, full depth: the demo exercises full-depth books and their sync.
-            venues=[VenueConfig(name=name, mode="diff") for name in VENUES],
+            venues=[VenueConfig(name=name, mode="depth") for name in VENUES],
             simulation=SimulationConfig(seed=args.seed, rate=args.rate),
             log_level=args.log_level,
             log_format=args.log_format or "text",

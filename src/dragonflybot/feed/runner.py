@@ -95,10 +95,10 @@ async def run_feed(
     """Keep ``instrument``'s book at ``config.name`` and send its top ``depth`` into ``send``.
 
     Start it with ``await nursery.start(run_feed, ...)``: that returns once the
-    subscription is acknowledged (and, in diff mode, the book is synced). It runs
+    subscription is acknowledged (and, in depth mode, the book is synced). It runs
     until cancelled and closes ``send`` when it ends. Connection failures are
     retried forever; wrap ``nursery.start`` in ``trio.fail_after`` for a startup
-    deadline. ``rest_client`` (diff mode) defaults to one owned by the feed; ``connect``
+    deadline. ``rest_client`` (depth mode) defaults to one owned by the feed; ``connect``
     opens the WebSocket (a wrapper can observe each frame, as the latency benchmark does);
     ``venues`` is where ``config.name`` is looked up (the registry unless a test runs a
     venue of its own).
@@ -113,7 +113,7 @@ async def run_feed(
         slot = LatestValue[VenueUpdate]()
         publisher = ViewPublisher(protocol.venue, depth, slot, stats)
         async with AsyncExitStack() as stack:
-            if rest_client is None and protocol.mode == "diff":
+            if rest_client is None and protocol.mode == "depth":
                 rest_client = await stack.enter_async_context(
                     RestClient(timeout=config.rest_timeout, max_retries=0)
                 )

@@ -10,7 +10,7 @@ Shape (per connection, all in one nursery):
 * listener (the session's own task) — the only user of the venue protocol and the
   book: decode, apply, and hand top-N changes to the publisher, which never waits
   (latest-value handoff to the aggregator, see ``feed.handoff``);
-* snapshot fetch tasks (diff mode) — REST requests run beside the stream so frames
+* snapshot fetch tasks (depth mode) — REST requests run beside the stream so frames
   keep being buffered; the body comes back through the listener's channel, so
   every change to protocol state happens in the listener, in arrival order;
 * heartbeat task — venues with an application heartbeat (Bitstamp) get a probe
@@ -376,7 +376,7 @@ class Session:
         config = self.config
         rest = self.rest
         if rest is None:
-            raise TransportError(f"{self._venue}: diff mode needs a REST client")
+            raise TransportError(f"{self._venue}: depth mode needs a REST client")
         backoff = Backoff(config.backoff_base, max(config.backoff_cap, config.backoff_base))
         with scope:
             await trio.sleep(request.delay)

@@ -53,7 +53,7 @@ class FeedStats:
     stale_periods: int = 0
     """Times the venue went silent for longer than ``stale_after``."""
     snapshot_requests: int = 0
-    """REST snapshot requests made (diff mode)."""
+    """REST snapshot requests made (depth mode)."""
     snapshot_failures: int = 0
     """REST snapshot requests that failed (network, HTTP status, timeout)."""
     notices: int = 0

@@ -112,7 +112,7 @@ def _record_parser() -> _Parser:
         metavar="FILE",
         help="capture file (appended to if it exists)",
     )
-    parser.add_argument("--mode", choices=("diff", "snapshot"), default="diff")
+    parser.add_argument("--mode", choices=("depth", "top"), default="depth")
     parser.add_argument("--ws-url", help="default: the venue's production endpoint")
     parser.add_argument("--rest-url", help="default: the venue's production REST base")
     parser.add_argument("--duration", type=_positive_float, help="stop after this many seconds")

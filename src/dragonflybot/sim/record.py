@@ -43,7 +43,7 @@ class RecordOptions:
     venue: str
     instrument: str
     output: str
-    mode: Mode = "diff"
+    mode: Mode = "depth"
     ws_url: str | None = None
     rest_url: str | None = None
     duration: float | None = None
@@ -136,11 +136,7 @@ class _Recorder:
             self.put(RecordKind.WS_IN, self.ws_url, payload, received)
             self.stats.frames += 1
             await self._handle(self.protocol.receive(message), ws, http, nursery)
-            if (
-                not self._fetched_extra
-                and self.protocol.mode == "snapshot"
-                and self.protocol.subscribed
-            ):
+            if not self._fetched_extra and self.protocol.mode == "top" and self.protocol.subscribed:
                 self._fetched_extra = True
                 extra = self.spec.capture_snapshot(self.protocol)
                 if extra is not None:

@@ -324,7 +324,7 @@ class VenueProtocol(abc.ABC):
     @property
     @abc.abstractmethod
     def synced(self) -> bool:
-        """Ready to serve: subscribed and, in diff mode, the book is synced to a snapshot."""
+        """Ready to serve: subscribed and, in depth mode, the book is synced to a snapshot."""
 
     @property
     @abc.abstractmethod

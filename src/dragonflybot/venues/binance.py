@@ -3,7 +3,7 @@
 Wire schema here is shared by the feed and the simulator, so both sides of every
 test speak exactly one definition of the protocol. ``BinanceProtocol`` is the
 sans-I/O client side: subscribe, verify the ack, turn frames into book events,
-and in diff mode keep the book in step with the REST snapshot by the update-id
+and in depth mode keep the book in step with the REST snapshot by the update-id
 rules of the official "how to manage a local order book" procedure.
 """
 
@@ -124,7 +124,7 @@ class Frame(msgspec.Struct):
 
 
 class PartialFrame(msgspec.Struct):
-    """A partial-depth stream frame decoded in one pass: the hot path in snapshot mode.
+    """A partial-depth stream frame decoded in one pass: the hot path in top mode.
 
     Anything else (a reply, another stream, a malformed payload) fails to decode as
     this and takes the general ``Frame`` path, which says what it was.
@@ -135,7 +135,7 @@ class PartialFrame(msgspec.Struct):
 
 
 class UpdateFrame(msgspec.Struct):
-    """A diff-depth stream frame decoded in one pass: the hot path in diff mode."""
+    """A diff-depth stream frame decoded in one pass: the hot path in depth mode."""
 
     stream: str
     data: DepthUpdate
@@ -158,8 +158,8 @@ def partial_levels(depth: int | None) -> int:
         if depth <= levels:
             return levels
     raise ConfigError(
-        f"{NAME}: snapshot mode offers at most {PARTIAL_LEVELS[-1]} levels "
-        f"(depth5/10/20 streams); got depth={depth}, use mode 'diff' for more"
+        f"{NAME}: top mode offers at most {PARTIAL_LEVELS[-1]} levels "
+        f"(depth5/10/20 streams); got depth={depth}, use mode 'depth' for more"
     )
 
 
@@ -251,7 +251,7 @@ class BinanceProtocol(BookProtocol[_DiffSync]):
         self,
         instrument: str,
         *,
-        mode: Mode = "snapshot",
+        mode: Mode = "top",
         ws_url: str | None = None,
         rest_url: str | None = None,
         symbol: str | None = None,
@@ -260,7 +260,7 @@ class BinanceProtocol(BookProtocol[_DiffSync]):
         venue_symbol = require_alnum(symbol or instrument, f"{NAME}: symbol")
         self.symbol = venue_symbol.upper()
         lower = venue_symbol.lower()
-        if mode == "snapshot":
+        if mode == "top":
             self.stream = f"{lower}@depth{partial_levels(levels)}@100ms"
             limit = DEFAULT_SNAPSHOT_LIMIT
         else:
@@ -301,7 +301,7 @@ class BinanceProtocol(BookProtocol[_DiffSync]):
 
     def receive(self, frame: str | bytes) -> list[Event]:
         # Our stream's data in one decode; anything else is sorted out by ``_receive_any``.
-        if self.mode == "diff":
+        if self.mode == "depth":
             try:
                 update = _update_frame_decoder.decode(frame)
             except msgspec.DecodeError:
@@ -326,7 +326,7 @@ class BinanceProtocol(BookProtocol[_DiffSync]):
             if msg.stream == self.stream:
                 if not msg.data:
                     return self._skip(f"stream {msg.stream!r} frame without data")
-                if self.mode == "snapshot":
+                if self.mode == "top":
                     return self._decode_partial(msg.data)
                 return self._decode_update(msg.data)
             if msg.stream == SHUTDOWN_STREAM:
@@ -357,7 +357,7 @@ class BinanceProtocol(BookProtocol[_DiffSync]):
             shown = bytes(msg.result)[:100].decode(errors="replace")
             return [SubscriptionRejected(stream, f"unexpected SUBSCRIBE result {shown}")]
         events = self._acknowledged()
-        if self.mode == "diff":
+        if self.mode == "depth":
             events.extend(self._diff.on_subscribed())
         return events
 

@@ -173,14 +173,14 @@ class BitstampProtocol(BookProtocol[_DiffSync]):
         self,
         instrument: str,
         *,
-        mode: Mode = "snapshot",
+        mode: Mode = "top",
         ws_url: str | None = None,
         rest_url: str | None = None,
         symbol: str | None = None,
     ) -> None:
         pair = require_alnum((symbol or instrument).lower(), f"{NAME}: pair")
         self.pair = pair
-        self.channel = f"order_book_{pair}" if mode == "snapshot" else f"diff_order_book_{pair}"
+        self.channel = f"order_book_{pair}" if mode == "top" else f"diff_order_book_{pair}"
         rest = rest_url or DEFAULT_REST_URL
         sync = _DiffSync(join_url(rest, order_book_path(pair)))
         super().__init__(NAME, mode, ws_url or DEFAULT_WS_URL, rest, (self.channel,), sync)
@@ -199,7 +199,7 @@ class BitstampProtocol(BookProtocol[_DiffSync]):
     @property
     def book_micros(self) -> int | None:
         """The microtimestamp of the newest state in the book (``None`` without a book)."""
-        if self.mode == "snapshot":
+        if self.mode == "top":
             return self._top_micros
         return self._diff.position
 
@@ -223,7 +223,7 @@ class BitstampProtocol(BookProtocol[_DiffSync]):
             return self._receive_any(frame)
         if msg.event != DATA or msg.channel != self.channel:
             return self._receive_any(frame)
-        if self.mode == "snapshot":
+        if self.mode == "top":
             return self._on_top(msg.data)
         return self._on_diff(msg.data)
 
@@ -269,7 +269,7 @@ class BitstampProtocol(BookProtocol[_DiffSync]):
         return [VenueNotice(message or "bts:error")]
 
     def _on_book(self, msg: BookData) -> list[Event]:
-        if self.mode == "snapshot":
+        if self.mode == "top":
             return self._on_top(msg)
         return self._on_diff(msg)
 

@@ -1,8 +1,9 @@
 """The part of a venue protocol that is the same for every venue: one book, two modes.
 
-A protocol serves its instrument either from whole top-N messages (``snapshot``
-mode, kept in a ``TopBook``) or from diffs synced to a REST snapshot (``diff``
-mode, kept by the venue's ``DiffSync``). The subscription state, which book the
+A protocol serves its instrument either from whole top-N messages (``top`` mode,
+kept in a ``TopBook``) or from the full-depth book (``depth`` mode, kept by the
+venue's ``BookSync``: a ``DiffSync`` synced to a REST snapshot, or a ``StreamSync``
+whose snapshot comes on the stream). The subscription state, which book the
 top-N reads come from and when it may be published follow from that choice alone,
 so they live here; a venue module adds its wire schema, its subscribe and ack
 messages and its sync rule.
@@ -53,7 +54,7 @@ class BookProtocol(VenueProtocol, Generic[SyncT]):
         self._subscribed = False
         self._levels = sync.levels
         # The book the top-N reads come from never changes: both are cleared in place.
-        self._book: TopBook | FullDepthBook = self._top if mode == "snapshot" else sync.book
+        self._book: TopBook | FullDepthBook = self._top if mode == "top" else sync.book
 
     @abc.abstractmethod
     def _subscribe_text(self) -> str:
@@ -67,11 +68,11 @@ class BookProtocol(VenueProtocol, Generic[SyncT]):
 
     @property
     def synced(self) -> bool:
-        return self._subscribed and (self.mode == "snapshot" or self._diff.position is not None)
+        return self._subscribed and (self.mode == "top" or self._diff.position is not None)
 
     @property
     def has_book(self) -> bool:
-        if self.mode == "snapshot":
+        if self.mode == "top":
             return self._have_top
         return self._diff.position is not None
 
@@ -99,7 +100,7 @@ class BookProtocol(VenueProtocol, Generic[SyncT]):
         return [SendText(self._subscribe_text())]
 
     def snapshot_received(self, token: int, body: bytes) -> list[Event]:
-        if self.mode == "snapshot":
+        if self.mode == "top":
             return super().snapshot_received(token, body)
         return self._diff.snapshot_received(token, body)
 
