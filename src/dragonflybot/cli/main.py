@@ -36,13 +36,13 @@ def _client(argv: list[str]) -> int:
 
 
 def _sim(argv: list[str]) -> int:
-    from dragonflybot.sim.cli import sim_main
+    from dragonflybot.cli.sim import sim_main
 
     return sim_main(argv)
 
 
 def _record(argv: list[str]) -> int:
-    from dragonflybot.sim.cli import record_main
+    from dragonflybot.cli.sim import record_main
 
     return record_main(argv)
 

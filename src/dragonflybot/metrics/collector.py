@@ -10,7 +10,7 @@ microseconds per series and an unscraped service pays nothing.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
-from typing import TYPE_CHECKING, get_args
+from typing import get_args
 
 from prometheus_client.core import (
     CounterMetricFamily,
@@ -22,9 +22,7 @@ from prometheus_client.registry import Collector
 
 from dragonflybot.feed.stats import FeedState, FeedStats
 from dragonflybot.latency import LatencyHistogram
-
-if TYPE_CHECKING:
-    from dragonflybot.app import InstrumentRuntime
+from dragonflybot.metrics.source import InstrumentSource
 
 PREFIX = "dragonflybot"
 
@@ -80,7 +78,7 @@ FEED_COUNTERS: tuple[tuple[str, Callable[[FeedStats], int], str], ...] = (
 class AppCollector(Collector):
     """Every metric of the given instruments, labelled ``instrument`` (and ``venue``)."""
 
-    def __init__(self, instruments: Sequence[InstrumentRuntime]) -> None:
+    def __init__(self, instruments: Sequence[InstrumentSource]) -> None:
         self._instruments = tuple(instruments)
 
     def collect(self) -> Iterator[Metric]:
@@ -167,7 +165,7 @@ class AppCollector(Collector):
         yield from (connections, streams, opened, sent, conflated)
 
     def _latency_metrics(self) -> Iterator[Metric]:
-        hops: tuple[tuple[str, str, Callable[[InstrumentRuntime], LatencyHistogram]], ...] = (
+        hops: tuple[tuple[str, str, Callable[[InstrumentSource], LatencyHistogram]], ...] = (
             (
                 "latency_receive_to_merged_seconds",
                 "Venue frame receipt to the publication of the merged book containing it.",

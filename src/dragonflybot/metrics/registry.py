@@ -10,18 +10,15 @@ open files, collections), which read ``/proc`` and ``gc`` at scrape time.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
 
 from prometheus_client import GCCollector, ProcessCollector
 from prometheus_client.registry import CollectorRegistry
 
 from dragonflybot.metrics.collector import AppCollector
-
-if TYPE_CHECKING:
-    from dragonflybot.app import InstrumentRuntime
+from dragonflybot.metrics.source import InstrumentSource
 
 
-def build_registry(instruments: Sequence[InstrumentRuntime]) -> CollectorRegistry:
+def build_registry(instruments: Sequence[InstrumentSource]) -> CollectorRegistry:
     """A fresh registry exposing ``instruments`` (and this process)."""
     registry = CollectorRegistry()
     registry.register(AppCollector(instruments))

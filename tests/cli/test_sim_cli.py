@@ -10,10 +10,10 @@ from pathlib import Path
 
 import pytest
 
+from dragonflybot.cli.sim import record_main, sim_main
 from dragonflybot.sim.capture import RecordKind, read_capture
-from dragonflybot.sim.cli import record_main, sim_main
 
-SIM = "import sys; from dragonflybot.sim.cli import sim_main; sys.exit(sim_main(sys.argv[1:]))"
+SIM = "import sys; from dragonflybot.cli.sim import sim_main; sys.exit(sim_main(sys.argv[1:]))"
 
 
 def one_error_line(text: str) -> str:
