@@ -30,9 +30,9 @@ import msgspec
 from benchmarks.frames import DiffSet, SymbolFrames, diff_sets
 from benchmarks.harness import Options, Suite, Table, Timing, measure
 from dragonflybot.core.view import VenueUpdate
-from dragonflybot.feed.handoff import LatestValue
 from dragonflybot.feed.publisher import ViewPublisher
 from dragonflybot.feed.stats import FeedStats
+from dragonflybot.mailbox import Mailbox
 from dragonflybot.venues import binance, bitstamp
 from dragonflybot.venues.base import BookChanged, FetchSnapshot, VenueProtocol
 
@@ -89,7 +89,7 @@ def synced_listener(data: DiffSet, sym: SymbolFrames) -> tuple[VenueProtocol, Vi
         # The protocol asks for the snapshot at its first frame: give it one.
         pending += [e for e in protocol.receive(sym.frames[0][1]) if isinstance(e, FetchSnapshot)]
     protocol.snapshot_received(pending[-1].token, sym.snapshot.encode())
-    publisher = ViewPublisher(data.venue, TOP, LatestValue[VenueUpdate](), FeedStats())
+    publisher = ViewPublisher(data.venue, TOP, Mailbox[VenueUpdate](), FeedStats())
     return protocol, publisher
 
 

@@ -19,18 +19,19 @@ from dragonflybot.errors import (
     SubscriptionError,
     TransportError,
 )
-from dragonflybot.feed.handoff import LatestValue, forward
+from dragonflybot.feed.handoff import forward
 from dragonflybot.feed.publisher import ViewPublisher
 from dragonflybot.feed.runner import _pick
 from dragonflybot.feed.session import excerpt
 from dragonflybot.feed.stats import FeedStats
 from dragonflybot.feed.throttle import BurstLimiter
+from dragonflybot.mailbox import Mailbox
 from dragonflybot.venues.base import BookChanged
 from dragonflybot.venues.binance import BinanceProtocol
 
 
 async def test_latest_value_keeps_only_the_newest() -> None:
-    slot = LatestValue[int]()
+    slot = Mailbox[int]()
     assert slot.put(1) is False
     assert slot.put(2) is True  # replaced 1, never taken
     assert await slot.get() == 2
@@ -48,7 +49,7 @@ async def test_latest_value_keeps_only_the_newest() -> None:
 
 
 async def test_forward_moves_newest_into_a_busy_channel() -> None:
-    slot = LatestValue[int]()
+    slot = Mailbox[int]()
     send, recv = trio.open_memory_channel[int](0)
     async with trio.open_nursery() as nursery:
         nursery.start_soon(forward, slot, send)
@@ -62,7 +63,7 @@ async def test_forward_moves_newest_into_a_busy_channel() -> None:
 
 
 async def test_put_sends_straight_into_a_channel_with_room() -> None:
-    slot = LatestValue[int]()
+    slot = Mailbox[int]()
     send, recv = trio.open_memory_channel[int](1)
     async with trio.open_nursery() as nursery:
         nursery.start_soon(forward, slot, send)
@@ -90,7 +91,7 @@ async def test_direct_sends_never_reorder_and_the_newest_arrives(
 ) -> None:
     """Whatever the interleaving of puts and receives, values arrive in order, the last one
     always arrives, and nothing is delivered twice."""
-    slot = LatestValue[int]()
+    slot = Mailbox[int]()
     send, recv = trio.open_memory_channel[int](buffer)
     got: list[int] = []
     last = sum(puts for puts, _ in script)
@@ -142,16 +143,15 @@ def set_book(protocol: BinanceProtocol, *bids: str) -> None:
     assert protocol.receive(frame) == [BookChanged(None)]
 
 
-def drain(slot: LatestValue[VenueUpdate]) -> VenueUpdate | None:
-    if not slot._has:
+def drain(slot: Mailbox[VenueUpdate]) -> VenueUpdate | None:
+    try:
+        return slot.take_nowait()
+    except trio.WouldBlock:
         return None
-    value = slot._value
-    slot._has = False
-    return value
 
 
 def test_publisher_forwards_only_top_n_changes_and_reports_down_once() -> None:
-    slot = LatestValue[VenueUpdate]()
+    slot = Mailbox[VenueUpdate]()
     stats = FeedStats()
     publisher = ViewPublisher("v", 2, slot, stats)
     protocol = BinanceProtocol("ethbtc")

@@ -5,12 +5,14 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import trio
+
 from dragonflybot.core.book import Level, Side
 from dragonflybot.core.fixed import parse
 from dragonflybot.core.view import VenueUpdate, VenueView
-from dragonflybot.feed.handoff import LatestValue
 from dragonflybot.feed.publisher import ViewPublisher
 from dragonflybot.feed.stats import FeedStats
+from dragonflybot.mailbox import Mailbox
 from dragonflybot.venues.base import BookChanged, Event, FetchSnapshot, VenueProtocol
 from dragonflybot.venues.binance import BinanceProtocol
 
@@ -33,15 +35,15 @@ def synced() -> BinanceProtocol:
     return protocol
 
 
-def taken(slot: LatestValue[VenueUpdate]) -> VenueUpdate | None:
-    if not slot._has:
+def taken(slot: Mailbox[VenueUpdate]) -> VenueUpdate | None:
+    try:
+        return slot.take_nowait()
+    except trio.WouldBlock:
         return None
-    slot._has = False
-    return slot._value
 
 
 def test_diff_book_changes_are_forwarded_exactly_when_the_top_n_moves() -> None:
-    slot = LatestValue[VenueUpdate]()
+    slot = Mailbox[VenueUpdate]()
     stats = FeedStats()
     publisher = ViewPublisher("binance", 2, slot, stats)
     protocol = synced()
@@ -99,7 +101,7 @@ class TopOnly(VenueProtocol):
 
 
 def test_a_protocol_without_its_own_top_is_read_through_top_bids_and_top_asks() -> None:
-    slot = LatestValue[VenueUpdate]()
+    slot = Mailbox[VenueUpdate]()
     publisher = ViewPublisher("v", 1, slot, FeedStats())
     protocol = TopOnly(side(("5", "1"), ("4", "1")))
     assert publisher.publish(protocol, None, 1)

@@ -2,7 +2,8 @@
 
 A market-data consumer wants the current state, not the history: a reader that
 falls behind should skip intermediate values, never queue them. So each
-subscriber owns one latest-value slot. ``publish`` overwrites every slot in
+subscriber owns one latest-value ``Mailbox`` (``dragonflybot.mailbox``, the same
+mailbox the feeds hand their updates through). ``publish`` overwrites every slot in
 O(subscribers) without ever waiting, so a slow reader can neither slow the
 publisher nor the other readers, and a reader costs O(1) memory however far
 behind it is. ``channel.clone()`` would be wrong here: clones share one queue,
@@ -20,32 +21,9 @@ from typing import Generic, TypeVar
 
 import trio
 
+from dragonflybot.mailbox import Mailbox
+
 T = TypeVar("T")
-
-
-class _Slot(Generic[T]):
-    """One subscriber's mailbox: at most one unread value."""
-
-    __slots__ = ("closed", "has_value", "lot", "overwritten", "value")
-
-    def __init__(self) -> None:
-        self.value: T | None = None
-        self.has_value = False
-        self.closed = False
-        self.overwritten = 0
-        self.lot = trio.lowlevel.ParkingLot()
-
-    def put(self, value: T) -> None:
-        if self.has_value:
-            self.overwritten += 1
-        self.value = value
-        self.has_value = True
-        if self.lot:  # unpark_all costs a microsecond even with nobody parked
-            self.lot.unpark_all()
-
-    def close(self) -> None:
-        self.closed = True
-        self.lot.unpark_all()
 
 
 class Subscription(Generic[T]):
@@ -59,7 +37,7 @@ class Subscription(Generic[T]):
 
     __slots__ = ("_fanout", "_slot")
 
-    def __init__(self, fanout: Fanout[T], slot: _Slot[T]) -> None:
+    def __init__(self, fanout: Fanout[T], slot: Mailbox[T]) -> None:
         self._fanout = fanout
         self._slot = slot
 
@@ -75,15 +53,7 @@ class Subscription(Generic[T]):
 
     def receive_nowait(self) -> T:
         """The waiting value; ``trio.WouldBlock`` if none, ``trio.EndOfChannel`` if closed."""
-        slot = self._slot
-        if slot.has_value:
-            value = slot.value
-            slot.value = None
-            slot.has_value = False
-            return value  # type: ignore[return-value]  # has_value guarantees a T
-        if slot.closed:
-            raise trio.EndOfChannel
-        raise trio.WouldBlock
+        return self._slot.take_nowait()
 
     async def receive(self) -> T:
         """Wait for a value newer than the last one read, and return the newest.
@@ -122,7 +92,7 @@ class Fanout(Generic[T]):
     __slots__ = ("_closed", "_has_latest", "_latest", "_published", "_slots")
 
     def __init__(self) -> None:
-        self._slots: set[_Slot[T]] = set()
+        self._slots: set[Mailbox[T]] = set()
         self._latest: T | None = None
         self._has_latest = False
         self._closed = False
@@ -164,7 +134,7 @@ class Fanout(Generic[T]):
 
     def open_subscription(self) -> Subscription[T]:
         """A new reader, primed with the latest value; call ``close()`` when done."""
-        slot: _Slot[T] = _Slot()
+        slot: Mailbox[T] = Mailbox()
         if self._has_latest:
             slot.put(self._latest)  # type: ignore[arg-type]  # _has_latest guarantees a T
         if self._closed:
@@ -182,5 +152,5 @@ class Fanout(Generic[T]):
         finally:
             sub.close()
 
-    def _discard(self, slot: _Slot[T]) -> None:
+    def _discard(self, slot: Mailbox[T]) -> None:
         self._slots.discard(slot)

@@ -10,8 +10,8 @@ aggregator has excluded the venue and needs a view to take it back.
 from __future__ import annotations
 
 from dragonflybot.core.view import VenueDown, VenueUpdate, VenueView
-from dragonflybot.feed.handoff import LatestValue
 from dragonflybot.feed.stats import FeedStats
+from dragonflybot.mailbox import Mailbox
 from dragonflybot.venues.base import VenueProtocol
 
 
@@ -21,7 +21,7 @@ class ViewPublisher:
     __slots__ = ("_depth", "_down", "_last", "_slot", "_stats", "venue")
 
     def __init__(
-        self, venue: str, depth: int, slot: LatestValue[VenueUpdate], stats: FeedStats
+        self, venue: str, depth: int, slot: Mailbox[VenueUpdate], stats: FeedStats
     ) -> None:
         self.venue = venue
         self._depth = depth

@@ -35,11 +35,12 @@ from dragonflybot.errors import (
     TransportError,
     VenueError,
 )
-from dragonflybot.feed.handoff import LatestValue, forward
+from dragonflybot.feed.handoff import forward
 from dragonflybot.feed.publisher import ViewPublisher
 from dragonflybot.feed.session import Session
 from dragonflybot.feed.stats import FeedStats
 from dragonflybot.feed.throttle import BurstLimiter
+from dragonflybot.mailbox import Mailbox
 from dragonflybot.venues.base import VenueProtocol
 from dragonflybot.venues.registry import VENUES, create_protocol
 from dragonflybot.venues.spec import VenueSpec
@@ -110,7 +111,7 @@ async def run_feed(
         stats = stats if stats is not None else FeedStats()
         stats.venue = protocol.venue
         stats.sync = protocol.counters
-        slot = LatestValue[VenueUpdate]()
+        slot = Mailbox[VenueUpdate]()
         publisher = ViewPublisher(protocol.venue, depth, slot, stats)
         async with AsyncExitStack() as stack:
             if rest_client is None and protocol.mode == "depth":
