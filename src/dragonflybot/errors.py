@@ -36,10 +36,6 @@ class SubscriptionError(VenueError):
     """The venue rejected or never acknowledged a subscription."""
 
 
-class SyncError(VenueError):
-    """A venue book lost continuity (sequence gap, stale snapshot): it must be resynced."""
-
-
 class ReconnectRequested(VenueError):
     """The venue asked us to reconnect (maintenance, connection age limit)."""
 

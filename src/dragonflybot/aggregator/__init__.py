@@ -1,6 +1,6 @@
 """Layer 4: merge the venues' top N into one consolidated view and fan it out.
 
-``Aggregator`` (or ``run_aggregator``) consumes ``VenueUpdate`` from a memory
+``Aggregator`` consumes ``VenueUpdate`` from a memory
 channel and publishes numbered ``BookState`` values; ``Fanout`` hands the newest
 state to each reader at its own pace.
 """
@@ -9,7 +9,6 @@ from dragonflybot.aggregator.aggregator import (
     Aggregator,
     AggregatorStats,
     Publisher,
-    run_aggregator,
 )
 from dragonflybot.aggregator.fanout import Fanout, Subscription
 from dragonflybot.aggregator.state import BookState
@@ -24,6 +23,5 @@ __all__ = [
     "Publisher",
     "Subscription",
     "ViewTable",
-    "run_aggregator",
     "tee_updates",
 ]

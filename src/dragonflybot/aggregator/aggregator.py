@@ -132,15 +132,3 @@ class Aggregator:
                     batch.clear()
         finally:
             self._publisher.close()
-
-
-async def run_aggregator(
-    receive: trio.MemoryReceiveChannel[VenueUpdate],
-    publisher: Publisher,
-    depth: int,
-    *,
-    stats: AggregatorStats | None = None,
-    task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
-) -> None:
-    """Run one aggregator over ``receive`` (see ``Aggregator.run``)."""
-    await Aggregator(depth, publisher, stats=stats).run(receive, task_status=task_status)
