@@ -30,7 +30,7 @@ LATENCY_BOUNDS: tuple[float, ...] = (
     1.0,
     2.5,
 )
-"""Upper bounds in seconds: 10 µs (a merge) up to seconds (a stalled client)."""
+"""Upper bounds in seconds: from the shortest hop (a merge) up to seconds (a stalled client)."""
 
 
 class LatencyHistogram:

@@ -1,10 +1,9 @@
 """Whole WebSocket frames split off the received bytes, so plain data frames can skip wsproto.
 
-Measured on the project machine: wsproto's ``receive_data()`` + ``events()`` costs ~7.6 µs per
-~370-byte venue text frame (a Frame and an Event object per frame, an incremental UTF-8 decoder
-per message), while reading the RFC 6455 §5.2 header and calling ``bytes.decode()`` costs
-~0.55 µs. The feeds' target (100 k venue frames/s on one core) needs the receive path near
-1-3 µs per frame, so the client splits the frames itself and decodes the common case: a final,
+wsproto's ``receive_data()`` + ``events()`` builds a Frame and an Event object per frame and
+runs an incremental UTF-8 decoder per message: over ten times the cost of reading the RFC 6455
+§5.2 header and calling ``bytes.decode()`` (docs/performance.md, "Design measurements"). The
+feeds' per-frame budget cannot afford that on every data frame, so the client splits the frames itself and decodes the common case: a final,
 unmasked, unfragmented text or binary frame without reserved bits. Everything else (control
 frames, fragments, malformed frames) is returned as the raw bytes of exactly one whole frame for
 wsproto, which keeps all protocol judgement. wsproto is therefore only ever given whole frames,

@@ -6,8 +6,8 @@ costs a full scheduler round trip per message. Here the consumer's own ``receive
 64 KiB, parses every complete message in that chunk and then serves them from a deque, so one
 system call and one trip through the scheduler serve many frames.
 
-Even so, wsproto itself cost ~7.6 µs per ~370-byte venue frame, against ~0.55 µs for a plain
-header parse and ``bytes.decode()``. So after the handshake the bytes go through
+Even so, wsproto itself costs several times a plain header parse and ``bytes.decode()`` per
+venue frame (docs/performance.md, "Design measurements"). So after the handshake the bytes go through
 ``frames.FrameSplitter``: final unfragmented text and binary frames are decoded there, and every
 other frame is given to wsproto whole, one at a time, so that wsproto still answers pings,
 assembles fragments, handles the close and judges every protocol error exactly as before. Once

@@ -32,7 +32,7 @@ and a diff is mostly removals and amount changes of levels it already holds.
 """
 
 _new_level = tuple.__new__
-"""``Level(price, amount)`` without the generated ``__new__``'s Python frame (half the cost)."""
+"""``Level(price, amount)`` without the generated ``__new__``'s Python frame (cheaper)."""
 
 
 class TopBook:

@@ -49,7 +49,7 @@ class Consolidated:
 
 
 # A NamedTuple's generated __new__ is a Python function around tuple.__new__;
-# calling tuple.__new__ directly builds the same object at about half the cost,
+# calling tuple.__new__ directly builds the same object without that frame,
 # and this runs once per published level.
 _new_tuple: Any = tuple.__new__
 

@@ -12,7 +12,7 @@ class VenueView(msgspec.Struct, frozen=True):
 
     Immutable so the aggregator can keep it without copying while the listener
     goes on mutating its own book. A frozen msgspec Struct because a listener builds
-    one per top-N change: it is built in C, in a fifth of an attrs class's time.
+    one per top-N change: it is built in C, far cheaper than an attrs class.
     """
 
     venue: str

@@ -1,7 +1,7 @@
 """The simulated venues' WebSocket server seam: one interface, two backends.
 
-``trio-websocket`` is the reference server (one socket write per frame, which caps near
-67 k frames/s here); ``wsproto`` (``ws_lean``) writes a whole batch of frames in one
+``trio-websocket`` is the reference server (one socket write per frame, which caps its
+rate: docs/performance.md); ``wsproto`` (``ws_lean``) writes a whole batch of frames in one
 socket write, for benchmarks that must not be limited by the venue. The venue code sees
 only ``PendingRequest`` and ``ServerSocket``.
 """
