@@ -3,7 +3,8 @@
 wsproto's ``receive_data()`` + ``events()`` builds a Frame and an Event object per frame and
 runs an incremental UTF-8 decoder per message: over ten times the cost of reading the RFC 6455
 §5.2 header and calling ``bytes.decode()`` (docs/performance.md, "Design measurements"). The
-feeds' per-frame budget cannot afford that on every data frame, so the client splits the frames itself and decodes the common case: a final,
+feeds' per-frame budget cannot afford that on every data frame, so the client splits the
+frames itself and decodes the common case: a final,
 unmasked, unfragmented text or binary frame without reserved bits. Everything else (control
 frames, fragments, malformed frames) is returned as the raw bytes of exactly one whole frame for
 wsproto, which keeps all protocol judgement. wsproto is therefore only ever given whole frames,
