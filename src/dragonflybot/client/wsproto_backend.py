@@ -8,8 +8,8 @@ system call and one trip through the scheduler serve many frames.
 
 Even so, wsproto itself costs several times a plain header parse and ``bytes.decode()`` per
 venue frame (docs/performance.md, "Design measurements"). So after the handshake the bytes go
-through ``frames.FrameSplitter``: final unfragmented text and binary frames are decoded there, and every
-other frame is given to wsproto whole, one at a time, so that wsproto still answers pings,
+through ``frames.FrameSplitter``: final unfragmented text and binary frames are decoded there,
+and every other frame is given to wsproto whole, one at a time, so that wsproto still answers pings,
 assembles fragments, handles the close and judges every protocol error exactly as before. Once
 the connection leaves the OPEN state (or the peer broke the protocol) wsproto gets everything.
 """
