@@ -43,6 +43,7 @@ from dragonflybot.config import DEFAULT_LISTEN, AppConfig, VenueConfig, parse_li
 from dragonflybot.core.view import VenueUpdate
 from dragonflybot.errors import ConfigError, DragonflybotError
 from dragonflybot.feed import FeedStats, run_feed
+from dragonflybot.instrument import canonical
 from dragonflybot.metrics import build_registry, serve_metrics
 from dragonflybot.service import (
     BookSummaryService,
@@ -97,16 +98,21 @@ def default_feeds(config: AppConfig, venues: Mapping[str, VenueSpec] = VENUES) -
 def plan_topology(
     config: AppConfig, venues: Mapping[str, VenueSpec] = VENUES
 ) -> tuple[InstrumentPlan, ...]:
-    """Resolve defaults and check venue names; ``ConfigError`` naming the key otherwise."""
+    """Resolve defaults, make instrument names canonical (``ETH-BTC``) and check venue
+    names; ``ConfigError`` naming the key otherwise."""
     if not config.instruments:
         raise ConfigError("no instrument: pass --instrument-name or list [[instruments]]")
     plans = []
     for i, inst in enumerate(config.instruments):
         key = f"instruments[{i}]"
+        try:
+            name = canonical(inst.name)
+        except ConfigError as exc:
+            raise ConfigError(f"{key}.name: {exc}") from None
         feeds = default_feeds(config, venues) if inst.venues is None else inst.venues
         where = f"{key}.venues" if inst.venues is not None else "venues"
         if not feeds:
-            raise ConfigError(f"{where}: instrument {inst.name!r} has no venue")
+            raise ConfigError(f"{where}: instrument {name!r} has no venue")
         for j, venue in enumerate(feeds):
             try:
                 lookup(venue.name, venues)
@@ -117,7 +123,7 @@ def plan_topology(
         except ConfigError as exc:
             raise ConfigError(f"{key}.listen: {exc}") from None
         depth = inst.depth if inst.depth is not None else config.depth
-        plans.append(InstrumentPlan(inst.name, depth, host, port, tuple(feeds)))
+        plans.append(InstrumentPlan(name, depth, host, port, tuple(feeds)))
     return tuple(plans)
 
 
@@ -303,7 +309,7 @@ async def _start_feed(
     in the health service and in the stream's live venues).
     """
     try:
-        await nursery.start(functools.partial(_contained, run, stats), name=name)
+        await nursery.start(functools.partial(_contained, run, stats, name), name=name)
     except DragonflybotError:
         return  # already logged and counted by _contained
     log.info("feed ready: %s", name, extra={"venue": stats.venue or None})
@@ -324,6 +330,7 @@ class _Readiness:
 async def _contained(
     run: Callable[..., Awaitable[Any]],
     stats: FeedStats,
+    name: str,
     *,
     task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
 ) -> None:
@@ -339,7 +346,15 @@ async def _contained(
     except DragonflybotError as exc:
         stats.state = "down"
         stats.last_error = str(exc)
-        log.error("feed stopped for good: %s", exc, extra={"venue": stats.venue or None})
+        # ``name`` is ``feed:INSTRUMENT:VENUE``: one line says which book lost which venue.
+        _, instrument, venue = name.split(":", 2)
+        log.error(
+            "%s is out of the %s book for good (the others go on): %s",
+            venue,
+            instrument,
+            exc,
+            extra={"venue": venue, "instrument": instrument},
+        )
         if not readiness.ready:
             raise  # ends the pending nursery.start in _start_feed
 

@@ -16,6 +16,7 @@ from typing import Annotated, Final, Literal
 import msgspec
 
 from dragonflybot.errors import ConfigError
+from dragonflybot.instrument import canonical
 
 Mode = Literal["top", "depth"]
 """How a feed keeps its venue's book:
@@ -95,8 +96,9 @@ class InstrumentConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True, 
     client connects to. ``None`` fields take the file's top-level defaults.
     """
 
-    name: Annotated[str, msgspec.Meta(pattern=r"^[a-z0-9]{2,20}$")]
-    """Compact lower-case form, as the venues spell it in stream names (``ethbtc``)."""
+    name: Annotated[str, msgspec.Meta(min_length=2, max_length=41)]
+    """``BASE-QUOTE`` (``ETH-BTC``), or the compact ``ethbtc``; ``check_config`` makes it
+    canonical (``dragonflybot.instrument``)."""
     depth: Depth | None = None
     listen: str | None = None
     venues: list[VenueConfig] | None = None
@@ -181,11 +183,20 @@ def _rename_modes(raw: object, source: str) -> None:
 
 
 def check_config(config: AppConfig, *, source: str = "<config>") -> AppConfig:
-    """Cross-field rules: unique names and addresses, parseable listen addresses."""
+    """Cross-field rules: canonical instrument names (``ETH-BTC``), unique names and
+    addresses, parseable listen addresses."""
     names: set[str] = set()
     listens: dict[tuple[str, int], str] = {}
+    instruments: list[InstrumentConfig] = []
     for i, inst in enumerate(config.instruments):
         key = f"instruments[{i}]"
+        try:
+            name = canonical(inst.name)
+        except ConfigError as exc:
+            raise ConfigError(f"{source}: {key}.name: {exc}") from None
+        if name != inst.name:
+            inst = msgspec.structs.replace(inst, name=name)
+        instruments.append(inst)
         if inst.name in names:
             raise ConfigError(f"{source}: {key}.name: instrument {inst.name!r} appears twice")
         names.add(inst.name)
@@ -211,6 +222,8 @@ def check_config(config: AppConfig, *, source: str = "<config>") -> AppConfig:
                 f"instrument {listens[address]!r}"
             )
     _check_venues(config.venues or (), f"{source}: venues")
+    if instruments != config.instruments:
+        config = msgspec.structs.replace(config, instruments=instruments)
     return config
 
 

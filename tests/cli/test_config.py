@@ -50,7 +50,7 @@ def test_a_full_file_decodes() -> None:
     assert config.venues[1].stale_after == 3.5
     eth, btc = config.instruments
     assert (eth.name, eth.listen, eth.depth, eth.venues) == (
-        "ethbtc",
+        "ETH-BTC",
         "127.0.0.1:50051",
         None,
         None,
@@ -71,17 +71,26 @@ def test_empty_file_means_defaults() -> None:
     ("text", "key"),
     [
         ("colour = 1", "colour: unknown key"),
-        ('[[instruments]]\nname = "aa"\nport = 1', "instruments[0].port: unknown key"),
+        ('[[instruments]]\nname = "ethbtc"\nport = 1', "instruments[0].port: unknown key"),
         ('[[venues]]\nname = "binance"\nmod = "diff"', "venues[0].mod: unknown key"),
         ('depth = "ten"', "depth: Expected `int`, got `str`"),
         ("depth = 0", "depth: Expected `int` >= 1"),
         ('log_level = "LOUD"', "log_level: Invalid enum value 'LOUD'"),
         ('[[venues]]\nname = "binance"\nmode = "fast"', "venues[0].mode: Invalid enum value"),
         ('[[venues]]\nname = "binance"\nstale_after = -1', "venues[0].stale_after"),
-        ('[[instruments]]\nname = "aa"\nlisten = "nowhere"', "instruments[0].listen: bad listen"),
+        (
+            '[[instruments]]\nname = "ethbtc"\nlisten = "nowhere"',
+            "instruments[0].listen: bad listen",
+        ),
         ('[[instruments]]\nname = "a b"', "instruments[0].name"),
-        ('[[instruments]]\nname = "aa"\n[[instruments]]\nname = "aa"', "instruments[1].name"),
-        ('[[instruments]]\nname = "aa"\n[[instruments]]\nname = "bb"', "instruments[1].listen"),
+        (
+            '[[instruments]]\nname = "ethbtc"\n[[instruments]]\nname = "ethbtc"',
+            "instruments[1].name",
+        ),
+        (
+            '[[instruments]]\nname = "ethbtc"\n[[instruments]]\nname = "btcusdt"',
+            "instruments[1].listen",
+        ),
         ('[[venues]]\nname = "binance"\n[[venues]]\nname = "binance"', "venues[1].name"),
         ("[simulation]\nrate = 0", "simulation.rate"),
         ("max_client_rate = -1", "max_client_rate: Expected `float` >= 0"),

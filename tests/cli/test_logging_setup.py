@@ -47,7 +47,7 @@ def test_text_escapes_what_would_break_the_line() -> None:
 
 def test_json_is_one_object_per_line_with_the_extra_fields() -> None:
     line = JsonFormatter().format(
-        record("live venues: %s", "binance", instrument="ethbtc", live=["binance"], n=None)
+        record("live venues: %s", "binance", instrument="ETH-BTC", live=["binance"], n=None)
     )
     assert "\n" not in line
     data = json.loads(line)
@@ -56,7 +56,7 @@ def test_json_is_one_object_per_line_with_the_extra_fields() -> None:
         "level": "warning",
         "logger": "dragonflybot.test",
         "msg": "live venues: binance",
-        "instrument": "ethbtc",
+        "instrument": "ETH-BTC",
         "live": ["binance"],
         "n": None,
     }

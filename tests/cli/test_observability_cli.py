@@ -47,10 +47,10 @@ def test_server_serves_metrics_and_logs_json_lines() -> None:
         proc.wait_for_line(r"live venues: binance, bitstamp")
         url = f"http://127.0.0.1:{port}/metrics"
         text = scrape_until(
-            url, 'dragonflybot_feed_state{instrument="ethbtc",state="live",venue="bitstamp"} 1.0'
+            url, 'dragonflybot_feed_state{instrument="ETH-BTC",state="live",venue="bitstamp"} 1.0'
         )
         assert (
-            'dragonflybot_feed_frames_received_total{instrument="ethbtc",venue="binance"}' in text
+            'dragonflybot_feed_frames_received_total{instrument="ETH-BTC",venue="binance"}' in text
         )
         assert "dragonflybot_latency_receive_to_merged_seconds_bucket" in text
         proc.popen.send_signal(signal.SIGTERM)
@@ -65,7 +65,7 @@ def test_server_serves_metrics_and_logs_json_lines() -> None:
     started = [e for e in events if "metrics_port" in e]
     assert started[0]["msg"] == f"metrics on http://127.0.0.1:{port}/metrics"
     live = [e for e in events if e.get("live") == ["binance", "bitstamp"]]
-    assert live and live[0]["instrument"] == "ethbtc"
+    assert live and live[0]["instrument"] == "ETH-BTC"
     assert any(e["msg"] == "SIGTERM received: shutting down" for e in events)
     with pytest.raises(httpx.ConnectError):
         httpx.get(url, timeout=5)
@@ -104,7 +104,7 @@ def test_a_taken_metrics_port_is_one_line_and_exit_2(taken_port: int) -> None:
         (["--log-format", "xml"], "argument --log-format: invalid choice: 'xml'"),
         (
             ["--listen", "127.0.0.1:50999", "--metrics-listen", "127.0.0.1:50999"],
-            "metrics_listen: 127.0.0.1:50999 is already used by instrument 'ethbtc'",
+            "metrics_listen: 127.0.0.1:50999 is already used by instrument 'ETH-BTC'",
         ),
     ],
 )

@@ -39,7 +39,7 @@ def test_flags_alone_make_a_one_instrument_config() -> None:
     )
     config = config_from_args(args)
     (inst,) = config.instruments
-    assert (inst.name, inst.depth, inst.listen) == ("ethbtc", 3, None)
+    assert (inst.name, inst.depth, inst.listen) == ("ETH-BTC", 3, None)
     assert inst.venues is not None and [v.name for v in inst.venues] == ["bitstamp"]
     assert config.simulation == SimulationConfig()
 
@@ -55,7 +55,7 @@ def test_instrument_name_selects_from_the_file_and_keeps_its_settings(config_fil
         log_level="DEBUG",
     )
     (inst,) = config.instruments
-    assert (inst.name, inst.listen) == ("btcusdt", "127.0.0.1:0")
+    assert (inst.name, inst.listen) == ("BTC-USDT", "127.0.0.1:0")
     # The venue picked by name keeps the file's settings for it.
     assert inst.venues is not None and inst.venues[0].stale_after == 3.0
     assert inst.venues[0].mode == "depth"

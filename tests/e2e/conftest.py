@@ -25,7 +25,7 @@ from dragonflybot.service.messages import Summary
 from dragonflybot.service.summary import to_summary
 from dragonflybot.sim import SimHandle
 
-INSTRUMENT = "ethbtc"
+INSTRUMENT = "ETH-BTC"
 DEPTH = 10
 BOOK_SUMMARY = "/orderbook.OrderbookAggregator/BookSummary"
 

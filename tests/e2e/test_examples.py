@@ -23,8 +23,8 @@ async def test_two_instruments_config_serves_both_books() -> None:
     config = load_config(EXAMPLES / "two-instruments.toml")
     plans = plan_topology(config)
     assert [(p.name, p.port, p.depth) for p in plans] == [
-        ("ethbtc", 50051, 10),
-        ("btcusdt", 50052, 5),
+        ("ETH-BTC", 50051, 10),
+        ("BTC-USDT", 50052, 5),
     ]
     # Same file, offline and on free ports.
     config = msgspec.structs.replace(
@@ -47,9 +47,9 @@ async def test_two_instruments_config_serves_both_books() -> None:
                             books[name] = summary
                             break
             app.shutdown()
-    assert len(books["ethbtc"].asks) == 10
-    assert {lv.exchange for lv in books["btcusdt"].asks} == {"binance"}
-    assert books["btcusdt"].bids[0].price > 1000 > books["ethbtc"].bids[0].price
+    assert len(books["ETH-BTC"].asks) == 10
+    assert {lv.exchange for lv in books["BTC-USDT"].asks} == {"binance"}
+    assert books["BTC-USDT"].bids[0].price > 1000 > books["ETH-BTC"].bids[0].price
 
 
 def test_custom_topology_example_runs() -> None:

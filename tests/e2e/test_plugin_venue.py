@@ -60,7 +60,7 @@ SPEC: Final = VenueSpec(
     create=MockexProtocol.from_config,
     default_ws_url="wss://mockex.invalid/stream",
     default_rest_url="https://mockex.invalid",
-    symbol=binance.symbol,
+    symbol=binance.symbol_of,
     sim=f"{__name__}:SIM_VENUE",
     url_hosts=("mockex",),
 )
@@ -89,7 +89,7 @@ async def test_a_venue_registered_here_reaches_the_client() -> None:
             )
             assert running.sim.venues == (NAME, "bitstamp")
             assert running.sim.endpoints[NAME].ws_url.endswith("/stream")
-            runtime = running.app.instruments["ethbtc"]
+            runtime = running.app.instruments["ETH-BTC"]
             seen: set[str] = set()
             async with open_channel("127.0.0.1", runtime.port) as channel:
                 async for summary in OrderbookAggregatorStub(channel).BookSummary(Empty()):

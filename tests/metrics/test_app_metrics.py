@@ -140,13 +140,13 @@ async def test_counters_move_and_the_state_gauge_follows_a_feed_going_down() -> 
     async with running(app_config(), feeds) as (app, url):
         assert app.metrics_address is not None and app.metrics_address[1] != 0
         frames = "dragonflybot_feed_frames_received_total"
-        bitstamp = {"instrument": "ethbtc", "venue": "bitstamp"}
+        bitstamp = {"instrument": "ETH-BTC", "venue": "bitstamp"}
         first = await scrape_until(url(), lambda s: (value(s, frames, **bitstamp) or 0) > 0)
         before = value(first, frames, **bitstamp)
         assert before is not None
         later = await scrape_until(url(), lambda s: (value(s, frames, **bitstamp) or 0) > before)
         assert value(later, "dragonflybot_feed_state", **bitstamp, state="live") == 1
-        assert value(later, "dragonflybot_live_venues", instrument="ethbtc") == 2
+        assert value(later, "dragonflybot_live_venues", instrument="ETH-BTC") == 2
 
         feeds.down("bitstamp")
         down = await scrape_until(
@@ -154,16 +154,16 @@ async def test_counters_move_and_the_state_gauge_follows_a_feed_going_down() -> 
         )
         assert value(down, "dragonflybot_feed_state", **bitstamp, state="live") == 0
         assert value(down, "dragonflybot_feed_reconnects_total", **bitstamp) == 1
-        binance = {"instrument": "ethbtc", "venue": "binance"}
+        binance = {"instrument": "ETH-BTC", "venue": "binance"}
         assert value(down, "dragonflybot_feed_state", **binance, state="live") == 1
         await scrape_until(
-            url(), lambda s: value(s, "dragonflybot_live_venues", instrument="ethbtc") == 1
+            url(), lambda s: value(s, "dragonflybot_live_venues", instrument="ETH-BTC") == 1
         )
 
 
 async def test_histograms_and_stream_counters_fill_while_a_client_streams() -> None:
     async with running(app_config(), SwitchableFeeds()) as (app, url):
-        runtime = app.instruments["ethbtc"]
+        runtime = app.instruments["ETH-BTC"]
         books: Fanout[ReceivedSummary] = Fanout()
         async with trio.open_nursery() as nursery:
             nursery.start_soon(follow_book, "127.0.0.1", runtime.port, books)
@@ -173,7 +173,7 @@ async def test_histograms_and_stream_counters_fill_while_a_client_streams() -> N
                         break
             streaming = await scrape(url())
             nursery.cancel_scope.cancel()
-        key = {"instrument": "ethbtc"}
+        key = {"instrument": "ETH-BTC"}
         assert value(streaming, "dragonflybot_grpc_connections", **key) == 1
         assert value(streaming, "dragonflybot_grpc_book_streams", **key) == 1
         assert value(streaming, "dragonflybot_grpc_book_streams_opened_total", **key) == 1
@@ -192,7 +192,7 @@ async def test_histograms_and_stream_counters_fill_while_a_client_streams() -> N
 async def test_real_feeds_against_the_simulator_are_counted() -> None:
     config = app_config(simulation=SimulationConfig(seed=2, rate=50.0))
     async with running(config) as (_, url):
-        binance = {"instrument": "ethbtc", "venue": "binance"}
+        binance = {"instrument": "ETH-BTC", "venue": "binance"}
 
         def live_and_parsing(s: Samples) -> bool:
             return (
@@ -209,7 +209,7 @@ async def test_real_feeds_against_the_simulator_are_counted() -> None:
         # Every forwarded view was timed from its frame's receipt (a real feed, real frames).
         timed = value(samples, "dragonflybot_latency_receive_to_parsed_seconds_count", **binance)
         assert timed is not None and timed > 0
-        updates = value(samples, "dragonflybot_aggregator_updates_total", instrument="ethbtc")
+        updates = value(samples, "dragonflybot_aggregator_updates_total", instrument="ETH-BTC")
         assert updates is not None and updates > 0
 
 
@@ -232,7 +232,7 @@ async def test_no_metrics_server_without_the_setting() -> None:
         assert (
             app.registry.get_sample_value(
                 "dragonflybot_feed_frames_received_total",
-                {"instrument": "ethbtc", "venue": "binance"},
+                {"instrument": "ETH-BTC", "venue": "binance"},
             )
             is not None
         )
@@ -260,7 +260,7 @@ async def test_two_apps_in_one_process_serve_their_own_metrics() -> None:
         name = "dragonflybot_feed_frames_received_total"
         one = await scrape(first_url())
         two = await scrape(second_url())
-        assert value(one, name, instrument="ethbtc", venue="binance") is not None
-        assert value(one, name, instrument="btcusdt", venue="binance") is None
-        assert value(two, name, instrument="btcusdt", venue="binance") is not None
-        assert value(two, name, instrument="ethbtc", venue="binance") is None
+        assert value(one, name, instrument="ETH-BTC", venue="binance") is not None
+        assert value(one, name, instrument="BTC-USDT", venue="binance") is None
+        assert value(two, name, instrument="BTC-USDT", venue="binance") is not None
+        assert value(two, name, instrument="ETH-BTC", venue="binance") is None

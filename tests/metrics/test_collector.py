@@ -12,7 +12,7 @@ from dragonflybot.metrics import build_registry
 from dragonflybot.metrics.collector import FEED_STATES
 
 
-def runtime(instrument: str = "ethbtc") -> InstrumentRuntime:
+def runtime(instrument: str = "ETH-BTC") -> InstrumentRuntime:
     config = AppConfig(
         instruments=[InstrumentConfig(name=instrument, listen="127.0.0.1:0")],
         venues=[VenueConfig(name="binance"), VenueConfig(name="bitstamp")],
@@ -23,7 +23,7 @@ def runtime(instrument: str = "ethbtc") -> InstrumentRuntime:
 def test_counters_are_read_when_scraped_not_copied_at_registration() -> None:
     rt = runtime()
     registry = build_registry([rt])
-    labels = {"instrument": "ethbtc", "venue": "binance"}
+    labels = {"instrument": "ETH-BTC", "venue": "binance"}
     assert registry.get_sample_value("dragonflybot_feed_frames_received_total", labels) == 0
     stats = rt.feed_stats["binance"]
     stats.frames, stats.parsed, stats.malformed, stats.gaps = 7, 6, 1, 2
@@ -36,11 +36,11 @@ def test_counters_are_read_when_scraped_not_copied_at_registration() -> None:
     assert get("dragonflybot_feed_frames_malformed_total", labels) == 1
     assert get("dragonflybot_feed_gaps_total", labels) == 2
     assert get("dragonflybot_feed_book_messages_applied_total", labels) == 5
-    other = {"instrument": "ethbtc", "venue": "bitstamp"}
+    other = {"instrument": "ETH-BTC", "venue": "bitstamp"}
     assert get("dragonflybot_feed_frames_received_total", other) == 0
-    assert get("dragonflybot_aggregator_publications_total", {"instrument": "ethbtc"}) == 3
-    assert get("dragonflybot_grpc_summaries_sent_total", {"instrument": "ethbtc"}) == 11
-    assert get("dragonflybot_grpc_summaries_conflated_total", {"instrument": "ethbtc"}) == 4
+    assert get("dragonflybot_aggregator_publications_total", {"instrument": "ETH-BTC"}) == 3
+    assert get("dragonflybot_grpc_summaries_sent_total", {"instrument": "ETH-BTC"}) == 11
+    assert get("dragonflybot_grpc_summaries_conflated_total", {"instrument": "ETH-BTC"}) == 4
 
 
 def test_the_state_gauge_is_one_for_the_current_state_only() -> None:
@@ -51,7 +51,7 @@ def test_the_state_gauge_is_one_for_the_current_state_only() -> None:
         return {
             s: registry.get_sample_value(
                 "dragonflybot_feed_state",
-                {"instrument": "ethbtc", "venue": "bitstamp", "state": s},
+                {"instrument": "ETH-BTC", "venue": "bitstamp", "state": s},
             )
             for s in FEED_STATES
         }
@@ -71,7 +71,7 @@ def test_histograms_expose_the_hop_latencies_in_seconds() -> None:
     rt.stream_stats.receive_to_sent.observe_ns(400_000)
     get = registry.get_sample_value
     merged = "dragonflybot_latency_receive_to_merged_seconds"
-    key = {"instrument": "ethbtc"}
+    key = {"instrument": "ETH-BTC"}
     assert get(f"{merged}_count", key) == 2
     assert get(f"{merged}_sum", key) == pytest.approx(0.00203)
     assert get(f"{merged}_bucket", {**key, "le": "2.5e-05"}) == 0
@@ -88,14 +88,14 @@ def test_histograms_expose_the_hop_latencies_in_seconds() -> None:
 
 
 def test_two_apps_have_separate_registries_and_the_global_one_is_untouched() -> None:
-    first, second = runtime("ethbtc"), runtime("btcusdt")
+    first, second = runtime("ETH-BTC"), runtime("BTC-USDT")
     one, two = build_registry([first]), build_registry([second])
     first.feed_stats["binance"].frames = 5
     second.feed_stats["binance"].frames = 9
     name = "dragonflybot_feed_frames_received_total"
-    assert one.get_sample_value(name, {"instrument": "ethbtc", "venue": "binance"}) == 5
-    assert one.get_sample_value(name, {"instrument": "btcusdt", "venue": "binance"}) is None
-    assert two.get_sample_value(name, {"instrument": "btcusdt", "venue": "binance"}) == 9
+    assert one.get_sample_value(name, {"instrument": "ETH-BTC", "venue": "binance"}) == 5
+    assert one.get_sample_value(name, {"instrument": "BTC-USDT", "venue": "binance"}) is None
+    assert two.get_sample_value(name, {"instrument": "BTC-USDT", "venue": "binance"}) == 9
     assert b"dragonflybot_" not in generate_latest(prometheus_client.REGISTRY)
 
 

@@ -89,7 +89,7 @@ async def test_a_client_that_stopped_reading_cannot_hold_the_shutdown(
                     config("ethbtc"), feed_runner=fake_feed, task_status=task_status
                 )
             )
-            runtime = app.instruments["ethbtc"]
+            runtime = app.instruments["ETH-BTC"]
             sock = trio.socket.socket()
             await sock.connect(("127.0.0.1", runtime.port))
             client = RawClient(sock)
@@ -137,7 +137,7 @@ async def test_a_venue_that_rejects_the_symbol_costs_only_that_venue(
                 two_venues, feed_runner=rejecting_or_fake_feed, task_status=task_status
             )
         )
-        runtime = app.instruments["ethbtc"]
+        runtime = app.instruments["ETH-BTC"]
         with runtime.publisher.books.subscribe() as books:
             async for book in books:
                 if book.state.live:
@@ -150,4 +150,4 @@ async def test_a_venue_that_rejects_the_symbol_costs_only_that_venue(
     errors = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
     assert any("bitstamp" in message and "rejected" in message for message in errors)
     ready = [r.getMessage() for r in caplog.records if r.getMessage().startswith("feed ready")]
-    assert ready == ["feed ready: feed:ethbtc:binance"]
+    assert ready == ["feed ready: feed:ETH-BTC:binance"]

@@ -27,7 +27,7 @@ async def record_from_sim(
     stats = await record(
         RecordOptions(
             venue=venue,
-            instrument="ethbtc",
+            instrument="ETH-BTC",
             output=str(path),
             mode=mode,  # type: ignore[arg-type]
             ws_url=endpoints.ws_url,

@@ -25,6 +25,7 @@ from dragonflybot.config import (
     parse_listen,
 )
 from dragonflybot.errors import ConfigError
+from dragonflybot.instrument import canonical
 from dragonflybot.venues.registry import lookup
 
 N = TypeVar("N", int, float)
@@ -121,6 +122,14 @@ def checked_number(
     return value
 
 
+def _canonical_or_none(name: str) -> str | None:
+    """The canonical name, or ``None`` (``check_config`` reports a bad one with its key)."""
+    try:
+        return canonical(name)
+    except ConfigError:
+        return None
+
+
 def build_config(
     *,
     config_path: str | None,
@@ -138,7 +147,8 @@ def build_config(
     base = load_config(config_path) if config_path else AppConfig()
     instruments = list(base.instruments)
     if instrument is not None:
-        chosen = [i for i in instruments if i.name == instrument]
+        wanted = _canonical_or_none(instrument)
+        chosen = [i for i in instruments if _canonical_or_none(i.name) == wanted]
         instruments = chosen or [InstrumentConfig(name=instrument)]
     if not instruments:
         raise ConfigError("missing instrument: pass --instrument-name or a --config with one")

@@ -284,6 +284,7 @@ class Session:
                 log.info("%s: subscribed to %s", self._venue, ", ".join(event.streams))
             elif isinstance(event, SubscriptionRejected):
                 self.rejected = True
+                self.stats.rejections += 1
                 raise SubscriptionError(
                     self._venue, f"subscription to {event.stream} rejected: {event.message}"
                 )

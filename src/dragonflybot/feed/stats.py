@@ -56,6 +56,8 @@ class FeedStats:
     """REST snapshot requests made (depth mode)."""
     snapshot_failures: int = 0
     """REST snapshot requests that failed (network, HTTP status, timeout)."""
+    rejections: int = 0
+    """Subscriptions the venue refused (an unknown symbol, a bad request)."""
     notices: int = 0
     """Errors the venue reported outside a subscription (``bts:error`` after the ack)."""
     last_error: str | None = None

@@ -52,6 +52,11 @@ FEED_COUNTERS: tuple[tuple[str, Callable[[FeedStats], int], str], ...] = (
     ("feed_snapshot_requests", lambda s: s.snapshot_requests, "REST snapshot requests made."),
     ("feed_snapshot_failures", lambda s: s.snapshot_failures, "REST snapshot requests failed."),
     ("feed_venue_notices", lambda s: s.notices, "Errors the venue reported after subscribing."),
+    (
+        "feed_subscriptions_rejected",
+        lambda s: s.rejections,
+        "Subscriptions the venue refused (the venue leaves that instrument's book).",
+    ),
     ("feed_book_messages_applied", lambda s: s.sync.applied, "Book messages applied."),
     (
         "feed_book_messages_dropped",

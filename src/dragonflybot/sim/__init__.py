@@ -59,6 +59,7 @@ import trio
 
 from dragonflybot.core.book import Side
 from dragonflybot.errors import ConfigError
+from dragonflybot.instrument import parse_instrument
 from dragonflybot.sim.config import Endpoints, SimConfig
 from dragonflybot.sim.faults import Faults
 from dragonflybot.sim.market import FairPrice, MarketParams
@@ -112,22 +113,29 @@ class SimHandle:
             raise ConfigError(f"venue {venue!r} replays a capture: it has no market model")
         return server
 
-    def _check_instrument(self, server: ModelVenueServer, instrument: str) -> None:
+    def _check_instrument(self, server: ModelVenueServer, instrument: str) -> str:
+        """The simulator's (compact) name of ``instrument``, given either way."""
         if instrument not in server.markets:
-            raise ConfigError(f"instrument {instrument!r} is not simulated on {server.venue}")
+            try:
+                compact = parse_instrument(instrument).compact
+            except ConfigError:
+                compact = ""
+            if compact not in server.markets:
+                raise ConfigError(f"instrument {instrument!r} is not simulated on {server.venue}")
+            return compact
+        return instrument
 
     def book(self, venue: str, instrument: str) -> BookReader:
-        """The simulator's current book (REST snapshots serve exactly this)."""
+        """The simulator's current book (REST snapshots serve exactly this); ``instrument``
+        canonical (``ETH-BTC``) or compact (``ethbtc``)."""
         server = self._model(venue)
-        self._check_instrument(server, instrument)
-        return server.book(instrument)
+        return server.book(self._check_instrument(server, instrument))
 
     def published(self, venue: str, instrument: str) -> BookReader:
         """The book as of the last update written to any client: what a correct client
         converges to once the queued frames are delivered."""
         server = self._model(venue)
-        self._check_instrument(server, instrument)
-        return server.published(instrument)
+        return server.published(self._check_instrument(server, instrument))
 
     def faults(self, venue: str) -> Faults:
         return self._server(venue).faults

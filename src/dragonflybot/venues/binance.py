@@ -257,7 +257,7 @@ class BinanceProtocol(BookProtocol[_DiffSync]):
         symbol: str | None = None,
         levels: int | None = None,
     ) -> None:
-        venue_symbol = require_alnum(symbol or instrument, f"{NAME}: symbol")
+        venue_symbol = require_alnum(symbol or symbol_of(instrument), f"{NAME}: symbol")
         self.symbol = venue_symbol.upper()
         lower = venue_symbol.lower()
         if mode == "top":
@@ -395,7 +395,7 @@ class BinanceProtocol(BookProtocol[_DiffSync]):
         return self._diff.on_diff(msg.U, msg.u, msg.E, bids, asks)
 
 
-def symbol(instrument: str) -> str:
+def symbol_of(instrument: str) -> str:
     """``ETH-BTC`` (or the compact ``ethbtc``) -> Binance's ``ETHBTC``."""
     return instrument.replace("-", "").upper()
 
@@ -413,7 +413,7 @@ SPEC: Final = VenueSpec(
     create=BinanceProtocol.from_config,
     default_ws_url=DEFAULT_WS_URL,
     default_rest_url=DEFAULT_REST_URL,
-    symbol=symbol,
+    symbol=symbol_of,
     sim="dragonflybot.sim.binance_venue:SIM_VENUE",
     url_hosts=("binance",),
     capture_snapshot=capture_snapshot,

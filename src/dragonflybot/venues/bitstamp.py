@@ -178,7 +178,7 @@ class BitstampProtocol(BookProtocol[_DiffSync]):
         rest_url: str | None = None,
         symbol: str | None = None,
     ) -> None:
-        pair = require_alnum((symbol or instrument).lower(), f"{NAME}: pair")
+        pair = require_alnum((symbol or symbol_of(instrument)).lower(), f"{NAME}: pair")
         self.pair = pair
         self.channel = f"order_book_{pair}" if mode == "top" else f"diff_order_book_{pair}"
         rest = rest_url or DEFAULT_REST_URL
@@ -299,7 +299,7 @@ class BitstampProtocol(BookProtocol[_DiffSync]):
         return self._diff.on_diff(micros, micros, micros // 1000, bids, asks)
 
 
-def symbol(instrument: str) -> str:
+def symbol_of(instrument: str) -> str:
     """``ETH-BTC`` (or the compact ``ethbtc``) -> Bitstamp's pair ``ethbtc``."""
     return instrument.replace("-", "").lower()
 
@@ -315,7 +315,7 @@ SPEC: Final = VenueSpec(
     create=BitstampProtocol.from_config,
     default_ws_url=DEFAULT_WS_URL,
     default_rest_url=DEFAULT_REST_URL,
-    symbol=symbol,
+    symbol=symbol_of,
     sim="dragonflybot.sim.bitstamp_venue:SIM_VENUE",
     url_hosts=("bitstamp",),
     capture_snapshot=capture_snapshot,
