@@ -114,3 +114,46 @@ async def test_stalled_bitstamp_goes_stale_and_comes_back(
     stats = await run_against_sim("bitstamp", "top", faults, seconds=60.0)
     assert stats.stale_periods == 1 and stats.downs == 1
     assert stats.reconnects == 0 and stats.state == "live"
+
+
+async def test_lost_bitstamp_diffs_never_publish_a_book_crossed_with_itself(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """``gap_every=2`` loses every other Bitstamp diff; with no sequence numbers the loss
+    is invisible, but phantom levels cross the book. Each crossing excludes the venue
+    (``VenueDown``) and refetches the snapshot; no forwarded view is ever crossed."""
+    sim_config = SimConfig(
+        venues=("bitstamp",),
+        seed=11,
+        rate=20.0,
+        epoch_ns=1_700_000_000_000_000_000,
+        faults={"bitstamp": Faults(gap_every=2)},
+    )
+    views = downs = 0
+    async with trio.open_nursery() as nursery:
+        sim: SimHandle = await nursery.start(serve_simulation, sim_config)
+        endpoints = sim.endpoints["bitstamp"]
+        config = VenueConfig(
+            name="bitstamp",
+            mode="depth",
+            ws_url=endpoints.ws_url,
+            rest_url=endpoints.rest_url,
+            stale_after=30.0,
+        )
+        send, recv = trio.open_memory_channel[VenueUpdate](100_000)
+        stats = FeedStats()
+        await nursery.start(partial(run_feed, config, "ETH-BTC", DEPTH, send, stats=stats))
+        with trio.move_on_after(120):
+            async for update in recv:
+                if isinstance(update, VenueView):
+                    views += 1
+                    if update.bids and update.asks:
+                        assert update.bids[0].price < update.asks[0].price, update
+                else:
+                    downs += 1
+                if stats.sync.crossed >= 3 and views > 20:
+                    break
+        nursery.cancel_scope.cancel()
+    assert stats.sync.crossed >= 3 and stats.resyncs >= stats.sync.crossed
+    # Every crossing but possibly the last has been resynced from a fresh snapshot.
+    assert downs >= 3 and stats.sync.snapshots >= stats.sync.crossed
