@@ -114,6 +114,13 @@ class _TracingStream:
     def url(self) -> str:
         return str(self._stream.url)
 
+    @property
+    def last_received(self) -> float:
+        return float(self._stream.last_received)
+
+    async def ping(self) -> None:
+        await self._stream.ping()
+
     async def send(self, message: str) -> None:
         await self._stream.send(message)
 

@@ -30,6 +30,16 @@ class MessageStream(Protocol):
     @property
     def url(self) -> str: ...
 
+    @property
+    def last_received(self) -> float:
+        """``trio.current_time()`` when bytes last arrived from the peer: data, pings and
+        pongs alike, so a quiet venue on a healthy connection is seen alive."""
+        ...
+
+    async def ping(self) -> None:
+        """Send a WebSocket ping; its pong, when it comes, moves ``last_received``."""
+        ...
+
     async def send(self, message: str) -> None: ...
 
     async def receive(self) -> str | bytes: ...

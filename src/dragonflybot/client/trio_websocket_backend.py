@@ -41,10 +41,24 @@ class TrioWebsocketStream:
         self._connection = connection
         self._url = url
         self._disconnect_timeout = disconnect_timeout
+        self._last_received = trio.current_time()
 
     @property
     def url(self) -> str:
         return self._url
+
+    @property
+    def last_received(self) -> float:
+        """The last message or pong (the library answers pings without telling us)."""
+        return self._last_received
+
+    async def ping(self) -> None:
+        """Send a ping and wait for its pong (the caller bounds the wait)."""
+        try:
+            await self._connection.ping()
+        except trio_websocket.ConnectionClosed as exc:
+            raise TransportError(f"{self._url}: cannot ping, {_closed(exc)}") from exc
+        self._last_received = trio.current_time()
 
     async def send(self, message: str) -> None:
         try:
@@ -54,9 +68,11 @@ class TrioWebsocketStream:
 
     async def receive(self) -> str | bytes:
         try:
-            return await self._connection.get_message()
+            message = await self._connection.get_message()
         except trio_websocket.ConnectionClosed as exc:
             raise TransportError(f"{self._url}: {_closed(exc)}") from exc
+        self._last_received = trio.current_time()
+        return message
 
     async def aclose(self) -> None:
         """Shielded and bounded, like the wsproto backend; the library then drops the socket."""

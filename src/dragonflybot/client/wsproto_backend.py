@@ -83,6 +83,7 @@ class WsprotoStream:
         self._send_lock = trio.Lock()
         self._reading = False
         self._released = False
+        self._last_received = trio.current_time()
 
     @property
     def url(self) -> str:
@@ -109,6 +110,16 @@ class WsprotoStream:
         if not accepted:
             reason = self._closed_reason or "handshake failed"
             raise TransportError(f"{self._url}: {reason}")
+
+    @property
+    def last_received(self) -> float:
+        return self._last_received
+
+    async def ping(self) -> None:
+        if self._closed_reason is not None:
+            await trio.lowlevel.checkpoint()
+            raise TransportError(f"{self._url}: cannot ping, {self._closed_reason}")
+        await self._send_event(Ping(payload=b"dragonflybot"))
 
     async def send(self, message: str) -> None:
         if self._closed_reason is not None:
@@ -308,7 +319,9 @@ class WsprotoStream:
         self._reading = True
         try:
             # bytes() of a bytes object is the object itself: no copy on the hot path.
-            return bytes(await self._stream.receive_some(RECEIVE_CHUNK))
+            data = bytes(await self._stream.receive_some(RECEIVE_CHUNK))
+            self._last_received = trio.current_time()
+            return data
         except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as exc:
             self._closed_reason = self._closed_reason or f"connection broken ({describe(exc)})"
             raise TransportError(f"{self._url}: receive failed: {describe(exc)}") from exc

@@ -13,13 +13,18 @@ Shape (per connection, all in one nursery):
 * snapshot fetch tasks (depth mode) — REST requests run beside the stream so frames
   keep being buffered; the body comes back through the listener's channel, so
   every change to protocol state happens in the listener, in arrival order;
-* heartbeat task — venues with an application heartbeat (Bitstamp) get a probe
-  every ``heartbeat_interval``.
+* heartbeat task — every ``heartbeat_interval``, the venue's application heartbeat
+  (Bitstamp's ``bts:heartbeat``, answered by the venue's own application) or, for a
+  venue without one, a WebSocket ping (its pong proves the connection).
 
 Every wait has a deadline: the ack (``ack_timeout``), each REST request
-(``rest_timeout``), each send (``connect_timeout``), and the stream itself —
-silence for ``stale_after`` marks the venue stale, for ``dead_after`` ends the
-connection. The session never returns normally: it ends by raising
+(``rest_timeout``), each send (``connect_timeout``), and the connection itself.
+Quiet is not dead: liveness is judged by the connection — any frame, a heartbeat
+reply, or (for a venue without an application heartbeat) a pong — so a quiet pair
+on a healthy connection stays in the book, its data age tracked apart
+(``FeedStats.data_at``). A connection silent for ``stale_after`` marks the venue
+stale (out of the book), for ``dead_after`` ends it. The session never returns
+normally: it ends by raising
 ``TransportError`` (connection lost or dead), ``ReconnectRequested`` (the venue
 asked) or ``SubscriptionError`` (rejected, or no ack in time).
 """
@@ -142,9 +147,12 @@ class Session:
         self._venue = protocol.venue
         self._stale = False
         self._last_frame = 0.0
+        """When the last frame arrived (any frame: data, replies, heartbeats)."""
         self._ack_deadline = math.inf
         self._event_time: int | None = None
         self._fetch_scope: trio.CancelScope | None = None
+        self._app_heartbeat = protocol.heartbeat() is not None
+        """The venue answers an application heartbeat: its replies, not pongs, prove it."""
         self._stream: MessageStream | None = None
         self._nursery: trio.Nursery | None = None
         self._inbound: trio.MemorySendChannel[Inbound] | None = None
@@ -163,9 +171,7 @@ class Session:
             self._nursery = nursery
             self._dispatch(self.protocol.connection_made(), b"", frame=False)
             nursery.start_soon(read_frames, stream, inbound_send)
-            heartbeat = self.protocol.heartbeat()
-            if heartbeat is not None:
-                nursery.start_soon(self._heartbeats, heartbeat)
+            nursery.start_soon(self._heartbeats, self.protocol.heartbeat())
             await self._listen(inbound_recv)
         raise AssertionError("unreachable: the listener only ends by raising")
 
@@ -186,15 +192,21 @@ class Session:
         """The next item, enforcing the ack, stale and dead deadlines meanwhile."""
         config = self.config
         while True:
-            dead_at = self._last_frame + max(config.dead_after, config.stale_after)
+            alive_at = self._alive_at()
+            dead_at = alive_at + max(config.dead_after, config.stale_after)
             deadline = dead_at
             if not self._stale:
-                deadline = min(deadline, self._last_frame + config.stale_after)
+                deadline = min(deadline, alive_at + config.stale_after)
+            else:
+                # Stale: wake at the next heartbeat too, to see a connection come back.
+                deadline = min(deadline, trio.current_time() + config.heartbeat_interval)
             if not self.protocol.subscribed:
                 deadline = min(deadline, self._ack_deadline)
             with trio.move_on_at(deadline):
                 return await inbound.receive()
             now = trio.current_time()
+            alive_at = self._alive_at()
+            dead_at = alive_at + max(config.dead_after, config.stale_after)
             if not self.protocol.subscribed and now >= self._ack_deadline:
                 raise SubscriptionError(
                     self._venue,
@@ -203,20 +215,35 @@ class Session:
                 )
             if now >= dead_at:
                 raise TransportError(
-                    f"{self._venue}: no frame for {now - self._last_frame:.1f} s, "
+                    f"{self._venue}: connection silent for {now - alive_at:.1f} s, "
                     "connection presumed dead"
                 )
-            if not self._stale:
+            if not self._stale and now >= alive_at + config.stale_after:
                 self._go_stale(now)
+            elif self._stale and now < alive_at + config.stale_after:
+                self._revive()
+
+    def _alive_at(self) -> float:
+        """When the connection last proved alive: a frame, or a pong (no app heartbeat)."""
+        stream = self._stream
+        if stream is None or self._app_heartbeat:
+            return self._last_frame
+        return max(self._last_frame, stream.last_received)
+
+    def _revive(self) -> None:
+        """The connection answers again (pongs) though no frame came: back in the book."""
+        self._stale = False
+        log.info("%s: connection alive again", self._venue)
+        self._after(True, time.monotonic_ns())
 
     def _go_stale(self, now: float) -> None:
         self._stale = True
         self.stats.stale_periods += 1
         self.stats.state = "stale"
         log.warning(
-            "%s: stale, no frame for %.1f s (stale_after=%g s)",
+            "%s: stale, connection silent for %.1f s (stale_after=%g s)",
             self._venue,
-            now - self._last_frame,
+            now - self._alive_at(),
             self.config.stale_after,
         )
         self.publisher.down("stale")
@@ -224,9 +251,11 @@ class Session:
     def _on_frame(self, frame: str | bytes, recv_ns: int) -> None:
         stats = self.stats
         stats.frames += 1
-        self._last_frame = trio.current_time()
+        self._last_frame = now = trio.current_time()
         events = self.protocol.receive(frame)
         changed = self._dispatch(events, frame)
+        if changed:
+            stats.data_at = now
         if self._stale:
             self._stale = False
             log.info("%s: frames flow again", self._venue)
@@ -359,10 +388,21 @@ class Session:
                 f"{self._venue}: send not done within {self.config.connect_timeout:g} s"
             ) from exc
 
-    async def _heartbeats(self, text: str) -> NoReturn:
+    async def _heartbeats(self, text: str | None) -> NoReturn:
+        """The venue's heartbeat, or a WebSocket ping, every ``heartbeat_interval``."""
+        interval = self.config.heartbeat_interval
+        stream = self._stream
+        assert stream is not None
         while True:
-            await trio.sleep(self.config.heartbeat_interval)
-            await self._send(text)
+            await trio.sleep(interval)
+            if text is not None:
+                await self._send(text)
+            elif trio.current_time() - self._alive_at() >= interval:
+                # Only a quiet connection is pinged: flowing frames prove it already.
+                # A backend may wait for the pong here; a missing pong is judged by
+                # ``_wait`` (the connection goes stale, then dead), never here.
+                with trio.move_on_after(interval):
+                    await stream.ping()
 
     def _start_fetch(self, request: FetchSnapshot) -> None:
         if self._fetch_scope is not None:

@@ -60,6 +60,9 @@ class FeedStats:
     """Subscriptions the venue refused (an unknown symbol, a bad request)."""
     notices: int = 0
     """Errors the venue reported outside a subscription (``bts:error`` after the ack)."""
+    data_at: float | None = None
+    """``trio.current_time()`` of the last frame that changed the book: the data age,
+    tracked apart from liveness (a quiet pair on a healthy connection stays live)."""
     last_error: str | None = None
     """Why the last connection ended."""
     sync: SyncCounters = attrs.field(factory=SyncCounters)

@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator, Sequence
 from typing import get_args
 
+import trio
 from prometheus_client.core import (
     CounterMetricFamily,
     GaugeMetricFamily,
@@ -80,6 +81,14 @@ FEED_COUNTERS: tuple[tuple[str, Callable[[FeedStats], int], str], ...] = (
 """(name without the prefix and ``_total``, how to read it, help)."""
 
 
+def _trio_now() -> float | None:
+    """trio's clock (the one ``FeedStats.data_at`` is on), or ``None`` outside a trio run."""
+    try:
+        return trio.current_time()
+    except RuntimeError:
+        return None
+
+
 class AppCollector(Collector):
     """Every metric of the given instruments, labelled ``instrument`` (and ``venue``)."""
 
@@ -114,6 +123,18 @@ class AppCollector(Collector):
             for name in FEED_STATES:
                 state.add_metric([instrument, venue, name], 1.0 if stats.state == name else 0.0)
         yield state
+        age = GaugeMetricFamily(
+            f"{PREFIX}_feed_data_age_seconds",
+            "Seconds since the venue's book last changed; a quiet venue on a healthy "
+            "connection stays in the book while this grows (liveness is the connection's).",
+            labels=labels,
+        )
+        now = _trio_now()
+        if now is not None:
+            for instrument, venue, stats in feeds:
+                if stats.data_at is not None:
+                    age.add_metric([instrument, venue], max(0.0, now - stats.data_at))
+        yield age
 
     def _aggregator_metrics(self) -> Iterator[Metric]:
         labels = ["instrument"]
