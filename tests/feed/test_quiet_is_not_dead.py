@@ -32,6 +32,7 @@ class QuietVenue:
         self.pongs = pongs
         self.pings = 0
         self.connections = 0
+        self.reconnected = trio.Event()
         self._send, self._receive = trio.open_memory_channel[str](100)
         self._last_received = 0.0
         self.url = "wss://quiet.invalid/stream"
@@ -64,6 +65,8 @@ class QuietVenue:
     @asynccontextmanager
     async def connect(self, url: str, **_: Any) -> AsyncIterator[QuietVenue]:
         self.connections += 1
+        if self.connections == 2:
+            self.reconnected.set()
         self._send, self._receive = trio.open_memory_channel[str](100)
         self._last_received = trio.current_time()
         yield self
@@ -122,7 +125,6 @@ async def test_a_silent_connection_is_excluded_within_stale_after_then_replaced(
         assert trio.current_time() - started <= 10.0 + 1e-6
         assert venue.pings >= 1  # it was asked, and did not answer
         with trio.fail_after(60):
-            while venue.connections < 2:
-                await trio.sleep(1)
+            await venue.reconnected.wait()
         assert stats.reconnects == 1 and "silent" in str(stats.last_error)
         nursery.cancel_scope.cancel()
