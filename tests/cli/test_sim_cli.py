@@ -29,7 +29,12 @@ def one_error_line(text: str) -> str:
         (["--bogus"], "unrecognized arguments"),
         (["--venue", "kraken"], "invalid choice"),
         (["--rate", "-3"], "must be > 0"),
-        (["--instrument", "ETH-BTC"], "instrument 'ETH-BTC'"),
+        (["--instrument", "ETH-"], "instrument 'ETH-'"),
+        (["--instrument", "Eth!"], "instrument 'Eth!'"),
+        (["--gap-every", "0"], "faults.gap_every must be >= 1"),
+        (["--gap-every", "kraken=2"], "'kraken' is not simulated here"),
+        (["--drop-probability", "lots"], "--drop-probability (binance)"),
+        (["--reject-subscriptions", "maybe"], "--reject-subscriptions"),
         (["--speed", "2", "--as-fast-as-possible"], "not allowed with"),
         (["--replay", "/nonexistent/capture"], "/nonexistent/capture"),
     ],
@@ -125,3 +130,47 @@ def test_standalone_sim_recorded_then_ctrl_c(tmp_path: Path) -> None:
         _, err = proc.communicate(timeout=10)
     assert proc.returncode == 0
     assert "Traceback" not in err
+
+
+def test_fault_flags_build_each_venues_faults() -> None:
+    from dragonflybot.cli.sim import _sim_parser, sim_config_from_args
+    from dragonflybot.sim import Faults
+
+    args = _sim_parser().parse_args(
+        [
+            "--instrument",
+            "ETH-BTC",
+            "--gap-every",
+            "bitstamp=2",
+            "--malformed-every",
+            "40",
+            "--reject-subscriptions",
+            "binance",
+            "--stall-after",
+            "binance=10",
+            "--stall-seconds",
+            "binance=2.5",
+        ]
+    )
+    config = sim_config_from_args(args)
+    assert config.instruments == ("ethbtc",)
+    assert config.faults == {
+        "binance": Faults(
+            malformed_every=40, reject_subscriptions=True, stall_after=10, stall_seconds=2.5
+        ),
+        "bitstamp": Faults(gap_every=2, malformed_every=40),
+    }
+
+
+def test_every_fault_knob_has_a_flag_with_help() -> None:
+    import msgspec
+
+    from dragonflybot.cli.sim import _FAULT_HELP, _sim_parser
+    from dragonflybot.sim import Faults
+
+    fields = {field.name for field in msgspec.structs.fields(Faults)}
+    assert set(_FAULT_HELP) == fields  # a new knob needs its flag's help
+    text = _sim_parser().format_help()
+    for name in fields:
+        assert "--" + name.replace("_", "-") in text
+        assert _FAULT_HELP[name].split()[0] in text

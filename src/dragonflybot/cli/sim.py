@@ -10,14 +10,16 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Awaitable, Callable
-from typing import NoReturn, TextIO
+from typing import Final, NoReturn, TextIO
 
+import msgspec
 import trio
 
 from dragonflybot.cli.common import run_unwrapped, until_signal
 from dragonflybot.cli.options import checked_number
 from dragonflybot.errors import ConfigError, DragonflybotError
-from dragonflybot.sim import SimConfig, SimHandle, serve_simulation
+from dragonflybot.instrument import parse_instrument
+from dragonflybot.sim import Faults, SimConfig, SimHandle, serve_simulation
 from dragonflybot.sim.config import VENUES
 from dragonflybot.sim.record import RecordOptions, RecordStats, record
 
@@ -95,7 +97,73 @@ def _sim_parser() -> _Parser:
         "--ws-backend", choices=("trio-websocket", "wsproto"), default="trio-websocket"
     )
     parser.add_argument("--duration", type=_positive_float, help="stop after this many seconds")
+    _add_fault_flags(parser)
     return parser
+
+
+def _fault_flag(field: str) -> str:
+    return "--" + field.replace("_", "-")
+
+
+def _add_fault_flags(parser: _Parser) -> None:
+    """One flag per ``Faults`` field, each taking ``[VENUE=]VALUE`` (repeatable): without a
+    venue it applies to every simulated venue, ``bitstamp=2`` to that venue only."""
+    group = parser.add_argument_group(
+        "faults",
+        "misbehaviour of the simulated venues (sim.faults.Faults); each flag takes "
+        "[VENUE=]VALUE and may be repeated, e.g. --gap-every bitstamp=2 --malformed-every 40",
+    )
+    for field in msgspec.structs.fields(Faults):
+        boolean = field.type is bool
+        group.add_argument(
+            _fault_flag(field.name),
+            dest=f"fault_{field.name}",
+            action="append",
+            nargs="?" if boolean else None,
+            const="true" if boolean else None,
+            metavar="[VENUE=]" + ("BOOL" if boolean else "VALUE"),
+            help=_FAULT_HELP.get(field.name),
+        )
+
+
+_FAULT_HELP: Final = {
+    "drop_after": "close each connection after N messages",
+    "drop_probability": "chance of closing after each data frame (0..1)",
+    "gap_every": "omit every Nth diff frame (a sequence gap; on Bitstamp a lost diff)",
+    "malformed_every": "make every Nth message garbage",
+    "stall_after": "after N messages send nothing for --stall-seconds",
+    "stall_seconds": "length of a stall",
+    "reconnect_after": "after N messages ask the client to reconnect",
+    "reconnect_grace": "seconds between the reconnect notice and the close",
+    "reject_subscriptions": "answer every subscription with the venue's error",
+    "max_frames_per_second": "throttle each connection to this many frames per second",
+}
+
+
+def faults_from_args(args: argparse.Namespace, venues: tuple[str, ...]) -> dict[str, Faults]:
+    """Per venue, the ``Faults`` the fault flags describe; ``ConfigError`` naming the flag."""
+    settings: dict[str, dict[str, str]] = {}
+    for field in msgspec.structs.fields(Faults):
+        for item in getattr(args, f"fault_{field.name}", None) or ():
+            if field.type is bool and item in venues:
+                item = f"{item}=true"  # --reject-subscriptions bitstamp
+            venue, sep, value = item.rpartition("=")
+            if sep and venue not in venues:
+                raise ConfigError(
+                    f"{_fault_flag(field.name)} {item}: {venue!r} is not simulated here "
+                    f"(simulated: {', '.join(venues)})"
+                )
+            for name in (venue,) if sep else venues:
+                settings.setdefault(name, {})[field.name] = value
+    faults: dict[str, Faults] = {}
+    for venue, values in settings.items():
+        try:
+            faults[venue] = msgspec.convert(values, Faults, strict=False)
+        except msgspec.ValidationError as exc:
+            text, _, path = str(exc).rpartition(" - at `$.")
+            flag = _fault_flag(path.rstrip("`")) if path else "fault flag"
+            raise ConfigError(f"{flag} ({venue}): {text or exc}") from None
+    return faults
 
 
 def _record_parser() -> _Parser:
@@ -147,14 +215,23 @@ def _run_trio(
     return None
 
 
+def _sim_name(instrument: str) -> str:
+    """The simulator's compact name: ``ETH-BTC`` -> ``ethbtc`` (compact names as given)."""
+    if any(sep in instrument for sep in "-/_"):
+        return parse_instrument(instrument).compact
+    return instrument
+
+
 def sim_config_from_args(args: argparse.Namespace) -> SimConfig:
     ports = {v: getattr(args, f"port_{v}") for v in VENUES if getattr(args, f"port_{v}")}
     rest_ports = {
         v: getattr(args, f"rest_port_{v}") for v in VENUES if getattr(args, f"rest_port_{v}")
     }
+    venues = tuple(dict.fromkeys(args.venue or VENUES))
     return SimConfig(
-        venues=tuple(dict.fromkeys(args.venue or VENUES)),
-        instruments=tuple(dict.fromkeys(args.instrument or ["ethbtc"])),
+        venues=venues,
+        faults=faults_from_args(args, venues),
+        instruments=tuple(dict.fromkeys(_sim_name(i) for i in args.instrument or ["ethbtc"])),
         seed=args.seed,
         rate=args.rate,
         depth=args.depth,
