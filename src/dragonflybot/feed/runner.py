@@ -114,7 +114,7 @@ async def run_feed(
         slot = Mailbox[VenueUpdate]()
         publisher = ViewPublisher(protocol.venue, depth, slot, stats)
         async with AsyncExitStack() as stack:
-            if rest_client is None and protocol.mode == "depth":
+            if rest_client is None and protocol.uses_rest:
                 rest_client = await stack.enter_async_context(
                     RestClient(timeout=config.rest_timeout, max_retries=0)
                 )

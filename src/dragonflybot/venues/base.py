@@ -317,6 +317,12 @@ class VenueProtocol(abc.ABC):
         return None
 
     @property
+    def uses_rest(self) -> bool:
+        """Whether this protocol may ask for REST snapshots (``FetchSnapshot``): the feed
+        then owns an HTTP client. A venue whose book comes whole on the stream says no."""
+        return self.mode == "depth"
+
+    @property
     @abc.abstractmethod
     def subscribed(self) -> bool:
         """Every stream was acknowledged on the current connection."""

@@ -26,6 +26,7 @@ from dragonflybot.venues.base import (
     VenueProtocol,
 )
 from dragonflybot.venues.book_sync import CROSSED, BookSync
+from dragonflybot.venues.diff_sync import DiffSync
 
 SyncT = TypeVar("SyncT", bound=BookSync)
 
@@ -75,6 +76,10 @@ class BookProtocol(VenueProtocol, Generic[SyncT]):
         if self.mode == "top":
             return self._have_top
         return self._diff.position is not None
+
+    @property
+    def uses_rest(self) -> bool:
+        return self.mode == "depth" and isinstance(self._diff, DiffSync)
 
     @property
     def full_book(self) -> FullDepthBook:
