@@ -59,3 +59,17 @@ def test_rate_meter_counts_received_numbers_over_the_window() -> None:
     # Much later: only the recent samples count.
     meter.observe(received(BOOK, 30, 5_000_000_000))
     assert meter.observe(received(BOOK, 40, 5_500_000_000)) == 20.0
+
+
+def test_client_labels_the_table_with_the_canonical_instrument() -> None:
+    import pytest
+
+    from dragonflybot.cli.client import build_parser
+
+    args = build_parser().parse_args(["--instrument", "ethbtc"])
+    assert args.instrument == "ETH-BTC"
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["--instrument", "ethbusd"])  # ambiguous: a usage error
+    console = Console(record=True, width=100)
+    console.print(render_table(received(BOOK), 1.0, "ETH-BTC @ 127.0.0.1:50051"))
+    assert "ETH-BTC @ 127.0.0.1:50051" in console.export_text()

@@ -22,6 +22,8 @@ from dragonflybot.cli import options
 from dragonflybot.cli.common import EXIT_OK, OneLineParser, run, setup_logging, until_signal
 from dragonflybot.cli.display import print_json_lines, show_live_table
 from dragonflybot.config import DEFAULT_LISTEN, format_listen, parse_listen
+from dragonflybot.errors import ConfigError
+from dragonflybot.instrument import canonical
 from dragonflybot.service.book_client import ReceivedSummary, follow_book
 
 PROG = "dragonflybot-grpc-client"
@@ -49,6 +51,13 @@ def build_parser(prog: str = PROG) -> argparse.ArgumentParser:
         "default: table on a terminal, json otherwise",
     )
     parser.add_argument(
+        "--instrument",
+        type=_instrument,
+        metavar="NAME",
+        help="label the table with the book's instrument (BASE-QUOTE, e.g. ETH-BTC; a gRPC "
+        "address serves one instrument and BookSummary does not say which)",
+    )
+    parser.add_argument(
         "--retry", action="store_true", help="keep reconnecting (with backoff) instead of failing"
     )
     parser.add_argument(
@@ -57,6 +66,13 @@ def build_parser(prog: str = PROG) -> argparse.ArgumentParser:
     parser.add_argument("--log-level", type=str.upper, default="WARNING", help="default: WARNING")
     options.add_observability_flags(parser, metrics=False)
     return parser
+
+
+def _instrument(text: str) -> str:
+    try:
+        return canonical(text)
+    except ConfigError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def _count(text: str) -> int:
@@ -77,6 +93,7 @@ async def follow_and_show(
     count: int = 0,
     retry: bool = False,
     connect_timeout: float = 5.0,
+    instrument: str | None = None,
 ) -> None:
     """Follow the stream and display it until ``count`` books (0: until cancelled).
 
@@ -89,7 +106,10 @@ async def follow_and_show(
             lambda: follow_book(host, port, books, retry=retry, connect_timeout=connect_timeout)
         )
         if table:
-            await show_live_table(books, count, format_listen(host, port))
+            source = format_listen(host, port)
+            if instrument is not None:
+                source = f"{instrument} @ {source}"
+            await show_live_table(books, count, source)
         else:
             await print_json_lines(books, count)
         nursery.cancel_scope.cancel()
@@ -111,6 +131,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 count=args.count,
                 retry=args.retry,
                 connect_timeout=args.connect_timeout,
+                instrument=args.instrument,
             )
         )
         return EXIT_OK

@@ -90,7 +90,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             where = format_listen(*app.metrics_address)
             print(f"demo: metrics on http://{where}{METRICS_PATH}", file=sys.stderr)
         try:
-            await follow_and_show(runtime.plan.host, runtime.port, table=table)
+            await follow_and_show(
+                runtime.plan.host, runtime.port, table=table, instrument=runtime.name
+            )
         except* TransportError:
             # The server ending our stream is how a shutdown looks from the client.
             if not app.stopping:
