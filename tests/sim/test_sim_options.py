@@ -145,3 +145,15 @@ def test_market_params_are_validated() -> None:
         MarketParams(noise_keep=1.0)
     config = SimConfig(depth=30, market=MarketParams(max_lots=3))
     assert config.market_params() == MarketParams(depth=30, max_lots=3)
+
+
+async def test_canonical_instrument_names_are_simulated_under_their_compact_name() -> None:
+    config = SimConfig(instruments=("ETH-BTC", "btcusdt"))
+    assert config.instruments == ("ethbtc", "btcusdt")
+    spec = config.spec("ethbtc")
+    assert spec.instrument is not None and spec.instrument.name == "ETH-BTC"
+    assert config.spec("foobar").instrument is None  # invented names still simulate
+    async with running(venues=("binance",), instruments=("ETH-BTC",)) as sim:
+        assert sim.book("binance", "ETH-BTC").top_bids(1) == sim.book("binance", "ethbtc").top_bids(
+            1
+        )

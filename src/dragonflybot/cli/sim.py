@@ -18,7 +18,6 @@ import trio
 from dragonflybot.cli.common import run_unwrapped, until_signal
 from dragonflybot.cli.options import checked_number
 from dragonflybot.errors import ConfigError, DragonflybotError
-from dragonflybot.instrument import parse_instrument
 from dragonflybot.sim import Faults, SimConfig, SimHandle, serve_simulation
 from dragonflybot.sim.config import VENUES
 from dragonflybot.sim.record import RecordOptions, RecordStats, record
@@ -215,13 +214,6 @@ def _run_trio(
     return None
 
 
-def _sim_name(instrument: str) -> str:
-    """The simulator's compact name: ``ETH-BTC`` -> ``ethbtc`` (compact names as given)."""
-    if any(sep in instrument for sep in "-/_"):
-        return parse_instrument(instrument).compact
-    return instrument
-
-
 def sim_config_from_args(args: argparse.Namespace) -> SimConfig:
     ports = {v: getattr(args, f"port_{v}") for v in VENUES if getattr(args, f"port_{v}")}
     rest_ports = {
@@ -231,7 +223,7 @@ def sim_config_from_args(args: argparse.Namespace) -> SimConfig:
     return SimConfig(
         venues=venues,
         faults=faults_from_args(args, venues),
-        instruments=tuple(dict.fromkeys(_sim_name(i) for i in args.instrument or ["ethbtc"])),
+        instruments=tuple(dict.fromkeys(args.instrument or ["ethbtc"])),
         seed=args.seed,
         rate=args.rate,
         depth=args.depth,

@@ -19,7 +19,6 @@ import trio
 from dragonflybot.app import App, FeedRunner, default_feeds, plan_topology, run_app
 from dragonflybot.config import AppConfig, SimulationConfig, VenueConfig
 from dragonflybot.feed import run_feed
-from dragonflybot.instrument import parse_instrument
 from dragonflybot.sim import SimConfig, SimHandle, serve_simulation
 from dragonflybot.venues.registry import VENUES
 from dragonflybot.venues.spec import VenueSpec
@@ -41,7 +40,7 @@ def simulation_config(config: AppConfig, venues: Mapping[str, VenueSpec] = VENUE
         raise AssertionError("simulation_config needs a [simulation] section")
     return SimConfig(
         venues=tuple(dict.fromkeys(v.name for plan in plans for v in plan.venues)),
-        instruments=tuple(parse_instrument(plan.name).compact for plan in plans),
+        instruments=tuple(plan.name for plan in plans),
         seed=simulation.seed,
         rate=simulation.rate,
     )

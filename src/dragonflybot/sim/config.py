@@ -9,6 +9,7 @@ import attrs
 import msgspec
 
 from dragonflybot.errors import ConfigError
+from dragonflybot.instrument import parse_instrument
 from dragonflybot.sim.faults import NO_FAULTS, Faults
 from dragonflybot.sim.instruments import InstrumentSpec, instrument_spec
 from dragonflybot.sim.market import MarketParams
@@ -39,6 +40,7 @@ class SimConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields
 
     venues: tuple[str, ...] = VENUES
     instruments: tuple[str, ...] = ("ethbtc",)
+    """Compact names (``ethbtc``); canonical ones (``ETH-BTC``) are made compact."""
     seed: int = 1
     rate: float = 20.0
     """Market updates per second per venue and instrument (each is one diff frame)."""
@@ -85,6 +87,10 @@ class SimConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields
     the subscriptions it sends back to back all take effect first."""
 
     def __post_init__(self) -> None:
+        if any(sep in name for name in self.instruments for sep in "-/_"):
+            # ETH-BTC -> ethbtc: the simulator keys its markets by the compact name.
+            compact = tuple(parse_instrument(name).compact for name in self.instruments)
+            msgspec.structs.force_setattr(self, "instruments", compact)
         if not self.venues and not self.replay:
             raise ConfigError("no venue to simulate")
         if len(set(self.venues)) != len(self.venues):

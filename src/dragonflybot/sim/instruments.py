@@ -17,6 +17,7 @@ import attrs
 
 from dragonflybot.core.fixed import ONE, Fixed, parse
 from dragonflybot.errors import ConfigError, DecodeError
+from dragonflybot.instrument import Instrument, parse_instrument
 
 _NAME: Final = re.compile(r"[a-z0-9]{2,20}")
 
@@ -41,10 +42,15 @@ class InstrumentSpec:
     """One instrument's price grid; all values are ``core.fixed`` ints."""
 
     name: str
+    """The simulator's compact name (``ethbtc``): its key in ``SimHandle`` and configs."""
     start_price: Fixed
     tick: Fixed
     lot: Fixed
     price_decimals: int
+    instrument: Instrument | None = None
+    """``(base, quote)`` when the name splits on a known quote asset (it does for every
+    real pair): a simulated venue derives its symbol from it with its ``VenueSpec.symbol``
+    (``kraken.SPEC.symbol(spec.instrument.name)`` -> ``ETH/BTC``)."""
 
 
 def instrument_spec(
@@ -56,6 +62,8 @@ def instrument_spec(
     Raises ``ConfigError`` for a name venues could not carry in a stream or path, or a tick
     or lot that is not a positive decimal of at most 8 places (what the venues print).
     """
+    if any(sep in name for sep in "-/_"):
+        name = parse_instrument(name).compact  # ETH-BTC -> ethbtc
     if not _NAME.fullmatch(name):
         raise ConfigError(f"instrument {name!r} must be 2-20 characters of [a-z0-9], e.g. 'ethbtc'")
     start, known_tick, known_lot, decimals = _KNOWN.get(name, _GENERIC)
@@ -70,7 +78,15 @@ def instrument_spec(
         tick=tick_value,
         lot=lot_value,
         price_decimals=decimals,
+        instrument=_split(name),
     )
+
+
+def _split(name: str) -> Instrument | None:
+    try:
+        return parse_instrument(name)
+    except ConfigError:
+        return None  # an invented name (tests, demos): venues use the compact name
 
 
 def _grid(name: str, what: str, text: str) -> Fixed:
