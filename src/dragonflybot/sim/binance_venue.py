@@ -23,7 +23,7 @@ from dragonflybot.sim.market import Update, VenueMarket
 from dragonflybot.sim.plugin import BROADCAST, Renderer, ReplayFrame, SimVenue
 from dragonflybot.sim.protocol import Key, Reaction, Rejection, Session, VenueProtocol
 from dragonflybot.sim.wire import LevelFormatter
-from dragonflybot.venues.binance import DepthSnapshot, DepthUpdate, PartialDepth
+from dragonflybot.venues.binance import DepthSnapshot, DepthUpdate, PartialDepth, symbol_of
 
 COMBINED: Final = "combined"
 RAW: Final = "raw"
@@ -57,7 +57,7 @@ _encode = msgspec.json.encode
 
 def depth_streams(spec: InstrumentSpec) -> dict[str, str]:
     """Every depth stream name served for ``spec`` -> the instrument name."""
-    sym = spec.name
+    sym = symbol_of(spec.name).lower()  # the feed's own mapping: one definition
     names = [f"{sym}@depth", f"{sym}@depth@100ms"]
     for n in PARTIAL_LEVELS:
         names += [f"{sym}@depth{n}", f"{sym}@depth{n}@100ms"]
@@ -198,7 +198,7 @@ class BinanceRenderer:
     def __init__(self, protocol: BinanceProtocol, markets: Mapping[str, VenueMarket]) -> None:
         self._protocol = protocol
         self._markets = markets
-        self._symbols = {m.spec.name.upper(): m for m in markets.values()}
+        self._symbols = {symbol_of(m.spec.name): m for m in markets.values()}
         self._fmt = LevelFormatter(8)
 
     def render(self, key: Key, market: VenueMarket, update: Update) -> Outgoing:
@@ -208,7 +208,7 @@ class BinanceRenderer:
             payload = DepthUpdate(
                 e="depthUpdate",
                 E=update.time_us // 1000,
-                s=market.spec.name.upper(),
+                s=symbol_of(market.spec.name),
                 U=update.first_id,
                 u=update.last_id,
                 b=fmt(update.bids),

@@ -24,7 +24,7 @@ from dragonflybot.sim.market import Update, VenueMarket
 from dragonflybot.sim.plugin import BROADCAST, Renderer, ReplayFrame, SimVenue
 from dragonflybot.sim.protocol import Key, Reaction, Rejection, Session, VenueProtocol
 from dragonflybot.sim.wire import LevelFormatter
-from dragonflybot.venues.bitstamp import Request
+from dragonflybot.venues.bitstamp import Request, symbol_of
 
 TOP_LEVELS: Final = 100
 """``order_book_<pair>`` carries the top 100 levels per side."""
@@ -47,7 +47,7 @@ class BookPayload(msgspec.Struct):
 
 def book_channels(spec: InstrumentSpec) -> dict[str, str]:
     """Every order-book channel served for ``spec`` -> the instrument name."""
-    pair = spec.name
+    pair = symbol_of(spec.name)  # the feed's own mapping: one definition
     return {f"order_book_{pair}": spec.name, f"diff_order_book_{pair}": spec.name}
 
 
@@ -106,7 +106,7 @@ class BitstampRenderer:
 
     def __init__(self, protocol: BitstampProtocol, markets: Mapping[str, VenueMarket]) -> None:
         self._protocol = protocol
-        self._pairs = {m.spec.name: m for m in markets.values()}
+        self._pairs = {symbol_of(m.spec.name): m for m in markets.values()}
         self._fmt = {m.spec.name: LevelFormatter(m.spec.price_decimals) for m in markets.values()}
 
     def _payload(
