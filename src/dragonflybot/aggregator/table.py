@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
+from dragonflybot.aggregator.state import VenueHealth
 from dragonflybot.core.merge import Consolidated, merge
 from dragonflybot.core.view import VenueDown, VenueUpdate, VenueView
 
@@ -18,15 +19,19 @@ class ViewTable:
     ``apply`` says whether the table changed, so the runner merges only when
     something did (a feed that repeats the same levels, or a second
     ``VenueDown`` for a venue already down, costs no merge and no publication).
+    A ``VenueDown`` that changes an excluded venue's state or reason (stale, then
+    disconnected) changes the table's ``health`` but not its book: it is published
+    without a merge.
     """
 
-    __slots__ = ("_depth", "_dirty", "_views")
+    __slots__ = ("_depth", "_dirty", "_down", "_views")
 
     def __init__(self, depth: int) -> None:
         if depth < 1:
             raise ValueError("depth must be >= 1")
         self._depth = depth
         self._views: dict[str, VenueView] = {}
+        self._down: dict[str, VenueHealth] = {}
         self._dirty = False
 
     @property
@@ -49,16 +54,45 @@ class ViewTable:
         """Record one update; True if the table changed."""
         views = self._views
         if isinstance(update, VenueDown):
-            if views.pop(update.venue, None) is None:
-                return False
-        else:
-            if update.same_levels(views.get(update.venue)):
-                # Keep the newer receive time without forcing a merge.
-                views[update.venue] = update
-                return False
+            return self._apply_down(update)
+        if update.same_levels(views.get(update.venue)):
+            # Keep the newer receive time without forcing a merge.
             views[update.venue] = update
+            return False
+        views[update.venue] = update
+        self._down.pop(update.venue, None)
         self._dirty = True
         return True
+
+    def _apply_down(self, update: VenueDown) -> bool:
+        venue = update.venue
+        view = self._views.pop(venue, None)
+        known = self._down.get(venue)
+        if view is not None:
+            last_ns: int | None = view.recv_ns
+        elif known is not None:
+            last_ns = known.last_update_ns
+        else:
+            return False  # never heard of: it is simply not in the book
+        health = VenueHealth(venue, update.state, last_ns, update.reason)
+        if view is None and health == known:
+            return False
+        self._down[venue] = health
+        if view is not None:
+            self._dirty = True
+        return True
+
+    def health(self) -> tuple[VenueHealth, ...]:
+        """Every venue heard of, by name: live ones from their views, the others as told."""
+        everyone = dict(self._down)
+        for venue, view in self._views.items():
+            everyone[venue] = VenueHealth(venue, "live", view.recv_ns)
+        return tuple(everyone[name] for name in sorted(everyone))
+
+    def live_views(self) -> tuple[VenueView, ...]:
+        """The live venues' current views, by name."""
+        views = self._views
+        return tuple(views[name] for name in sorted(views))
 
     def merge(self) -> Consolidated:
         """The consolidated top N of the live venues; clears ``dirty``."""
