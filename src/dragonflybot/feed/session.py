@@ -218,7 +218,7 @@ class Session:
             now - self._last_frame,
             self.config.stale_after,
         )
-        self.publisher.down("stale")
+        self.publisher.down("stale", "stale")
 
     def _on_frame(self, frame: str | bytes, recv_ns: int) -> None:
         stats = self.stats
@@ -321,7 +321,7 @@ class Session:
             stats.gaps += 1
         stats.state = "syncing"
         log.warning("%s: book discarded, resyncing: %s", self._venue, event.reason)
-        self.publisher.down(f"resync: {event.reason}")
+        self.publisher.down(f"resync: {event.reason}", "syncing")
 
     # --- I/O helpers --------------------------------------------------------------------
 
