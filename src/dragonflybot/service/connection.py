@@ -17,8 +17,10 @@ dispatch itself:
 * a client that vanishes (EOF, reset, failed write) ends the connection and
   cancels its streams at once, freeing their fan-out slots.
 
-Only unary-unary and unary-stream methods are served: that is all the
-services here define.
+Unary-unary, unary-stream and stream-stream (bidi: server reflection) methods
+are served; client-streaming-only methods are not, as no service here defines one.
+A bidi method reads its requests as they arrive (no request deadline: the client
+may speak at any time) while its responses are paced like a server stream's.
 
 purerpc internals used (pinned to 0.8.0 in pyproject): ``GRPCSocket._grpc_connection``
 (the h2 state machine: ``h2_connection._data_to_send`` for bytes not yet
@@ -43,7 +45,7 @@ from purerpc.grpc_proto import GRPCProtoSocket, GRPCProtoStream
 from purerpc.grpclib.config import GRPCConfiguration
 from purerpc.grpclib.events import RequestReceived
 from purerpc.grpclib.exceptions import GRPCError
-from purerpc.wrappers import extract_message_from_singleton_stream
+from purerpc.wrappers import extract_message_from_singleton_stream, stream_to_async_iterator
 
 from dragonflybot.service.pacing import PacedStream, tune_socket
 
@@ -181,13 +183,16 @@ class Connection:
             await self._end(stream, task, Status(StatusCode.UNIMPLEMENTED, f"{name} is not served"))
             return
         cardinality = bound.signature.cardinality
-        if cardinality not in (Cardinality.UNARY_UNARY, Cardinality.UNARY_STREAM):
+        if cardinality == Cardinality.STREAM_UNARY:
             await self._end(stream, task, Status(StatusCode.UNIMPLEMENTED, "streaming requests"))
             return
         stream.expect_message_type(bound.signature.request_type)
         request: Any = None
-        with trio.move_on_after(REQUEST_TIMEOUT):
-            request = await extract_message_from_singleton_stream(stream)
+        if cardinality == Cardinality.STREAM_STREAM:
+            request = stream_to_async_iterator(stream)
+        else:
+            with trio.move_on_after(REQUEST_TIMEOUT):
+                request = await extract_message_from_singleton_stream(stream)
         if request is None:
             status = Status(StatusCode.DEADLINE_EXCEEDED, "no request message received")
             await self._end(stream, task, status)
