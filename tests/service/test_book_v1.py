@@ -289,3 +289,26 @@ async def test_venue_status_sends_the_current_states_then_each_change(
         await stream.__anext__()
         pytest.fail("a message without a change")
     await stream.aclose()
+
+
+async def test_max_rate_spaces_the_books_of_a_stream(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    servicer, eth, _ = service(max_rate=100.0)
+    published(eth, state_of(Consolidated.empty(), seq=1))
+    capped = servicer.StreamBook(BookRequest(instrument="ETH-BTC", max_rate=4))
+    uncapped = servicer.StreamBook(BookRequest(instrument="ETH-BTC", max_rate=1000))
+    await capped.__anext__()
+    await uncapped.__anext__()
+    times = []
+    for seq in (2, 3):
+        published(eth, state_of(Consolidated.empty(), seq=seq))
+        start = trio.current_time()
+        await capped.__anext__()
+        times.append(trio.current_time() - start)
+    assert all(t >= 0.25 - 1e-9 for t in times)  # the client's cap, below the service's
+    start = trio.current_time()
+    await uncapped.__anext__()  # asks for more than the service allows: the service's cap
+    assert 0.0 < trio.current_time() - start <= 0.01 + 1e-9
+    await capped.aclose()
+    await uncapped.aclose()
