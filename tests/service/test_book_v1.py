@@ -248,9 +248,15 @@ async def test_stream_book_sends_the_newest_state_at_the_depth_asked() -> None:
     message = Book.FromString((await stream.__anext__()).SerializeToString())
     assert (message.instrument, message.sequence, len(message.bids)) == ("ETH-BTC", 7, 2)
     assert [v.name for v in message.venues] == ["binance", "bitstamp"]
+    assert (servicer.stats.open, servicer.stats.opened, servicer.stats.sent) == (1, 1, 1)
+    for seq in (8, 9):
+        published(eth, state_of(book, seq=seq))
+    assert Book.FromString((await stream.__anext__()).SerializeToString()).sequence == 9
+    assert (servicer.stats.sent, servicer.stats.conflated) == (2, 1)
     eth.close()
     error = await first_error(stream)
     assert error.status.status_code == StatusCode.UNAVAILABLE
+    assert servicer.stats.open == 0
 
 
 async def test_venue_status_sends_the_current_states_then_each_change(

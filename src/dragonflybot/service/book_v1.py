@@ -26,6 +26,7 @@ from purerpc import RpcFailedError, Status, StatusCode
 from dragonflybot.aggregator.fanout import Fanout
 from dragonflybot.aggregator.state import BookState
 from dragonflybot.errors import ConfigError
+from dragonflybot.service.book_summary import StreamStats
 from dragonflybot.service.book_v1_encoding import (
     BookV1Encoder,
     Instrument,
@@ -69,8 +70,19 @@ class _Instrument:
 class BookServiceV1(BookServiceServicer):
     """Serves the ``InstrumentSource``s given; names resolve with ``instrument_key``."""
 
-    def __init__(self, instruments: Iterable[InstrumentSource], *, max_rate: float = 0.0) -> None:
-        """``max_rate``: Books per second per stream at most, whatever a client asks; 0: none."""
+    def __init__(
+        self,
+        instruments: Iterable[InstrumentSource],
+        *,
+        max_rate: float = 0.0,
+        stats: StreamStats | None = None,
+    ) -> None:
+        """``max_rate``: Books per second per stream at most, whatever a client asks; 0: none.
+
+        ``stats``: the StreamBook streams' counters, all instruments together (the
+        same shape as ``BookSummaryService``'s, for the metrics).
+        """
+        self.stats = stats if stats is not None else StreamStats()
         if not max_rate >= 0 or math.isinf(max_rate):
             raise ConfigError(f"max_rate must be a number >= 0, got {max_rate}")
         self._by_key: dict[str, _Instrument] = {}
@@ -162,11 +174,28 @@ class BookServiceV1(BookServiceServicer):
         depth, venues = self._check(instrument, input_message)
         ticker, phase = self._pace(input_message.max_rate)
         encoder = instrument.encoder
-        with instrument.source.books.subscribe() as subscription:
-            async for book in subscription:
-                yield PreEncoded(encoder.encode(book.state, depth, venues, WallClock.now()))
-                if ticker is not None:
-                    await ticker.wait(phase)
+        stats = self.stats
+        stats.open += 1
+        stats.opened += 1
+        try:
+            with instrument.source.books.subscribe() as subscription:
+                skipped = 0
+                first = True
+                async for book in subscription:
+                    clock = WallClock.now()
+                    recv_ns = book.state.newest_recv_ns
+                    if recv_ns is not None and not first:  # the first is the book as it was
+                        stats.receive_to_sent.observe_ns(clock.monotonic_ns - recv_ns)
+                    first = False
+                    if subscription.skipped != skipped:
+                        stats.conflated += subscription.skipped - skipped
+                        skipped = subscription.skipped
+                    stats.sent += 1
+                    yield PreEncoded(encoder.encode(book.state, depth, venues, clock))
+                    if ticker is not None:
+                        await ticker.wait(phase)
+        finally:
+            stats.open -= 1
         raise RpcFailedError(ENDED)
 
     async def ListInstruments(self, input_message: Any) -> Any:
