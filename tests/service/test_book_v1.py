@@ -127,7 +127,7 @@ def test_times_and_the_venue_filter() -> None:
 
 
 def test_a_venue_not_heard_of_is_syncing_and_configured_order_is_kept() -> None:
-    state = state_of(Consolidated.empty(), venues=(VenueHealth("bitstamp", "stale", 7, "stale"),))
+    state = state_of(Consolidated.empty(), excluded=(VenueHealth("bitstamp", "stale", 7, "stale"),))
     healths = venue_healths(("bitstamp", "binance"), state)
     assert healths == [
         VenueHealth("bitstamp", "stale", 7, "stale"),
@@ -269,8 +269,8 @@ async def test_venue_status_sends_the_current_states_then_each_change(
         ("binance", STATE_CODES["syncing"]),
         ("bitstamp", STATE_CODES["syncing"]),
     ]
-    live = (VenueHealth("binance", "live", 1), VenueHealth("bitstamp", "live", 1))
-    published(eth, state_of(Consolidated.empty(), seq=1, venues=live))
+    live = (view("binance", "1", "2", 1), view("bitstamp", "1", "2", 1))
+    published(eth, state_of(Consolidated.empty(), seq=1, views=live))
     got = [await stream.__anext__(), await stream.__anext__()]
     assert {(u.venue.name, u.venue.state) for u in got} == {
         ("binance", STATE_CODES["live"]),
@@ -281,7 +281,8 @@ async def test_venue_status_sends_the_current_states_then_each_change(
         state_of(
             Consolidated.empty(),
             seq=2,
-            venues=(live[0], VenueHealth("bitstamp", "stale", 1, "stale")),
+            views=live[:1],
+            excluded=(VenueHealth("bitstamp", "stale", 1, "stale"),),
         ),
     )
     change = await stream.__anext__()

@@ -59,7 +59,7 @@ class Aggregator:
         self._seq = 0
         self._book: Consolidated | None = None
         self._live: frozenset[str] | None = None
-        self._states: tuple[tuple[str, str, str | None], ...] = ()
+        self._down_changes = 0
 
     @property
     def depth(self) -> int:
@@ -76,13 +76,12 @@ class Aggregator:
         else:
             book = self._book
         live = table.live
-        health = table.health()
-        states = tuple((h.venue, h.state, h.reason) for h in health)
-        if book == self._book and live == self._live and states == self._states:
+        down_changes = table.down_changes
+        if book == self._book and live == self._live and down_changes == self._down_changes:
             return None
         self._book = book
         self._live = live
-        self._states = states
+        self._down_changes = down_changes
         self._seq += 1
         state = BookState(
             self._seq,
@@ -90,7 +89,7 @@ class Aggregator:
             book,
             live,
             table.newest_recv_ns(),
-            health,
+            table.excluded(),
             table.live_views(),
         )
         self._publisher.publish(state)

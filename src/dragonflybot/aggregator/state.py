@@ -44,12 +44,24 @@ class BookState:
     """Venues whose book is valid and merged into ``book``; empty when every venue is down."""
     newest_recv_ns: int | None
     """``recv_ns`` of the newest venue frame merged into ``book`` (``None`` if none)."""
-    venues: tuple[VenueHealth, ...] = ()
-    """Each venue the aggregator heard of, by name: its state and last update. A change
-    of state alone (stale -> down) is published as a new state with the same book."""
+    excluded: tuple[VenueHealth, ...] = ()
+    """The venues heard of but not live, with why. A change of state alone (stale ->
+    down) is published as a new state with the same book."""
     views: tuple[VenueView, ...] = ()
-    """The live venues' views the book was merged from (immutable, shared, by name), so a
-    reader can merge a subset of venues itself (``core.merge.merge``)."""
+    """The live venues' views the book was merged from (immutable, shared; in no
+    particular order), so a reader can merge a subset of venues itself."""
+
+    @property
+    def venues(self) -> tuple[VenueHealth, ...]:
+        """Every venue heard of, by name: live ones from their views, then as excluded.
+
+        Built on demand by readers that want it (the v1 service), not by the
+        aggregator, whose publication path stays as cheap as before.
+        """
+        everyone = {h.venue: h for h in self.excluded}
+        for view in self.views:
+            everyone[view.venue] = VenueHealth(view.venue, "live", view.recv_ns)
+        return tuple(everyone[name] for name in sorted(everyone))
 
     @property
     def serving(self) -> bool:

@@ -24,7 +24,7 @@ class ViewTable:
     without a merge.
     """
 
-    __slots__ = ("_depth", "_dirty", "_down", "_views")
+    __slots__ = ("_depth", "_dirty", "_down", "_down_changes", "_excluded", "_views")
 
     def __init__(self, depth: int) -> None:
         if depth < 1:
@@ -32,6 +32,8 @@ class ViewTable:
         self._depth = depth
         self._views: dict[str, VenueView] = {}
         self._down: dict[str, VenueHealth] = {}
+        self._down_changes = 0
+        self._excluded: tuple[VenueHealth, ...] | None = ()
         self._dirty = False
 
     @property
@@ -47,6 +49,11 @@ class ViewTable:
         """Something changed since the last ``merge``."""
         return self._dirty
 
+    @property
+    def down_changes(self) -> int:
+        """Counts changes of the excluded venues' states: a cheap test for "anything new"."""
+        return self._down_changes
+
     def views(self) -> Iterable[VenueView]:
         return self._views.values()
 
@@ -60,7 +67,8 @@ class ViewTable:
             views[update.venue] = update
             return False
         views[update.venue] = update
-        self._down.pop(update.venue, None)
+        if self._down.pop(update.venue, None) is not None:
+            self._excluded = None
         self._dirty = True
         return True
 
@@ -78,21 +86,23 @@ class ViewTable:
         if view is None and health == known:
             return False
         self._down[venue] = health
+        self._down_changes += 1
+        self._excluded = None
         if view is not None:
             self._dirty = True
         return True
 
-    def health(self) -> tuple[VenueHealth, ...]:
-        """Every venue heard of, by name: live ones from their views, the others as told."""
-        everyone = dict(self._down)
-        for venue, view in self._views.items():
-            everyone[venue] = VenueHealth(venue, "live", view.recv_ns)
-        return tuple(everyone[name] for name in sorted(everyone))
+    def excluded(self) -> tuple[VenueHealth, ...]:
+        """The venues heard of but not live (kept until one changes: most states share it)."""
+        excluded = self._excluded
+        if excluded is None:
+            down = self._down
+            excluded = self._excluded = tuple(down[name] for name in sorted(down))
+        return excluded
 
     def live_views(self) -> tuple[VenueView, ...]:
-        """The live venues' current views, by name."""
-        views = self._views
-        return tuple(views[name] for name in sorted(views))
+        """The live venues' current views (in no particular order)."""
+        return tuple(self._views.values())
 
     def merge(self) -> Consolidated:
         """The consolidated top N of the live venues; clears ``dirty``."""
