@@ -1,12 +1,14 @@
-"""The wire form of ``dragonflybot.v1.Book`` and ``VenueStatus``.
+"""The wire form of ``dragonflybot.v1.Book`` (by hand) and ``VenueStatus``.
 
-A Book is two parts, concatenated: the *body* (instrument, sequence, levels,
-spread, times), the same for every stream asking the same view of one state, and
-the *venues* (states and ages), which depend on when the Book is sent. protobuf
-messages are a sequence of fields and a parser merges concatenated encodings, so
-``body + venues`` is exactly the Book with both parts set (the tests check that
-against protobuf). ``BookV1Encoder`` keeps the bodies of the newest state, so many
-clients asking the same depth cost one encoding, as in ``service.summary``.
+A Book is two parts, concatenated: the *body* (fields 1-9: instrument, sequence,
+levels, spread, times), the same for every stream asking the same view of one
+state, and the *venues* (field 10: states and ages), which depend on when the
+Book is sent. Fields are encoded in number order, so ``body + venues`` is byte for
+byte protobuf's serialization of the whole Book (a hypothesis test compares them).
+``BookV1Encoder`` keeps the bodies of the newest state and each side's encoded
+levels, so many clients cost one encoding per state and view, as in
+``service.summary``, whose reasons for encoding by hand (protobuf message objects
+cost several times more per level) apply here too.
 
 Times: the aggregator stamps ``time.monotonic_ns()``; a ``WallClock`` turns those
 into UTC Timestamps at encoding (``monotonic + (time_ns - monotonic_ns)``), so the
@@ -15,6 +17,7 @@ times of one message are consistent with each other even if the wall clock steps
 
 from __future__ import annotations
 
+import struct
 import time
 from collections.abc import Collection, Iterable, Sequence
 from typing import Any, Final
@@ -64,21 +67,112 @@ class WallClock:
         return monotonic_ns + (self.time_ns - self.monotonic_ns)
 
 
-def _timestamp(message: Any, unix_ns: int) -> None:
-    seconds, nanos = divmod(unix_ns, 1_000_000_000)
-    message.seconds = seconds
-    message.nanos = nanos
+# --- proto3 wire format, by hand (see the module docstring of ``service.summary``) -------
+# Tags: (field number << 3) | wire type; 0 = varint, 1 = 64-bit, 2 = length-delimited.
+_B_INSTRUMENT: Final = 0x0A
+_B_SEQUENCE: Final = 0x10
+_B_BIDS: Final = 0x1A
+_B_ASKS: Final = 0x22
+_B_SPREAD: Final = 0x29
+_B_SPREAD_TEXT: Final = 0x32
+_B_EXCHANGE_TIME: Final = 0x3A
+_B_RECEIVE_TIME: Final = 0x42
+_B_PUBLISH_TIME: Final = 0x4A
+_B_VENUES: Final = 0x52
+_L_VENUE: Final = 0x0A
+_L_PRICE: Final = 0x11
+_L_AMOUNT: Final = 0x19
+_L_PRICE_TEXT: Final = 0x22
+_L_AMOUNT_TEXT: Final = 0x2A
+_V_NAME: Final = 0x0A
+_V_STATE: Final = 0x10
+_V_AGE: Final = 0x1A
+_V_REASON: Final = 0x22
+_T_SECONDS: Final = 0x08  # Timestamp and Duration alike
+_T_NANOS: Final = 0x10
+_ZERO: Final = bytes(8)
+_pack_double = struct.Struct("<d").pack
+
+LEVEL_CACHE_SIZE: Final = 4096
+"""Encoded levels kept per side; far more than two consecutive books hold at any depth."""
 
 
-def _level(level: MergedLevel) -> Any:
+_ONE_BYTE: Final = tuple(bytes((i,)) for i in range(0x80))
+
+
+def _varint(value: int) -> bytes:
+    """Base-128 varint; a negative (int64) value as its 64-bit two's complement."""
+    if 0 <= value < 0x80:
+        return _ONE_BYTE[value]
+    if value < 0:
+        value += 1 << 64
+    out = bytearray()
+    while value > 0x7F:
+        out.append((value & 0x7F) | 0x80)
+        value >>= 7
+    out.append(value)
+    return bytes(out)
+
+
+def _field(tag: int, data: bytes) -> bytes:
+    """A length-delimited field (always sent: used for present sub-messages)."""
+    size = len(data)
+    return _ONE_BYTE[tag] + (_ONE_BYTE[size] if size < 0x80 else _varint(size)) + data
+
+
+def _string(tag: int, text: str) -> bytes:
+    return _field(tag, text.encode()) if text else b""
+
+
+def _double(tag: int, value: float) -> bytes:
+    """A double, or nothing for +0.0 (proto3 omits a value whose bits are all zero)."""
+    packed = _pack_double(value)
+    return b"" if packed == _ZERO else _ONE_BYTE[tag] + packed
+
+
+def _number(tag: int, value: int) -> bytes:
+    return _ONE_BYTE[tag] + _varint(value) if value else b""
+
+
+def _time(tag: int, ns: int) -> bytes:
+    """A ``Timestamp`` (ns since the epoch) or ``Duration`` (ns): seconds and nanos >= 0."""
+    seconds, nanos = divmod(ns, 1_000_000_000)
+    return _field(tag, _number(_T_SECONDS, seconds) + _number(_T_NANOS, nanos))
+
+
+def encode_level(tag: int, level: MergedLevel) -> bytes:
+    """One element of ``Book.bids`` (``_B_BIDS``) or ``Book.asks``: tag, length, ``Level``."""
     venue, price, amount = level
-    return Level(
-        venue=venue,
-        price=to_float(price),
-        amount=to_float(amount),
-        price_text=to_str(price),
-        amount_text=to_str(amount),
+    body = (
+        _string(_L_VENUE, venue)
+        + _double(_L_PRICE, to_float(price))
+        + _double(_L_AMOUNT, to_float(amount))
+        + _string(_L_PRICE_TEXT, to_str(price))
+        + _string(_L_AMOUNT_TEXT, to_str(amount))
     )
+    return _field(tag, body)
+
+
+class _LevelCache:
+    """Encoded levels of one side; emptied when full (consecutive books share most levels)."""
+
+    __slots__ = ("_encoded", "_tag")
+
+    def __init__(self, tag: int) -> None:
+        self._tag = tag
+        self._encoded: dict[MergedLevel, bytes] = {}
+
+    def encode(self, levels: Sequence[MergedLevel]) -> list[bytes]:
+        encoded = self._encoded
+        out = []
+        for level in levels:
+            data = encoded.get(level)
+            if data is None:
+                if len(encoded) >= LEVEL_CACHE_SIZE:
+                    encoded.clear()
+                data = encoded[level] = encode_level(self._tag, level)
+            out.append(data)
+        return out
 
 
 def book_view(state: BookState, depth: int, venues: Collection[str] | None) -> Consolidated:
@@ -97,30 +191,31 @@ def encode_body(
     depth: int,
     venues: Collection[str] | None,
     clock: WallClock,
+    levels: tuple[_LevelCache, _LevelCache] | None = None,
 ) -> bytes:
-    """Every Book field but ``venues``: the part shared by every stream of this view."""
+    """Every Book field but ``venues`` (1-9, in field order): shared by the streams of a view.
+
+    ``levels``: the (bids, asks) caches of the instrument's encoder, if any.
+    """
     book = book_view(state, depth, venues)
-    message = Book(
-        instrument=instrument,
-        sequence=state.seq,
-        bids=[_level(level) for level in book.bids],
-        asks=[_level(level) for level in book.asks],
-    )
+    bids, asks = levels if levels is not None else (_LevelCache(_B_BIDS), _LevelCache(_B_ASKS))
+    parts = [_string(_B_INSTRUMENT, instrument), _number(_B_SEQUENCE, state.seq)]
+    parts += bids.encode(book.bids)
+    parts += asks.encode(book.asks)
     if book.spread is not None:
-        message.spread = to_float(book.spread)
-        message.spread_text = to_str(book.spread)
+        parts.append(_double(_B_SPREAD, to_float(book.spread)))
+        parts.append(_string(_B_SPREAD_TEXT, to_str(book.spread)))
     views = state.views if venues is None else [v for v in state.views if v.venue in venues]
     event_ms = [v.event_time_ms for v in views if v.event_time_ms is not None]
     if event_ms:
-        _timestamp(message.exchange_time, max(event_ms) * 1_000_000)
+        parts.append(_time(_B_EXCHANGE_TIME, max(event_ms) * 1_000_000))
     recv_ns = max((v.recv_ns for v in views), default=None)
     if venues is None:
         recv_ns = state.newest_recv_ns
     if recv_ns is not None:
-        _timestamp(message.receive_time, clock.wall_ns(recv_ns))
-    _timestamp(message.publish_time, clock.wall_ns(state.published_ns))
-    data: bytes = message.SerializeToString()
-    return data
+        parts.append(_time(_B_RECEIVE_TIME, clock.wall_ns(recv_ns)))
+    parts.append(_time(_B_PUBLISH_TIME, clock.wall_ns(state.published_ns)))
+    return b"".join(parts)
 
 
 def venue_healths(configured: Sequence[str], state: BookState | None) -> list[VenueHealth]:
@@ -146,26 +241,38 @@ def venue_status(health: VenueHealth, clock: WallClock) -> Any:
     return status
 
 
+def encode_venue(health: VenueHealth, clock: WallClock) -> bytes:
+    """One element of ``Book.venues``: tag, length, ``VenueStatus`` aged at ``clock``."""
+    body = _string(_V_NAME, health.venue) + _number(_V_STATE, STATE_CODES[health.state])
+    if health.last_update_ns is not None:
+        body += _time(_V_AGE, max(0, clock.monotonic_ns - health.last_update_ns))
+    if health.reason:
+        body += _string(_V_REASON, health.reason)
+    return _field(_B_VENUES, body)
+
+
 def encode_venues(healths: Iterable[VenueHealth], clock: WallClock) -> bytes:
-    """The ``Book.venues`` field alone (append to a body)."""
-    data: bytes = Book(venues=[venue_status(h, clock) for h in healths]).SerializeToString()
-    return data
+    """The ``Book.venues`` field alone (field 10, the last: append it to a body)."""
+    return b"".join([encode_venue(health, clock) for health in healths])
 
 
 class BookV1Encoder:
-    """Encodes the Books of one instrument, keeping the bodies of its newest state.
+    """Encodes the Books of one instrument, keeping what its streams share.
 
-    One per instrument, shared by its streams: bodies are keyed by (sequence, depth,
-    venues) and dropped when a newer state is encoded, or past ``BODY_CACHE_SIZE``.
+    One per instrument, shared by its streams: the bodies and venue list of the
+    newest state (keyed by depth and venue filter, dropped when a newer state is
+    encoded or past ``BODY_CACHE_SIZE``) and each side's encoded levels.
     """
 
-    __slots__ = ("_bodies", "_seq", "instrument", "venues")
+    __slots__ = ("_bodies", "_healths", "_levels", "_seq", "instrument", "venues")
 
     def __init__(self, instrument: str, venues: Sequence[str]) -> None:
         self.instrument = instrument
         self.venues = tuple(venues)
         self._seq = -1
         self._bodies: dict[tuple[int, frozenset[str] | None], bytes] = {}
+        self._healths: list[VenueHealth] = []
+        self._levels = (_LevelCache(_B_BIDS), _LevelCache(_B_ASKS))
 
     def encode(
         self,
@@ -176,19 +283,16 @@ class BookV1Encoder:
     ) -> bytes:
         if state.seq != self._seq:
             if state.seq < self._seq:  # an older state than cached: encode it alone
-                return self._encode(state, depth, venues, clock)
+                old = encode_body(self.instrument, state, depth, venues, clock, self._levels)
+                return old + encode_venues(venue_healths(self.venues, state), clock)
             self._seq = state.seq
             self._bodies.clear()
+            self._healths = venue_healths(self.venues, state)
         key = (depth, venues)
         body = self._bodies.get(key)
         if body is None:
             if len(self._bodies) >= BODY_CACHE_SIZE:
                 self._bodies.clear()
-            body = self._bodies[key] = encode_body(self.instrument, state, depth, venues, clock)
-        return body + encode_venues(venue_healths(self.venues, state), clock)
-
-    def _encode(
-        self, state: BookState, depth: int, venues: frozenset[str] | None, clock: WallClock
-    ) -> bytes:
-        body = encode_body(self.instrument, state, depth, venues, clock)
-        return body + encode_venues(venue_healths(self.venues, state), clock)
+            body = encode_body(self.instrument, state, depth, venues, clock, self._levels)
+            self._bodies[key] = body
+        return body + encode_venues(self._healths, clock)
