@@ -278,3 +278,39 @@ async def test_reflection_v1_through_grpcio_bidi() -> None:
     assert "dragonflybot.v1.BookService" in [s.name for s in listed.list_services_response.service]
     assert len(summary.file_descriptor_response.file_descriptor_proto) == 1
     assert missing.error_response.error_code == grpc.StatusCode.NOT_FOUND.value[0]
+
+
+@pytest.mark.parametrize(
+    ("kind", "path"),
+    [
+        ("unary_stream", V1 + "StreamBook"),
+        ("unary_unary", V1 + "ListInstruments"),
+        ("stream_stream", "/grpc.reflection.v1.ServerReflection/ServerReflectionInfo"),
+    ],
+)
+async def test_a_malformed_request_ends_its_stream_not_the_server(kind: str, path: str) -> None:
+    def call(target: str) -> tuple[grpc.StatusCode, str]:
+        garbage = b"\xff\xff\xff"
+        with grpc.insecure_channel(target) as channel:
+            method = getattr(channel, kind)(
+                path, request_serializer=lambda b: b, response_deserializer=lambda b: b
+            )
+            try:
+                if kind == "stream_stream":
+                    list(method(iter([garbage]), timeout=10))
+                elif kind == "unary_stream":
+                    list(method(garbage, timeout=10))
+                else:
+                    method(garbage, timeout=10)
+            except grpc.RpcError as exc:
+                return exc.code(), exc.details()
+        raise AssertionError("a malformed request was answered")
+
+    async with two_instruments() as h:
+        await h.push(h.eth, view("binance", "1", "2"))
+        code, details = await trio.to_thread.run_sync(call, h.target)
+        assert (code, details) == (grpc.StatusCode.INVALID_ARGUMENT, "malformed request message")
+        (book,) = await trio.to_thread.run_sync(
+            lambda: stream_book(h.target, 1, instrument="ETH-BTC")
+        )
+        assert book.instrument == "ETH-BTC"

@@ -40,6 +40,7 @@ import anyio.abc
 import h2.errors
 import h2.exceptions
 import trio
+from google.protobuf import message as protobuf_message
 from purerpc import Cardinality, RpcFailedError, Status, StatusCode
 from purerpc.grpc_proto import GRPCProtoSocket, GRPCProtoStream
 from purerpc.grpclib.config import GRPCConfiguration
@@ -55,6 +56,7 @@ REQUEST_TIMEOUT = 10.0
 """Seconds a client gets to send its (single) request message after the headers."""
 
 SHUTDOWN_STATUS = Status(StatusCode.UNAVAILABLE, "server is shutting down")
+MALFORMED_STATUS = Status(StatusCode.INVALID_ARGUMENT, "malformed request message")
 
 Methods = Mapping[tuple[str, str], Any]
 """``(service name, method name) -> purerpc BoundRPCMethod``."""
@@ -191,8 +193,13 @@ class Connection:
         if cardinality == Cardinality.STREAM_STREAM:
             request = stream_to_async_iterator(stream)
         else:
-            with trio.move_on_after(REQUEST_TIMEOUT):
-                request = await extract_message_from_singleton_stream(stream)
+            try:
+                with trio.move_on_after(REQUEST_TIMEOUT):
+                    request = await extract_message_from_singleton_stream(stream)
+            except protobuf_message.DecodeError:
+                # Untrusted bytes: a malformed request ends its stream, never the server.
+                await self._end(stream, task, MALFORMED_STATUS)
+                return
         if request is None:
             status = Status(StatusCode.DEADLINE_EXCEEDED, "no request message received")
             await self._end(stream, task, status)
@@ -207,6 +214,9 @@ class Connection:
                         await self._send(stream, task, message)
         except RpcFailedError as exc:
             await self._end(stream, task, exc.status)
+            return
+        except protobuf_message.DecodeError:  # a malformed request of a bidi stream
+            await self._end(stream, task, MALFORMED_STATUS)
             return
         except (GRPCError, h2.exceptions.H2Error):
             raise
