@@ -299,6 +299,15 @@ async def test_unknown_instrument_for_venue_status_is_not_found() -> None:
     assert error.status.status_code == StatusCode.NOT_FOUND
 
 
+def test_naming_every_venue_is_no_filter() -> None:
+    servicer, _, _ = service()
+    instrument = servicer._resolve("ETH-BTC")
+    every = BookRequest(instrument="ETH-BTC", venues=["bitstamp", "binance", "binance"])
+    assert servicer._check(instrument, every) == (10, None)
+    one = BookRequest(instrument="ETH-BTC", venues=["bitstamp"], depth=3)
+    assert servicer._check(instrument, one) == (3, frozenset({"bitstamp"}))
+
+
 async def test_list_instruments() -> None:
     servicer, _, _ = service()
     response = await servicer.ListInstruments(ListInstrumentsRequest())

@@ -158,7 +158,9 @@ class BookServiceV1(BookServiceServicer):
                     + ", ".join(source.venues),
                 )
             )
-        return depth, frozenset(request.venues)
+        chosen = frozenset(request.venues)
+        # Every venue is no filter: share the unfiltered encoding with the other streams.
+        return depth, None if chosen == frozenset(source.venues) else chosen
 
     def _pace(self, requested: float) -> tuple[Ticker | None, int]:
         """The ticker a stream waits on after each send (None: uncapped) and its phase."""
