@@ -416,3 +416,38 @@ async def test_max_rate_spaces_the_books_of_a_stream(
     assert 0.0 < trio.current_time() - start <= 0.01 + 1e-9
     await capped.aclose()
     await uncapped.aclose()
+
+
+venue_states = st.lists(
+    st.lists(
+        st.builds(
+            VenueHealth,
+            st.sampled_from(["binance", "bitstamp"]),  # the aggregator hears only these
+            st.sampled_from(["syncing", "stale", "down"]),
+            st.just(1),
+            st.sampled_from(["stale", "disconnected: eof", "resync: gap"]),
+        ),
+        max_size=3,
+        unique_by=lambda h: h.venue,
+    ),
+    min_size=1,
+    max_size=10,
+)
+
+
+@given(venue_states)
+def test_venue_status_changes_are_exactly_the_transitions(states: list[list[VenueHealth]]) -> None:
+    """Invariant: each update is a real change, and what a client saw last is the truth."""
+    source = InstrumentSource("ETH-BTC", ("binance", "bitstamp"), 5, Fanout[EncodedBook]())
+    sent: dict[str, tuple[str, str | None]] = {}
+    seen: dict[str, tuple[int, str]] = {}
+    for excluded in states:
+        state = state_of(Consolidated.empty(), excluded=tuple(excluded))
+        for update in BookServiceV1._changes(source, state, sent):
+            now = (update.venue.state, update.venue.reason)
+            assert seen.get(update.venue.name) != now
+            seen[update.venue.name] = now
+    truth = {
+        h.venue: (STATE_CODES[h.state], h.reason or "") for h in venue_healths(source.venues, state)
+    }
+    assert seen == truth
