@@ -217,15 +217,12 @@ class BookServiceV1(BookServiceServicer):
         instrument = self._resolve(input_message.instrument)
         source = instrument.source
         sent: dict[str, tuple[str, str | None]] = {}
-        state: BookState | None = None
         with source.books.subscribe() as subscription:
-            latest = source.books.latest()
-            if latest is None:  # nothing published yet: every venue is still syncing
+            if source.books.latest() is None:  # nothing published yet: all still syncing
                 for message in self._changes(source, None, sent):
                     yield message
             async for book in subscription:
-                state = book.state
-                for message in self._changes(source, state, sent):
+                for message in self._changes(source, book.state, sent):
                     yield message
         raise RpcFailedError(ENDED)
 
