@@ -173,6 +173,28 @@ def test_publisher_forwards_only_top_n_changes_and_reports_down_once() -> None:
     assert (stats.forwarded, stats.downs) == (2, 1)
 
 
+def test_publisher_reports_a_new_state_of_a_venue_already_down() -> None:
+    """Stale, then disconnected, then resyncing: each state reaches the aggregator once."""
+    slot = Mailbox[VenueUpdate]()
+    stats = FeedStats()
+    publisher = ViewPublisher("v", 2, slot, stats)
+    protocol = BinanceProtocol("ethbtc")
+    publisher.down("resync: gap", "syncing")  # before the first view: nothing to tell
+    assert drain(slot) is None
+    set_book(protocol, "3", "2", "1")
+    assert publisher.publish(protocol, 7, 100)
+    drain(slot)
+    publisher.down("stale", "stale")
+    assert drain(slot) == VenueDown("v", "stale", "stale")
+    publisher.down("disconnected: eof", "down")
+    assert drain(slot) == VenueDown("v", "disconnected: eof", "down")
+    publisher.down("disconnected: refused", "down")  # same state: no news
+    assert drain(slot) is None
+    publisher.down("resync: gap", "syncing")
+    assert drain(slot) == VenueDown("v", "resync: gap", "syncing")
+    assert stats.downs == 3
+
+
 def test_pick_prefers_the_error_that_explains_the_end() -> None:
     transport = TransportError("socket closed")
     rejected = SubscriptionError("binance", "rejected")

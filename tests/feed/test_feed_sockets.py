@@ -440,7 +440,7 @@ async def test_stalled_venue_goes_stale_and_comes_back(
         await conn.send(partial_frame(1, [["0.05", "1"]], []))
         first = await feed.view()
         await trio.sleep(5)
-        assert await feed.down() == VenueDown("binance", "stale")
+        assert await feed.down() == VenueDown("binance", "stale", "stale")
         assert feed.stats.state == "stale" and feed.stats.stale_periods == 1
         # Same levels as before: still sent, the aggregator had excluded the venue.
         await conn.send(partial_frame(2, [["0.05", "1"]], []))

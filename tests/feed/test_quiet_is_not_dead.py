@@ -121,7 +121,7 @@ async def test_a_silent_connection_is_excluded_within_stale_after_then_replaced(
         assert isinstance(await receive.receive(), VenueView)
         started = trio.current_time()
         down = await receive.receive()
-        assert down == VenueDown("binance", "stale")
+        assert down == VenueDown("binance", "stale", "stale")
         assert trio.current_time() - started <= 10.0 + 1e-6
         assert venue.pings >= 1  # it was asked, and did not answer
         with trio.fail_after(60):

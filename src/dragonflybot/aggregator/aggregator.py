@@ -59,13 +59,16 @@ class Aggregator:
         self._seq = 0
         self._book: Consolidated | None = None
         self._live: frozenset[str] | None = None
+        self._down_changes = 0
 
     @property
     def depth(self) -> int:
         return self._table.depth
 
     def publish_current(self) -> BookState | None:
-        """Merge and publish if the book or the live set changed; the state published."""
+        """Merge and publish if the book, the live set or a venue's state changed; the state
+        published (a venue's last-update time alone is no change: ages are computed by
+        readers from it)."""
         table = self._table
         if table.dirty or self._book is None:
             book = table.merge()
@@ -73,12 +76,22 @@ class Aggregator:
         else:
             book = self._book
         live = table.live
-        if book == self._book and live == self._live:
+        down_changes = table.down_changes
+        if book == self._book and live == self._live and down_changes == self._down_changes:
             return None
         self._book = book
         self._live = live
+        self._down_changes = down_changes
         self._seq += 1
-        state = BookState(self._seq, time.monotonic_ns(), book, live, table.newest_recv_ns())
+        state = BookState(
+            self._seq,
+            time.monotonic_ns(),
+            book,
+            live,
+            table.newest_recv_ns(),
+            table.excluded(),
+            table.live_views(),
+        )
         self._publisher.publish(state)
         self.stats.publications += 1
         if state.newest_recv_ns is not None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
+from dragonflybot.aggregator.state import VenueHealth
 from dragonflybot.core.merge import Consolidated, merge
 from dragonflybot.core.view import VenueDown, VenueUpdate, VenueView
 
@@ -18,15 +19,21 @@ class ViewTable:
     ``apply`` says whether the table changed, so the runner merges only when
     something did (a feed that repeats the same levels, or a second
     ``VenueDown`` for a venue already down, costs no merge and no publication).
+    A ``VenueDown`` that changes an excluded venue's state or reason (stale, then
+    disconnected) changes the table's ``health`` but not its book: it is published
+    without a merge.
     """
 
-    __slots__ = ("_depth", "_dirty", "_views")
+    __slots__ = ("_depth", "_dirty", "_down", "_down_changes", "_excluded", "_views")
 
     def __init__(self, depth: int) -> None:
         if depth < 1:
             raise ValueError("depth must be >= 1")
         self._depth = depth
         self._views: dict[str, VenueView] = {}
+        self._down: dict[str, VenueHealth] = {}
+        self._down_changes = 0
+        self._excluded: tuple[VenueHealth, ...] | None = ()
         self._dirty = False
 
     @property
@@ -42,6 +49,11 @@ class ViewTable:
         """Something changed since the last ``merge``."""
         return self._dirty
 
+    @property
+    def down_changes(self) -> int:
+        """Counts changes of the excluded venues' states: a cheap test for "anything new"."""
+        return self._down_changes
+
     def views(self) -> Iterable[VenueView]:
         return self._views.values()
 
@@ -49,16 +61,48 @@ class ViewTable:
         """Record one update; True if the table changed."""
         views = self._views
         if isinstance(update, VenueDown):
-            if views.pop(update.venue, None) is None:
-                return False
-        else:
-            if update.same_levels(views.get(update.venue)):
-                # Keep the newer receive time without forcing a merge.
-                views[update.venue] = update
-                return False
+            return self._apply_down(update)
+        if update.same_levels(views.get(update.venue)):
+            # Keep the newer receive time without forcing a merge.
             views[update.venue] = update
+            return False
+        views[update.venue] = update
+        if self._down.pop(update.venue, None) is not None:
+            self._excluded = None
         self._dirty = True
         return True
+
+    def _apply_down(self, update: VenueDown) -> bool:
+        venue = update.venue
+        view = self._views.pop(venue, None)
+        known = self._down.get(venue)
+        if view is not None:
+            last_ns: int | None = view.recv_ns
+        elif known is not None:
+            last_ns = known.last_update_ns
+        else:
+            return False  # never heard of: it is simply not in the book
+        health = VenueHealth(venue, update.state, last_ns, update.reason)
+        if view is None and health == known:
+            return False
+        self._down[venue] = health
+        self._down_changes += 1
+        self._excluded = None
+        if view is not None:
+            self._dirty = True
+        return True
+
+    def excluded(self) -> tuple[VenueHealth, ...]:
+        """The venues heard of but not live (kept until one changes: most states share it)."""
+        excluded = self._excluded
+        if excluded is None:
+            down = self._down
+            excluded = self._excluded = tuple(down[name] for name in sorted(down))
+        return excluded
+
+    def live_views(self) -> tuple[VenueView, ...]:
+        """The live venues' current views (in no particular order)."""
+        return tuple(self._views.values())
 
     def merge(self) -> Consolidated:
         """The consolidated top N of the live venues; clears ``dirty``."""

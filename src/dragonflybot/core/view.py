@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 import msgspec
 
 from dragonflybot.core.book import Side
@@ -28,11 +30,17 @@ class VenueView(msgspec.Struct, frozen=True):
         return other is not None and self.bids == other.bids and self.asks == other.asks
 
 
+DownState = Literal["syncing", "stale", "down"]
+"""Why a venue is excluded, for clients: ``syncing`` (rebuilding its book after a gap or
+reset), ``stale`` (silent for too long), ``down`` (disconnected)."""
+
+
 class VenueDown(msgspec.Struct, frozen=True):
     """The venue's book is not valid (disconnected, stale, resyncing): exclude it."""
 
     venue: str
     reason: str
+    state: DownState = "down"
 
 
 VenueUpdate = VenueView | VenueDown

@@ -9,7 +9,7 @@ aggregator has excluded the venue and needs a view to take it back.
 
 from __future__ import annotations
 
-from dragonflybot.core.view import VenueDown, VenueUpdate, VenueView
+from dragonflybot.core.view import DownState, VenueDown, VenueUpdate, VenueView
 from dragonflybot.feed.stats import FeedStats
 from dragonflybot.mailbox import Mailbox
 from dragonflybot.venues.base import VenueProtocol
@@ -18,7 +18,7 @@ from dragonflybot.venues.base import VenueProtocol
 class ViewPublisher:
     """The change-forwarder of one feed; writes into the feed's latest-value slot."""
 
-    __slots__ = ("_depth", "_down", "_last", "_slot", "_stats", "venue")
+    __slots__ = ("_depth", "_down", "_down_state", "_last", "_slot", "_stats", "venue")
 
     def __init__(
         self, venue: str, depth: int, slot: Mailbox[VenueUpdate], stats: FeedStats
@@ -29,6 +29,7 @@ class ViewPublisher:
         self._stats = stats
         self._last: VenueView | None = None
         self._down: str | None = "not connected yet"
+        self._down_state: DownState = "syncing"
 
     @property
     def last(self) -> VenueView | None:
@@ -62,17 +63,20 @@ class ViewPublisher:
         stats.forwarded += 1
         return True
 
-    def down(self, reason: str) -> None:
-        """Report the venue's book as not valid.
+    def down(self, reason: str, state: DownState = "down") -> None:
+        """Report the venue's book as not valid (``state``: why, for clients).
 
-        Sent on the transition from published to down only: the aggregator already
-        excludes a venue it was told is down (or never saw), so a second reason
-        (stale, then disconnected) would only cost it a re-merge.
+        Sent on the transition from published to down, and again when the state of a
+        venue already down changes (stale, then disconnected): the aggregator then
+        publishes the new state without a merge. Never before the first view: the
+        aggregator never saw the venue, so there is nothing to exclude.
         """
         was_up = self._down is None and self._last is not None
+        changed = self._last is not None and state != self._down_state
         self._down = reason
-        if was_up:
-            self._put(VenueDown(self.venue, reason))
+        self._down_state = state
+        if was_up or changed:
+            self._put(VenueDown(self.venue, reason, state))
             self._stats.downs += 1
 
     def _put(self, update: VenueUpdate) -> None:

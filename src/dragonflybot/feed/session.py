@@ -246,7 +246,7 @@ class Session:
             now - self._alive_at(),
             self.config.stale_after,
         )
-        self.publisher.down("stale")
+        self.publisher.down("stale", "stale")
 
     def _on_frame(self, frame: str | bytes, recv_ns: int) -> None:
         stats = self.stats
@@ -354,7 +354,7 @@ class Session:
             stats.gaps += 1
         stats.state = "syncing"
         log.warning("%s: book discarded, resyncing: %s", self._venue, event.reason)
-        self.publisher.down(f"resync: {event.reason}")
+        self.publisher.down(f"resync: {event.reason}", "syncing")
 
     def _resubscribe(self, event: Resubscribe) -> None:
         """Rebuild this symbol's book from a fresh stream snapshot, on this connection.

@@ -1,7 +1,9 @@
 """Layer 5: the gRPC service (purerpc) — ``BookSummary`` streams and the health service.
 
 Server side: ``SummaryPublisher`` (the aggregator's publisher: encode once, fan
-out), ``BookSummaryService`` and ``HealthService`` (the servicers), ``GrpcServer``
+out), ``BookSummaryService``, ``BookServiceV1`` (dragonflybot.v1, every instrument
+given as an ``InstrumentSource``), ``HealthService`` and ``reflection_servicers``
+(the servicers), ``GrpcServer``
 (bind exactly one address, paced streams, graceful shutdown). Client side:
 ``open_channel`` (purerpc with a small window) and ``follow_book`` (the stream
 into a latest-value fan-out, with optional reconnects).
@@ -9,8 +11,10 @@ into a latest-value fan-out, with optional reconnects).
 
 from dragonflybot.service.book_client import ReceivedSummary, follow_book
 from dragonflybot.service.book_summary import SERVICE_NAME, BookSummaryService, StreamStats
+from dragonflybot.service.book_v1 import BookServiceV1, InstrumentSource
 from dragonflybot.service.channel import open_channel
 from dragonflybot.service.health import HealthService
+from dragonflybot.service.reflection import reflection_servicers
 from dragonflybot.service.server import GrpcServer
 from dragonflybot.service.summary import (
     EncodedBook,
@@ -22,10 +26,12 @@ from dragonflybot.service.summary import (
 
 __all__ = [
     "SERVICE_NAME",
+    "BookServiceV1",
     "BookSummaryService",
     "EncodedBook",
     "GrpcServer",
     "HealthService",
+    "InstrumentSource",
     "ReceivedSummary",
     "StreamStats",
     "SummaryEncoder",
@@ -33,5 +39,6 @@ __all__ = [
     "encode_summary",
     "follow_book",
     "open_channel",
+    "reflection_servicers",
     "to_summary",
 ]

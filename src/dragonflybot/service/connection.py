@@ -17,8 +17,10 @@ dispatch itself:
 * a client that vanishes (EOF, reset, failed write) ends the connection and
   cancels its streams at once, freeing their fan-out slots.
 
-Only unary-unary and unary-stream methods are served: that is all the
-services here define.
+Unary-unary, unary-stream and stream-stream (bidi: server reflection) methods
+are served; client-streaming-only methods are not, as no service here defines one.
+A bidi method reads its requests as they arrive (no request deadline: the client
+may speak at any time) while its responses are paced like a server stream's.
 
 purerpc internals used (pinned to 0.8.0 in pyproject): ``GRPCSocket._grpc_connection``
 (the h2 state machine: ``h2_connection._data_to_send`` for bytes not yet
@@ -38,12 +40,13 @@ import anyio.abc
 import h2.errors
 import h2.exceptions
 import trio
+from google.protobuf import message as protobuf_message
 from purerpc import Cardinality, RpcFailedError, Status, StatusCode
 from purerpc.grpc_proto import GRPCProtoSocket, GRPCProtoStream
 from purerpc.grpclib.config import GRPCConfiguration
 from purerpc.grpclib.events import RequestReceived
 from purerpc.grpclib.exceptions import GRPCError
-from purerpc.wrappers import extract_message_from_singleton_stream
+from purerpc.wrappers import extract_message_from_singleton_stream, stream_to_async_iterator
 
 from dragonflybot.service.pacing import PacedStream, tune_socket
 
@@ -53,6 +56,7 @@ REQUEST_TIMEOUT = 10.0
 """Seconds a client gets to send its (single) request message after the headers."""
 
 SHUTDOWN_STATUS = Status(StatusCode.UNAVAILABLE, "server is shutting down")
+MALFORMED_STATUS = Status(StatusCode.INVALID_ARGUMENT, "malformed request message")
 
 Methods = Mapping[tuple[str, str], Any]
 """``(service name, method name) -> purerpc BoundRPCMethod``."""
@@ -181,13 +185,21 @@ class Connection:
             await self._end(stream, task, Status(StatusCode.UNIMPLEMENTED, f"{name} is not served"))
             return
         cardinality = bound.signature.cardinality
-        if cardinality not in (Cardinality.UNARY_UNARY, Cardinality.UNARY_STREAM):
+        if cardinality == Cardinality.STREAM_UNARY:
             await self._end(stream, task, Status(StatusCode.UNIMPLEMENTED, "streaming requests"))
             return
         stream.expect_message_type(bound.signature.request_type)
         request: Any = None
-        with trio.move_on_after(REQUEST_TIMEOUT):
-            request = await extract_message_from_singleton_stream(stream)
+        if cardinality == Cardinality.STREAM_STREAM:
+            request = stream_to_async_iterator(stream)
+        else:
+            try:
+                with trio.move_on_after(REQUEST_TIMEOUT):
+                    request = await extract_message_from_singleton_stream(stream)
+            except protobuf_message.DecodeError:
+                # Untrusted bytes: a malformed request ends its stream, never the server.
+                await self._end(stream, task, MALFORMED_STATUS)
+                return
         if request is None:
             status = Status(StatusCode.DEADLINE_EXCEEDED, "no request message received")
             await self._end(stream, task, status)
@@ -202,6 +214,9 @@ class Connection:
                         await self._send(stream, task, message)
         except RpcFailedError as exc:
             await self._end(stream, task, exc.status)
+            return
+        except protobuf_message.DecodeError:  # a malformed request of a bidi stream
+            await self._end(stream, task, MALFORMED_STATUS)
             return
         except (GRPCError, h2.exceptions.H2Error):
             raise

@@ -10,12 +10,44 @@ import re
 import shutil
 import sys
 import tempfile
+from importlib import resources
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[3]
 PROTO_DIR = ROOT / "proto"
 OUT_DIR = Path(__file__).resolve().parent / "proto"
-PROTOS = ("orderbook.proto", "grpc/health/v1/health.proto")
+PROTOS = (
+    "orderbook.proto",
+    "grpc/health/v1/health.proto",
+    "dragonflybot/v1/book.proto",
+    "grpc_reflection/v1/reflection.proto",
+    "grpc_reflection/v1alpha/reflection.proto",
+)
+FLAT_NAMES = {
+    "dragonflybot/v1/book": "book_v1",
+    "grpc_reflection/v1/reflection": "reflection_v1",
+    "grpc_reflection/v1alpha/reflection": "reflection_v1alpha",
+}
+"""Modules whose plain file name would be ambiguous in the flat package get a versioned one."""
+
+
+def _flat_stem(proto_stem: str) -> str:
+    """``grpc/health/v1/health`` -> ``health``; ambiguous ones from ``FLAT_NAMES``."""
+    return FLAT_NAMES.get(proto_stem, proto_stem.rsplit("/", 1)[-1])
+
+
+def _flatten_imports(text: str) -> str:
+    """Point the generated ``import a.b.c_pb2 as x`` lines at the flat sibling modules."""
+
+    def local(match: re.Match[str]) -> str:
+        package, name, alias = match.group(1), match.group(2), match.group(3) or ""
+        if package == "google.protobuf":  # well-known types: protobuf's own modules
+            return f"from {package} import {name}_pb2{alias}"
+        stem = package.replace(".", "/") + "/" + name
+        return f"from . import {_flat_stem(stem)}_pb2{alias}"
+
+    text = re.sub(r"^import ((?:\w+\.)*\w+)\.(\w+)_pb2( as \w+)?$", local, text, flags=re.M)
+    return re.sub(r"^import (\w+_pb2)( as \w+)?$", r"from . import \1\2", text, flags=re.M)
 
 
 def generate(out_dir: Path) -> list[Path]:
@@ -25,10 +57,13 @@ def generate(out_dir: Path) -> list[Path]:
     plugin = shutil.which("protoc-gen-purerpc", path=str(Path(sys.executable).parent))
     if plugin is None:
         raise SystemExit("protoc-gen-purerpc not found next to the interpreter")
+    # The well-known types (google/protobuf/*.proto) ship inside grpcio-tools.
+    well_known = resources.files("grpc_tools") / "_proto"
     with tempfile.TemporaryDirectory() as tmp:
         args = [
             "protoc",
             f"-I{PROTO_DIR}",
+            f"-I{well_known}",
             f"--python_out={tmp}",
             f"--purerpc_out={tmp}",
             f"--plugin=protoc-gen-purerpc={plugin}",
@@ -39,13 +74,11 @@ def generate(out_dir: Path) -> list[Path]:
         out_dir.mkdir(parents=True, exist_ok=True)
         written = []
         for src in sorted(Path(tmp).rglob("*.py")):
-            text = src.read_text()
             # Flatten package imports so the modules live side by side in one package.
-            text = re.sub(
-                r"^import grpc\.health\.v1\.(\w+) as", r"from . import \1 as", text, flags=re.M
-            )
-            text = re.sub(r"^import (\w+_pb2)( as \w+)?$", r"from . import \1\2", text, flags=re.M)
-            dest = out_dir / src.name
+            text = _flatten_imports(src.read_text())
+            relative = src.relative_to(tmp).with_suffix("").as_posix()
+            stem, _, kind = relative.rpartition("_")
+            dest = out_dir / f"{_flat_stem(stem)}_{kind}.py"
             dest.write_text(text)
             written.append(dest)
         init = out_dir / "__init__.py"
