@@ -23,13 +23,14 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import attrs
-from purerpc import RpcFailedError, Status, StatusCode
 
 from dragonflybot.aggregator.fanout import Fanout
 from dragonflybot.errors import ConfigError
 from dragonflybot.latency import LatencyHistogram
+from dragonflybot.service.grpcwire import Framed
 from dragonflybot.service.proto.orderbook_grpc import OrderbookAggregatorServicer
-from dragonflybot.service.summary import EncodedBook, PreEncoded
+from dragonflybot.service.purerpc_adapter import RpcFailedError, Status, StatusCode
+from dragonflybot.service.summary import EncodedBook
 from dragonflybot.service.ticker import Ticker
 
 SERVICE_NAME = "orderbook.OrderbookAggregator"
@@ -72,7 +73,7 @@ class BookSummaryService(OrderbookAggregatorServicer):
         self.stats = stats if stats is not None else StreamStats()
         self._ticker = Ticker(max_rate) if max_rate else None
 
-    async def BookSummary(self, input_message: Any) -> AsyncIterator[PreEncoded]:  # type: ignore[override]
+    async def BookSummary(self, input_message: Any) -> AsyncIterator[Framed]:  # type: ignore[override]
         stats = self.stats
         latency = stats.receive_to_sent
         clock = time.monotonic_ns
@@ -93,7 +94,7 @@ class BookSummaryService(OrderbookAggregatorServicer):
                         stats.conflated += subscription.skipped - skipped
                         skipped = subscription.skipped
                     stats.sent += 1
-                    yield PreEncoded(book.summary)
+                    yield Framed(book.framed)
                     if ticker is not None:
                         await ticker.wait(phase)
         finally:
