@@ -34,6 +34,8 @@ async def test_sent_conflated_and_open_streams_are_counted() -> None:
 
     for seq in (2, 3, 4):
         books.publish(book(seq, time.monotonic_ns()))
+    # Counted when the slot is overwritten, while the stream is still stuck.
+    assert stats.conflated == 2
     assert (await stream.__anext__()).data[5:] == b"\x00\x04"
     assert (stats.sent, stats.conflated) == (2, 2)
     assert stats.receive_to_sent.count == 1
