@@ -261,9 +261,11 @@ class Connection:
                     self._cut_for_flood(flood)
                     return
                 except h2.exceptions.ProtocolError as exc:
-                    # h2 has queued GOAWAY with the error's code.
+                    # h2 has queued GOAWAY with the error's code, except for a bad preface.
                     self.stats.protocol_errors += 1
                     log.info("connection %s broke HTTP/2: %s", self.peer, exc)
+                    if self._h2.state_machine.state != h2.connection.ConnectionState.CLOSED:
+                        self._goaway(h2.errors.ErrorCodes.PROTOCOL_ERROR, b"bad preface")
                     self._flush()
                     return
                 except _PeerDone:
