@@ -359,6 +359,10 @@ class Connection:
             return
         try:
             stream.messages.extend(stream.reader.feed(event.data))
+            if len(stream.messages) > 1:
+                # Every method here takes one request: a second is an error now, not
+                # a list that grows with what the client sends.
+                raise WireError(StatusCode.INVALID_ARGUMENT, "more than one request message")
         except WireError as exc:
             stream.error = exc
             stream.reader = MessageReader(0)  # drop what was buffered
@@ -423,10 +427,9 @@ class Connection:
                 self.stats.messages_too_large += 1
             self._end(stream, stream.error.code, stream.error.message)
             return None
-        if len(stream.messages) != 1 or stream.reader.partial:
+        if not stream.messages or stream.reader.partial:
             self.stats.requests_rejected += 1
-            count = len(stream.messages)
-            text = "incomplete message" if stream.reader.partial else f"{count} request messages"
+            text = "an incomplete message" if stream.reader.partial else "none"
             self._end(stream, StatusCode.INVALID_ARGUMENT, f"expected one request, got {text}")
             return None
         payload = stream.messages.pop()

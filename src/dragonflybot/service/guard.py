@@ -8,8 +8,11 @@ is a protocol error, so h2 has no reason to stop it. ``FrameGuard`` walks the
 9-byte frame headers of the incoming bytes (skipping payloads, so a DATA frame
 costs one header read) and charges frames against token buckets:
 
-* control frames (PING, SETTINGS, PRIORITY, WINDOW_UPDATE, unknown types, and
-  empty DATA or CONTINUATION frames that carry nothing) share one bucket; every
+* control frames (PING, SETTINGS, PRIORITY, WINDOW_UPDATE, unknown types,
+  empty CONTINUATION frames, and DATA frames under ``SMALL_DATA`` bytes that do
+  not end their stream: requests here are one tiny message, and each such frame
+  costs the server as much as a PING, an answer included if its stream is
+  closed) share one bucket; every
   DATA frame the server sends refunds one token, so a client acknowledging a
   fast stream with WINDOW_UPDATEs never runs dry;
 * RST_STREAM from the client, and streams the server had to refuse, share a
@@ -41,6 +44,9 @@ PING: Final = 0x6
 GOAWAY: Final = 0x7
 WINDOW_UPDATE: Final = 0x8
 CONTINUATION: Final = 0x9
+SMALL_DATA: Final = 64
+"""DATA frames shorter than this, not ending their stream, count as control frames."""
+
 _END_STREAM: Final = 0x1
 _END_HEADERS: Final = 0x4
 
@@ -154,7 +160,7 @@ class FrameGuard:
     def _frame(self, kind: int, flags: int, length: int, now: float) -> None:
         self.frames += 1
         if kind == DATA:
-            if length == 0 and not flags & _END_STREAM:
+            if length < SMALL_DATA and not flags & _END_STREAM:
                 self._charge(now)
             return
         if kind == HEADERS:
