@@ -117,20 +117,20 @@ class ServerProcess:
         report: dict[str, int] = json.loads(line[6:])
         return report
 
-    async def wait_for(self, predicate: Any, timeout: float = 10.0) -> dict[str, int]:
-        """Poll ``stats()`` until ``predicate(stats)``; fail after ``timeout``."""
-        with trio.fail_after(timeout):
+    async def wait_for(self, predicate: Any, within: float = 10.0) -> dict[str, int]:
+        """Poll ``stats()`` until ``predicate(stats)``; fail after ``within`` seconds."""
+        with trio.fail_after(within):
             while True:
                 report = await self.stats()
                 if predicate(report):
                     return report
                 await trio.sleep(0.05)
 
-    async def terminate(self, timeout: float = 5.0) -> tuple[int, dict[str, int]]:
-        """SIGTERM; the exit code and the final report."""
+    async def terminate(self) -> tuple[int, dict[str, int]]:
+        """SIGTERM; the exit code and the final report (fails after 5 s)."""
         assert self.proc.stdout is not None
         self.proc.send_signal(signal.SIGTERM)
-        with trio.fail_after(timeout):
+        with trio.fail_after(5):
             rest = await trio.to_thread.run_sync(self.proc.stdout.read)
             code = await trio.to_thread.run_sync(self.proc.wait)
         reports = [line for line in rest.splitlines() if line.startswith("STATS ")]
@@ -166,10 +166,10 @@ class Watcher:
             except grpc.RpcError as exc:
                 self.status = exc.code()
 
-    async def wait_more(self, n: int = 5, timeout: float = 10.0) -> None:
+    async def wait_more(self, n: int = 5) -> None:
         """Wait until ``n`` more Summaries arrived (the server kept serving this client)."""
         start = self.count
-        with trio.fail_after(timeout):
+        with trio.fail_after(10):
             while self.count < start + n:  # noqa: ASYNC110 - a counter from another thread
                 await trio.sleep(0.02)
 
@@ -179,7 +179,7 @@ class Watcher:
             self._call.cancel()
 
 
-class watching:  # noqa: N801 - used like a function: ``async with watching(target) as w``
+class watching:
     """Run a ``Watcher`` for the duration of the block (it must have received first)."""
 
     def __init__(self, target: str) -> None:
@@ -321,7 +321,9 @@ class RawH2:
         self.sock.close()
 
 
-async def read_goaway(sock: trio.socket.SocketType, seconds: float = 5.0) -> tuple[int | None, bool]:
+async def read_goaway(
+    sock: trio.socket.SocketType, seconds: float = 5.0
+) -> tuple[int | None, bool]:
     """Read raw frames until GOAWAY or EOF: (GOAWAY error code or None, connection closed)."""
     buffer = b""
     code = None

@@ -18,7 +18,6 @@ import sys
 import time
 
 import attrs
-
 import msgspec
 import trio
 
@@ -84,6 +83,7 @@ def _report(server: GrpcServer) -> None:
     report["open_connections"] = server.connection_count
     report["open_streams"] = sum(c.stream_count for c in server.connections())
     print("STATS " + msgspec.json.encode(report).decode(), flush=True)
+
 
 if __name__ == "__main__":
     config = msgspec.json.decode(sys.argv[1] if len(sys.argv) > 1 else "{}", type=LimitsConfig)

@@ -108,7 +108,7 @@ async def test_idle_preface_only_and_slowloris_connections_are_closed(
 
             for sock in slow:
                 nursery.start_soon(drip, sock)
-            await server.wait_for(lambda r: r["connections_timed_out"] >= 120, timeout=5)
+            await server.wait_for(lambda r: r["connections_timed_out"] >= 120, within=5)
             nursery.cancel_scope.cancel()
         # The handshaken ones last until the idle timeout, then get GOAWAY(NO_ERROR).
         for sock in handshaken:

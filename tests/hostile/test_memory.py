@@ -8,21 +8,24 @@ frames 16 KiB, and a header block over ``max_header_list`` ends the connection.
 
 from __future__ import annotations
 
+import contextlib
+
 import trio
 
 from .conftest import RSS_GROWTH_KB
 from .helpers import (
     ENHANCE_YOUR_CALM,
     GRPC_HEADERS,
-    Outcome,
     PREFACE,
     SETTINGS_EMPTY,
+    Outcome,
     RawH2,
     ServerProcess,
     frame,
     read_goaway,
     watching,
 )
+
 
 async def test_big_messages_are_refused_on_their_declared_length(server: ServerProcess) -> None:
     rss = server.rss_kb()
@@ -81,10 +84,8 @@ async def test_a_header_block_of_many_continuations_is_cut(server: ServerProcess
             block += frame(0x9, 0, 1, b"\x00" * 16_000) * 63  # CONTINUATION
             await sock.send(PREFACE + SETTINGS_EMPTY)
             with trio.move_on_after(2):
-                try:
+                with contextlib.suppress(OSError):
                     await sock.send(block)
-                except OSError:
-                    pass
             goaway, closed = await read_goaway(sock)
             sock.close()
             assert (goaway, closed) == (ENHANCE_YOUR_CALM, True)

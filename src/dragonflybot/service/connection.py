@@ -303,7 +303,7 @@ class Connection:
                 stream.remote_ended = True
                 stream.lot.unpark_all()
         elif isinstance(event, h2.events.StreamReset):
-            self._on_reset(event.stream_id)
+            self._on_reset(event.stream_id, now)
         elif isinstance(event, h2.events.WindowUpdated | h2.events.RemoteSettingsChanged):
             if isinstance(event, h2.events.RemoteSettingsChanged) and not self._handshaken:
                 self._handshaken = True
@@ -370,14 +370,18 @@ class Connection:
             stream.remote_ended = True
         stream.lot.unpark_all()
 
-    def _on_reset(self, stream_id: int) -> None:
+    def _on_reset(self, stream_id: int, now: float) -> None:
         self.stats.streams_reset += 1
         stream = self._streams.pop(stream_id, None)
-        if stream is not None:
-            stream.gone = True
-            stream.scope.cancel()
-            stream.lot.unpark_all()
-            self._stream_left()
+        if stream is None:
+            return
+        stream.gone = True
+        stream.scope.cancel()
+        stream.lot.unpark_all()
+        self._stream_left()
+        if not stream.headers_sent:
+            # Reset before any answer: the pattern of rapid reset (CVE-2023-44487).
+            self._guard.charge_reset(now)
 
     # --- streams -----------------------------------------------------------------------
 

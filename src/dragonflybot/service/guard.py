@@ -15,10 +15,13 @@ costs one header read) and charges frames against token buckets:
   closed) share one bucket; every
   DATA frame the server sends refunds one token, so a client acknowledging a
   fast stream with WINDOW_UPDATEs never runs dry;
-* RST_STREAM from the client, and streams the server had to refuse, share a
-  second, smaller one: a client opening and resetting streams in a loop is the
-  rapid-reset attack (CVE-2023-44487), whose cost is the handler started for
-  each stream;
+* RST_STREAM frames are control frames too; in addition, the connection charges
+  a second, smaller bucket (``charge_reset``) for every stream that cost it work
+  and gave nothing back: a stream the client reset before the server answered,
+  a stream refused over the limit, a request rejected as malformed. A client
+  opening and resetting streams in a loop is the rapid-reset attack
+  (CVE-2023-44487), whose cost is the handler started for each stream; a client
+  cancelling calls it has had answers on is not;
 * the encoded header block (HEADERS plus CONTINUATIONs) must stay within a byte
   bound, whatever h2's own backlog would allow.
 
@@ -149,9 +152,9 @@ class FrameGuard:
             self._skip = length
 
     def charge_reset(self, now: float) -> None:
-        """A stream the server refused or had reset: it counts like a client's RST_STREAM."""
+        """A stream reset before any answer, refused or rejected; ``Flood`` past the budget."""
         if not self._resets.take(now):
-            raise Flood("reset", "too many streams reset or refused")
+            raise Flood("reset", "too many streams reset early, refused or rejected")
 
     def credit(self, data_frames: int) -> None:
         """The server sent ``data_frames`` DATA frames: a WINDOW_UPDATE for each is fair."""
@@ -173,10 +176,6 @@ class FrameGuard:
             self._grow_block(length)
             if flags & _END_HEADERS:
                 self._block = -1
-            return
-        if kind == RST_STREAM:
-            if not self._resets.take(now):
-                raise Flood("reset", "too many RST_STREAM frames (rapid reset)")
             return
         if kind == GOAWAY:
             return
