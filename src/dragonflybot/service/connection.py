@@ -21,8 +21,8 @@ How one connection is kept cheap and isolated:
   stream limit is enforced here, not by h2 (which would end the connection):
   a stream over it is refused with RST_STREAM(REFUSED_STREAM) before any task
   starts;
-* the socket is read 16 KiB at a time, and each read is a trio checkpoint, so
-  no connection holds the loop for more than the frames in 16 KiB;
+* the socket is read 4 KiB at a time, and each read is a trio checkpoint, so
+  no connection holds the loop for more than the frames in 4 KiB;
 * ``guard.FrameGuard`` counts frames before h2 parses them: control-frame and
   reset floods and oversized header blocks end the connection with GOAWAY
   ENHANCE_YOUR_CALM;
@@ -90,8 +90,10 @@ from dragonflybot.service.stats import ServerStats
 
 log = logging.getLogger(__name__)
 
-READ_CHUNK: Final = 16 * 1024
-"""Bytes read from the socket at once: at most one full frame, a checkpoint after each."""
+READ_CHUNK: Final = 4 * 1024
+"""Bytes read from the socket at once, a checkpoint after each: 4 KiB of the smallest
+frames (PINGs, or HEADERS of a stream flood) is a few milliseconds of h2's work, so no
+connection holds the loop longer than that. Requests are tiny; nothing honest needs more."""
 
 STREAM_WINDOW: Final = 65_535
 """Initial stream window advertised (the protocol's default: requests are tiny)."""
@@ -386,6 +388,8 @@ class Connection:
     # --- streams -----------------------------------------------------------------------
 
     async def _run_stream(self, stream: _Stream) -> None:
+        if stream.gone:  # reset in the same read that opened it: nothing to do
+            return
         try:
             with stream.scope:
                 await self._serve_stream(stream)
