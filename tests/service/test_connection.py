@@ -8,11 +8,12 @@ import h2.config
 import h2.connection
 import h2.events
 import h2.settings
+import pytest
 import trio
 
 from dragonflybot.service.messages import Summary
 
-from .conftest import numbered, serving
+from .conftest import numbered, serving, wait_for
 
 DEPTH = 50  # ~3 KB per Summary
 
@@ -108,3 +109,35 @@ async def test_grpc_timeout_ends_a_stream_with_deadline_exceeded() -> None:
         sock.close()
     assert client.bids == [1]
     assert client.trailers["grpc-status"] == "4"  # DEADLINE_EXCEEDED
+
+
+async def test_a_bug_in_the_connection_costs_that_connection_only(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    import dragonflybot.service.connection as connection_module
+
+    def broken(headers: object) -> object:
+        raise RuntimeError("a bug")
+
+    async with serving(depth=5) as h:
+        await h.push(numbered("binance", 1, levels=5))
+        monkeypatch.setattr(connection_module, "check_request", broken)
+        sock = trio.socket.socket()
+        await sock.connect(("127.0.0.1", h.port))
+        client = TinyWindowClient(sock, window=65535)
+        await client.start()
+        with trio.fail_after(5):
+            while await sock.recv(65536):
+                pass  # until the server closes this connection
+        sock.close()
+        await wait_for(lambda: h.server.stats.internal_errors == 1)
+        monkeypatch.undo()
+        sock = trio.socket.socket()
+        await sock.connect(("127.0.0.1", h.port))
+        client = TinyWindowClient(sock, window=65535)
+        await client.start()
+        with trio.fail_after(5):
+            await client.read(1)
+        sock.close()
+    assert client.bids == [1]
+    assert any("a bug" in r.getMessage() or r.exc_info for r in caplog.records)

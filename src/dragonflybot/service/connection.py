@@ -86,7 +86,7 @@ from dragonflybot.service.grpcwire import (
 from dragonflybot.service.guard import Flood, FrameGuard
 from dragonflybot.service.pacing import tune_socket
 from dragonflybot.service.purerpc_adapter import MethodEntry, Methods, RpcFailedError, StatusCode
-from dragonflybot.service.stats import ServerStats
+from dragonflybot.service.stats import LogThrottle, ServerStats
 
 log = logging.getLogger(__name__)
 
@@ -160,8 +160,11 @@ class Connection:
         socket_stream: anyio.abc.SocketStream,
         limits: LimitsConfig | None = None,
         stats: ServerStats | None = None,
+        throttle: LogThrottle | None = None,
     ) -> None:
+        """``stats`` and ``throttle`` are the server's, shared by its connections."""
         self._methods = methods
+        self._throttle = throttle if throttle is not None else LogThrottle()
         self._sock = socket_stream
         self._limits = limits if limits is not None else LimitsConfig()
         self.stats = stats if stats is not None else ServerStats()
@@ -237,8 +240,12 @@ class Connection:
                 finally:
                     self._nursery = None
                     nursery.cancel_scope.cancel()
-        except (anyio.BrokenResourceError, anyio.ClosedResourceError, OSError) as exc:
-            log.debug("connection %s: socket error on close: %r", self.peer, exc)
+        except* (anyio.BrokenResourceError, anyio.ClosedResourceError, OSError) as group:
+            log.debug("connection %s: socket error: %r", self.peer, group.exceptions[0])
+        except* Exception:
+            # A bug here must cost this connection, never the server (issue 16).
+            self.stats.internal_errors += 1
+            log.exception("connection %s failed", self.peer)
         finally:
             self._broken = True
             self._nursery = None
@@ -251,7 +258,12 @@ class Connection:
             while True:
                 try:
                     data = await self._sock.receive(READ_CHUNK)
-                except (anyio.EndOfStream, anyio.BrokenResourceError, anyio.ClosedResourceError):
+                except (
+                    anyio.EndOfStream,
+                    anyio.BrokenResourceError,
+                    anyio.ClosedResourceError,
+                    OSError,
+                ):
                     return
                 now = trio.current_time()
                 try:
@@ -262,10 +274,10 @@ class Connection:
                 except Flood as flood:
                     self._cut_for_flood(flood)
                     return
-                except h2.exceptions.ProtocolError as exc:
+                except h2.exceptions.H2Error as exc:
                     # h2 has queued GOAWAY with the error's code, except for a bad preface.
                     self.stats.protocol_errors += 1
-                    log.info("connection %s broke HTTP/2: %s", self.peer, exc)
+                    self._log(logging.INFO, "connection %s broke HTTP/2: %s", self.peer, exc)
                     if self._h2.state_machine.state != h2.connection.ConnectionState.CLOSED:
                         self._goaway(h2.errors.ErrorCodes.PROTOCOL_ERROR, b"bad preface")
                     self._flush()
@@ -275,7 +287,7 @@ class Connection:
                 self._flush()
                 if len(self._outbox) > MAX_OUTBOX:
                     self.stats.floods_unread += 1
-                    log.info("connection %s does not read what it asks for", self.peer)
+                    self._log(logging.WARNING, "connection %s cut: does not read", self.peer)
                     self._goaway(h2.errors.ErrorCodes.ENHANCE_YOUR_CALM, b"not reading")
                     return
         if self._timer.cancelled_caught:
@@ -291,8 +303,16 @@ class Connection:
             self.stats.floods_reset += 1
         else:
             self.stats.floods_header_block += 1
-        log.info("connection %s cut: %s", self.peer, flood)
+        self._log(logging.WARNING, "connection %s cut: %s", self.peer, flood)
         self._goaway(h2.errors.ErrorCodes.ENHANCE_YOUR_CALM, str(flood).encode())
+
+    def _log(self, level: int, message: str, *args: object) -> None:
+        """Log a client's misdeed: one line per throttle interval, debug for the rest."""
+        if self._throttle.allow(trio.current_time()):
+            interval = self._throttle.interval
+            log.log(level, message + " (more like it for %.0f s: metrics only)", *args, interval)
+        else:
+            log.debug(message, *args)
 
     def _on_event(self, event: h2.events.Event, now: float) -> None:
         if isinstance(event, h2.events.DataReceived):

@@ -32,7 +32,7 @@ from dragonflybot.config import LimitsConfig, format_listen
 from dragonflybot.errors import ServiceError
 from dragonflybot.service.connection import Connection
 from dragonflybot.service.purerpc_adapter import Methods, method_table
-from dragonflybot.service.stats import ServerStats
+from dragonflybot.service.stats import LogThrottle, ServerStats
 
 log = logging.getLogger(__name__)
 
@@ -78,6 +78,7 @@ class GrpcServer:
         self._done = trio.Event()
         self._closing = False
         self._refusing = False
+        self._throttle = LogThrottle()
 
     @property
     def address(self) -> str:
@@ -147,7 +148,7 @@ class GrpcServer:
                 continue
             self._refusing = False
             self.stats.connections_accepted += 1
-            connection = Connection(self._methods, stream, self.limits, self.stats)
+            connection = Connection(self._methods, stream, self.limits, self.stats, self._throttle)
             self._connections.add(connection)
             nursery.start_soon(self._serve_connection, connection)
 

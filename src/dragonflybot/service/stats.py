@@ -8,6 +8,8 @@ flood fill the disk.
 
 from __future__ import annotations
 
+import math
+
 import attrs
 
 
@@ -38,3 +40,25 @@ class ServerStats:
     """Connections cut for a header block over ``max_header_list``."""
     floods_unread: int = 0
     """Connections cut for asking for more than they read (queued replies over a bound)."""
+    internal_errors: int = 0
+    """Connections ended by an unexpected error in the server (a bug; logged with traceback)."""
+
+
+class LogThrottle:
+    """At most one log line per ``interval`` seconds for events a client can cause at will.
+
+    A flood of bad connections must not become a flood of log lines; the counters
+    above have every event, the log has a sample to say that it is happening.
+    """
+
+    __slots__ = ("_last", "interval")
+
+    def __init__(self, interval: float = 10.0) -> None:
+        self.interval = interval
+        self._last = -math.inf
+
+    def allow(self, now: float) -> bool:
+        if now - self._last < self.interval:
+            return False
+        self._last = now
+        return True
