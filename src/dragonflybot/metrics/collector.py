@@ -101,6 +101,11 @@ SERVER_COUNTERS: tuple[tuple[str, Callable[[ServerStats], int], str], ...] = (
         lambda s: s.messages_too_large,
         "Request messages over max_receive_message (RESOURCE_EXHAUSTED).",
     ),
+    (
+        "grpc_internal_errors",
+        lambda s: s.internal_errors,
+        "gRPC connections ended by an unexpected server error (a bug; logged).",
+    ),
 )
 """(name without the prefix and ``_total``, how to read it, help), labelled ``instrument``."""
 
