@@ -4,7 +4,7 @@
 
 Starts ``tests/hostile/server_main.py`` (default ``[limits]``; a fake venue changing
 the book every 10 ms, so a client sees up to ~100 Summaries/s) and a well-behaved
-grpcio client streaming ``BookSummary`` in a worker thread. Then, one after
+grpcio client streaming ``BookSummary`` in a third process. Then, one after
 another: 20,000 rapid resets (HEADERS + RST_STREAM pairs, reconnecting whenever
 cut), a PING flood, a connection flood to the limit and past it, and 2,000 streams
 opened at once on one connection (repeated on a new connection whenever cut). For
@@ -17,11 +17,11 @@ from __future__ import annotations
 
 import argparse
 import json
+import multiprocessing
 import os
 import signal
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -97,26 +97,43 @@ class Server:
         return self.proc.wait(10)
 
 
-class Watcher:
-    def __init__(self, port: int) -> None:
-        self.count = 0
-        self.stop = threading.Event()
-        self.thread = threading.Thread(target=self._run, args=(port,), daemon=True)
-        self.thread.start()
+def _watch(port: int, counter: Any, stop: Any) -> None:
+    """The well-behaved client (in its own process): count Summaries until ``stop``."""
+    with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+        call = channel.unary_stream(
+            BOOK_SUMMARY, request_serializer=lambda _: b"", response_deserializer=bytes
+        )(b"", timeout=3600)
+        try:
+            for _ in call:
+                counter.value += 1
+                if stop.is_set():
+                    call.cancel()
+                    return
+        except grpc.RpcError:
+            return
 
-    def _run(self, port: int) -> None:
-        with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
-            call = channel.unary_stream(
-                BOOK_SUMMARY, request_serializer=lambda _: b"", response_deserializer=bytes
-            )(b"", timeout=3600)
-            try:
-                for _ in call:
-                    self.count += 1
-                    if self.stop.is_set():
-                        call.cancel()
-                        return
-            except grpc.RpcError:
-                return
+
+class Watcher:
+    """``_watch`` in a separate process, so that neither the attacker nor the server
+    shares its interpreter (and its GIL)."""
+
+    def __init__(self, port: int) -> None:
+        context = multiprocessing.get_context("spawn")
+        self._counter = context.Value("q", 0)
+        self.stop = context.Event()
+        self.process = context.Process(target=_watch, args=(port, self._counter, self.stop))
+        self.process.start()
+
+    @property
+    def count(self) -> int:
+        value: int = self._counter.value
+        return value
+
+    def close(self) -> None:
+        self.stop.set()
+        self.process.join(5)
+        if self.process.is_alive():
+            self.process.kill()
 
 
 class Phase:
@@ -310,7 +327,7 @@ async def run(seconds: float) -> int:
     limit = LimitsConfig().max_connections
     try:
         watcher = Watcher(server.port)
-        await trio.sleep(1.0)
+        await trio.sleep(2.0)
         rows = [
             await measure(server, watcher, "20,000 rapid resets", lambda: rapid_resets(server)),
             await measure(server, watcher, "PING flood", lambda: ping_flood(server.port, seconds)),
@@ -327,7 +344,7 @@ async def run(seconds: float) -> int:
                 lambda: many_streams(server.port, seconds),
             ),
         ]
-        watcher.stop.set()
+        watcher.close()
     finally:
         code = server.stop()
     print(table(rows))

@@ -96,11 +96,11 @@ class LimitsConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_o
     control_frame_rate: Annotated[float, msgspec.Meta(gt=0)] = 200.0
     """PING, SETTINGS, PRIORITY, WINDOW_UPDATE and empty frames per second per connection
     (plus one per DATA frame the server sent); past the burst: GOAWAY ENHANCE_YOUR_CALM."""
-    control_frame_burst: Annotated[int, msgspec.Meta(ge=1)] = 1000
+    control_frame_burst: Annotated[int, msgspec.Meta(ge=1)] = 200
     reset_rate: Annotated[float, msgspec.Meta(gt=0)] = 50.0
     """Streams a client may reset (RST_STREAM) or have refused per second, after the burst;
     more is a rapid-reset attack (CVE-2023-44487): GOAWAY ENHANCE_YOUR_CALM."""
-    reset_burst: Annotated[int, msgspec.Meta(ge=1)] = 200
+    reset_burst: Annotated[int, msgspec.Meta(ge=1)] = 100
     handshake_timeout: Annotated[float, msgspec.Meta(gt=0, le=300)] = 5.0
     """Seconds from accept to the client's preface and SETTINGS."""
     idle_timeout: Annotated[float, msgspec.Meta(gt=0, le=86_400)] = 60.0

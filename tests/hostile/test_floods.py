@@ -8,12 +8,17 @@ connection gets GOAWAY ENHANCE_YOUR_CALM.
 
 from __future__ import annotations
 
+import grpc
 import pytest
 import trio
 
+from dragonflybot.service.messages import HealthCheckRequest, HealthCheckResponse
+
 from .conftest import RSS_GROWTH_KB
 from .helpers import (
+    BOOK_SUMMARY,
     ENHANCE_YOUR_CALM,
+    HEALTH_CHECK,
     PREFACE,
     SETTINGS_EMPTY,
     ServerProcess,
@@ -23,7 +28,7 @@ from .helpers import (
 )
 
 FLOOD_FRAMES = 20_000
-"""Frames per flood: 20x the default burst, sent in batches of 500."""
+"""Frames per flood: 100x the default burst, sent in batches of 500."""
 
 FLOODS = {
     "PING": frame(0x6, 0, 0, bytes(8)),
@@ -99,3 +104,31 @@ async def test_sigterm_during_a_ping_flood_ends_streams_with_unavailable(
                 await trio.sleep(0.02)
         assert watcher.status.name == "UNAVAILABLE"
     assert report["floods_control"] >= 1
+
+
+async def test_a_busy_honest_grpcio_client_is_never_cut(server: ServerProcess) -> None:
+    """1,000 health checks and 100 cancelled streams as fast as grpcio goes, one channel."""
+
+    def busy() -> int:
+        with grpc.insecure_channel(server.target) as channel:
+            check = channel.unary_unary(
+                HEALTH_CHECK,
+                request_serializer=lambda m: m.SerializeToString(),
+                response_deserializer=HealthCheckResponse.FromString,
+            )
+            stream = channel.unary_stream(
+                BOOK_SUMMARY, request_serializer=lambda _: b"", response_deserializer=bytes
+            )
+            done = 0
+            for i in range(1000):
+                check(HealthCheckRequest(service=""), timeout=10)
+                done += 1
+                if i % 10 == 0:
+                    call = stream(b"", timeout=10)
+                    next(call)
+                    call.cancel()
+            return done
+
+    assert await trio.to_thread.run_sync(busy) == 1000
+    report = await server.stats()
+    assert report["floods_control"] == report["floods_reset"] == 0

@@ -83,7 +83,7 @@ from dragonflybot.service.grpcwire import (
     status_trailers,
     trailers_only,
 )
-from dragonflybot.service.guard import Flood, FrameGuard
+from dragonflybot.service.guard import SMALL_DATA, Flood, FrameGuard
 from dragonflybot.service.pacing import tune_socket
 from dragonflybot.service.purerpc_adapter import MethodEntry, Methods, RpcFailedError, StatusCode
 from dragonflybot.service.stats import LogThrottle, ServerStats
@@ -177,6 +177,7 @@ class Connection:
             max_header_block=self._limits.max_header_list,
         )
         self._streams: dict[int, _Stream] = {}
+        self._starting: list[_Stream] = []
         self._outbox = bytearray()
         self._sending = 0
         self._broken = False
@@ -271,6 +272,7 @@ class Connection:
                     events = self._h2.receive_data(data)
                     for event in events:
                         self._on_event(event, now)
+                    self._start_streams()
                 except Flood as flood:
                     self._cut_for_flood(flood)
                     return
@@ -361,8 +363,21 @@ class Connection:
         self._streams[stream_id] = stream
         self._idle = trio.Event() if self._idle.is_set() else self._idle
         self._update_timer()
+        self._starting.append(stream)
+
+    def _start_streams(self) -> None:
+        """Start the handlers of the streams this read opened and did not already reset.
+
+        Deferred to the end of the read: a rapid-reset client's HEADERS and RST_STREAM
+        usually arrive together, and such a stream then never costs a task.
+        """
+        if not self._starting:
+            return
         assert self._nursery is not None
-        self._nursery.start_soon(self._run_stream, stream)
+        for stream in self._starting:
+            if not stream.gone:
+                self._nursery.start_soon(self._run_stream, stream)
+        self._starting.clear()
 
     def _reject(self, stream_id: int, rejection: Rejection, ended: bool) -> None:
         self.stats.requests_rejected += 1
@@ -380,7 +395,10 @@ class Connection:
         if stream is None or stream.error is not None:
             return
         try:
+            before = len(stream.messages)
             stream.messages.extend(stream.reader.feed(event.data))
+            if len(stream.messages) > before and event.flow_controlled_length < SMALL_DATA:
+                self._guard.credit(1)  # a small DATA frame, but it completed the request
             if len(stream.messages) > 1:
                 # Every method here takes one request: a second is an error now, not
                 # a list that grows with what the client sends.
@@ -401,15 +419,15 @@ class Connection:
         stream.scope.cancel()
         stream.lot.unpark_all()
         self._stream_left()
-        if not stream.headers_sent:
+        if stream.headers_sent:
+            self._guard.credit(1)  # an answered call cancelled: part of its honest life
+        else:
             # Reset before any answer: the pattern of rapid reset (CVE-2023-44487).
             self._guard.charge_reset(now)
 
     # --- streams -----------------------------------------------------------------------
 
     async def _run_stream(self, stream: _Stream) -> None:
-        if stream.gone:  # reset in the same read that opened it: nothing to do
-            return
         try:
             with stream.scope:
                 await self._serve_stream(stream)

@@ -15,7 +15,8 @@ costs one header read) and charges frames against token buckets:
   closed) share one bucket; every
   DATA frame the server sends refunds one token, so a client acknowledging a
   fast stream with WINDOW_UPDATEs never runs dry;
-* RST_STREAM frames are control frames too; in addition, the connection charges
+* RST_STREAM frames are control frames too (the connection gives the token back
+  for the cancel of a call the server had answered); in addition, the connection charges
   a second, smaller bucket (``charge_reset``) for every stream that cost it work
   and gave nothing back: a stream the client reset before the server answered,
   a stream refused over the limit, a request rejected as malformed. A client
@@ -156,9 +157,12 @@ class FrameGuard:
         if not self._resets.take(now):
             raise Flood("reset", "too many streams reset early, refused or rejected")
 
-    def credit(self, data_frames: int) -> None:
-        """The server sent ``data_frames`` DATA frames: a WINDOW_UPDATE for each is fair."""
-        self._control.refund(data_frames)
+    def credit(self, frames: int) -> None:
+        """Give back ``frames`` control tokens: the server sent that many DATA frames (a
+        WINDOW_UPDATE for each is fair), or the connection found frames it charged to be
+        part of an honest stream's life (its request message, the cancel of an answered call).
+        """
+        self._control.refund(frames)
 
     def _frame(self, kind: int, flags: int, length: int, now: float) -> None:
         self.frames += 1
