@@ -10,7 +10,8 @@ cut), a PING flood, a connection flood to the limit and past it, and 2,000 strea
 opened at once on one connection (repeated on a new connection whenever cut). For
 each: the server's CPU (% of one core), its largest RSS, and the other client's
 Summaries per second before, during and after the attack; and what the server
-counted. Prints a markdown table.
+counted. Each figure is the median (min-max) of ``--runs`` runs, each against a new
+server. Prints a markdown table.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import json
 import multiprocessing
 import os
 import signal
+import statistics
 import subprocess
 import sys
 import time
@@ -303,26 +305,40 @@ async def measure(
     return row
 
 
-def table(rows: list[dict[str, Any]]) -> str:
+def table(runs: list[list[dict[str, Any]]]) -> str:
+    """Each figure as the median (min-max) of the runs; counts from the first run."""
     lines = [
         "| attack | phase | server CPU (% of a core) | server RSS (MB, max) | "
         "other client (Summaries/s) |",
         "|---|---|---:|---:|---:|",
     ]
-    for row in rows:
+    for i, row in enumerate(runs[0]):
+        rows = [run[i] for run in runs]
         for phase in ("before", "during", "after"):
-            cpu, rss, rate = row[phase]
             label = row["attack"] if phase == "before" else ""
-            extra = f" ({row['seconds']:.1f} s)" if phase == "during" else ""
-            lines.append(f"| {label} | {phase}{extra} | {cpu:.0f} | {rss:.1f} | {rate:.1f} |")
+            extra = ""
+            if phase == "during":
+                extra = f" ({statistics.median(r['seconds'] for r in rows):.1f} s)"
+            cells = [
+                spread([r[phase][k] for r in rows], digits) for k, digits in enumerate((0, 1, 1))
+            ]
+            lines.append(f"| {label} | {phase}{extra} | {' | '.join(cells)} |")
     lines.append("")
-    for row in rows:
+    for row in runs[0]:
         counted = ", ".join(f"{k} {v}" for k, v in sorted(row["counted"].items()))
         lines.append(f"- **{row['attack']}**: {row['detail']}; the server counted: {counted}.")
     return "\n".join(lines)
 
 
-async def run(seconds: float) -> int:
+def spread(values: list[float], digits: int) -> str:
+    if len(values) == 1:
+        return f"{values[0]:.{digits}f}"
+    low, mid, high = min(values), statistics.median(values), max(values)
+    return f"{mid:.{digits}f} ({low:.{digits}f}-{high:.{digits}f})"
+
+
+async def run(seconds: float) -> tuple[int, list[dict[str, Any]]]:
+    """One run of every attack against a new server: (its exit code, the rows)."""
     server = Server()
     limit = LimitsConfig().max_connections
     try:
@@ -347,16 +363,23 @@ async def run(seconds: float) -> int:
         watcher.close()
     finally:
         code = server.stop()
-    print(table(rows))
-    print(f"\nserver exit code after SIGTERM: {code}")
-    return 0 if code == 0 else 1
+    return code, rows
+
+
+async def run_all(seconds: float, runs: int) -> int:
+    results = [await run(seconds) for _ in range(runs)]
+    print(table([rows for _, rows in results]))
+    codes = [code for code, _ in results]
+    print(f"\nserver exit codes after SIGTERM: {codes}")
+    return 0 if not any(codes) else 1
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.hostile", description=__doc__)
     parser.add_argument("--seconds", type=float, default=5.0, help="length of the timed attacks")
+    parser.add_argument("--runs", type=int, default=3, help="runs (a new server each)")
     args = parser.parse_args(argv)
-    return trio.run(run, args.seconds)
+    return trio.run(run_all, args.seconds, args.runs)
 
 
 if __name__ == "__main__":
