@@ -39,7 +39,13 @@ import trio
 from prometheus_client.registry import CollectorRegistry
 
 from dragonflybot.aggregator import Aggregator, AggregatorStats, BookState
-from dragonflybot.config import DEFAULT_LISTEN, AppConfig, VenueConfig, parse_listen
+from dragonflybot.config import (
+    DEFAULT_LISTEN,
+    AppConfig,
+    LimitsConfig,
+    VenueConfig,
+    parse_listen,
+)
 from dragonflybot.core.view import VenueUpdate
 from dragonflybot.errors import ConfigError, DragonflybotError
 from dragonflybot.feed import FeedStats, run_feed
@@ -130,7 +136,13 @@ def plan_topology(
 class InstrumentRuntime:
     """What runs for one instrument, for callers to observe (ports, states, counters)."""
 
-    def __init__(self, plan: InstrumentPlan, *, max_client_rate: float = 0.0) -> None:
+    def __init__(
+        self,
+        plan: InstrumentPlan,
+        *,
+        max_client_rate: float = 0.0,
+        limits: LimitsConfig | None = None,
+    ) -> None:
         self.plan = plan
         self.publisher = SummaryPublisher()
         self.stream_stats = StreamStats()
@@ -143,6 +155,7 @@ class InstrumentRuntime:
             ],
             plan.host,
             plan.port,
+            limits=limits,
         )
         self.aggregator_stats = AggregatorStats()
         self.feed_stats: dict[str, FeedStats] = {v.name: FeedStats() for v in plan.venues}
@@ -215,7 +228,10 @@ async def run_app(
             "(the CLI's --simulate), which starts the simulator and points the feeds at it"
         )
     plans = plan_topology(config, venues)
-    runtimes = [InstrumentRuntime(plan, max_client_rate=config.max_client_rate) for plan in plans]
+    runtimes = [
+        InstrumentRuntime(plan, max_client_rate=config.max_client_rate, limits=config.limits)
+        for plan in plans
+    ]
     registry = build_registry(runtimes)
     async with trio.open_nursery() as nursery:
         for rt in runtimes:

@@ -112,6 +112,39 @@ class SimulationConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True, 
     """Book updates per second per venue and instrument."""
 
 
+class LimitsConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
+    """What one gRPC server grants its clients (``[limits]``; docs/security.md says why).
+
+    The defaults fit the service: requests are ``Empty`` or a health check, a client
+    needs one connection and a handful of streams, and a connection that opens no
+    stream has nothing to wait for.
+    """
+
+    max_connections: Annotated[int, msgspec.Meta(ge=1, le=100_000)] = 512
+    """Open connections per server; past it a new one gets GOAWAY and is closed at once."""
+    max_streams_per_connection: Annotated[int, msgspec.Meta(ge=1, le=10_000)] = 100
+    """Concurrent streams per connection (SETTINGS); the excess is refused (REFUSED_STREAM)."""
+    max_receive_message: Annotated[int, msgspec.Meta(ge=64, le=4 * 1024 * 1024)] = 4096
+    """Bytes in one request message; more is RESOURCE_EXHAUSTED."""
+    max_header_list: Annotated[int, msgspec.Meta(ge=1024, le=1024 * 1024)] = 8192
+    """Bytes of one request's headers (SETTINGS_MAX_HEADER_LIST_SIZE), and of its encoded
+    header block (HEADERS + CONTINUATION)."""
+    control_frame_rate: Annotated[float, msgspec.Meta(gt=0)] = 200.0
+    """PING, SETTINGS, PRIORITY, WINDOW_UPDATE and empty frames per second per connection
+    (plus one per DATA frame the server sent); past the burst: GOAWAY ENHANCE_YOUR_CALM."""
+    control_frame_burst: Annotated[int, msgspec.Meta(ge=1)] = 200
+    reset_rate: Annotated[float, msgspec.Meta(gt=0)] = 50.0
+    """Streams a client may reset (RST_STREAM) or have refused per second, after the burst;
+    more is a rapid-reset attack (CVE-2023-44487): GOAWAY ENHANCE_YOUR_CALM."""
+    reset_burst: Annotated[int, msgspec.Meta(ge=1)] = 100
+    handshake_timeout: Annotated[float, msgspec.Meta(gt=0, le=300)] = 5.0
+    """Seconds from accept to the client's preface and SETTINGS."""
+    idle_timeout: Annotated[float, msgspec.Meta(gt=0, le=86_400)] = 60.0
+    """Seconds a connection may stay without an open stream before GOAWAY and close."""
+    request_timeout: Annotated[float, msgspec.Meta(gt=0, le=300)] = 10.0
+    """Seconds a stream gets to send its (single) request message after its headers."""
+
+
 class AppConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
     """The whole process. Top-level ``depth``/``venues`` are defaults for every instrument."""
 
@@ -132,6 +165,8 @@ class AppConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only
     simulation: SimulationConfig | None = None
     shutdown_grace: Annotated[float, msgspec.Meta(gt=0, le=10)] = 1.0
     """Seconds streams get to end with a status before the rest is cancelled."""
+    limits: LimitsConfig = msgspec.field(default_factory=LimitsConfig)
+    """What each gRPC server grants its clients (connections, streams, sizes, rates)."""
 
 
 def load_config(path: str | os.PathLike[str]) -> AppConfig:

@@ -5,6 +5,11 @@ tiny GET/HEAD requests from an in-memory handler. h11 does the parsing and frami
 (keep-alive, pipelining, chunked bodies, malformed requests); this module only moves
 bytes between it and the socket, and each server keeps just its routing. Every client
 wait runs under the idle timeout, so a stalled or half-open client cannot hold a task.
+
+Hostile clients: trio's ``serve_listeners`` already waits out EMFILE/ENFILE (100 ms
+at a time) instead of failing, and ``max_connections`` caps what idle clients can
+hold: a connection past it is closed at once, so a flood of idle ``/metrics``
+connections cannot use up the descriptors the gRPC server and the feeds need.
 """
 
 from __future__ import annotations
@@ -37,18 +42,29 @@ async def serve_listeners(
     max_request: int,
     idle_timeout: float,
     error_headers: Headers = (),
+    max_connections: int = 64,
     task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Serve ``handler`` on already bound ``listeners`` until cancelled; reports the port.
 
     Binding stays with the caller so that each server can say in its own terms
-    why an address cannot be used. ``error_headers`` go with the empty response
+    why an address cannot be used. At most ``max_connections`` are served at once;
+    one more is closed as soon as it is accepted. ``error_headers`` go with the empty response
     to a request h11 cannot parse.
     """
     config = _Config(handler, server, max_request, idle_timeout, error_headers)
+    open_count = 0
 
     async def connection(stream: trio.SocketStream) -> None:
-        await _serve_connection(stream, config)
+        nonlocal open_count
+        if open_count >= max_connections:
+            await stream.aclose()
+            return
+        open_count += 1
+        try:
+            await _serve_connection(stream, config)
+        finally:
+            open_count -= 1
 
     async with trio.open_nursery() as nursery:
         await nursery.start(trio.serve_listeners, connection, listeners)

@@ -29,7 +29,8 @@ def test_counters_are_read_when_scraped_not_copied_at_registration() -> None:
     stats.frames, stats.parsed, stats.malformed, stats.gaps = 7, 6, 1, 2
     stats.sync.applied = 5
     rt.aggregator_stats.publications = 3
-    rt.stream_stats.sent, rt.stream_stats.conflated = 11, 4
+    rt.stream_stats.sent, rt.stream_stats.conflated_ended = 11, 4
+    rt.server.stats.connections_refused, rt.server.stats.floods_reset = 3, 2
     get = registry.get_sample_value
     assert get("dragonflybot_feed_frames_received_total", labels) == 7
     assert get("dragonflybot_feed_frames_parsed_total", labels) == 6
@@ -41,6 +42,9 @@ def test_counters_are_read_when_scraped_not_copied_at_registration() -> None:
     assert get("dragonflybot_aggregator_publications_total", {"instrument": "ETH-BTC"}) == 3
     assert get("dragonflybot_grpc_summaries_sent_total", {"instrument": "ETH-BTC"}) == 11
     assert get("dragonflybot_grpc_summaries_conflated_total", {"instrument": "ETH-BTC"}) == 4
+    assert get("dragonflybot_grpc_connections_refused_total", {"instrument": "ETH-BTC"}) == 3
+    flood = {"instrument": "ETH-BTC", "kind": "reset"}
+    assert get("dragonflybot_grpc_floods_cut_total", flood) == 2
 
 
 def test_the_state_gauge_is_one_for_the_current_state_only() -> None:

@@ -101,6 +101,16 @@ def client_rate(text: str) -> float:
     )
 
 
+def max_connections(text: str) -> int:
+    return checked_number(
+        text,
+        int,
+        lambda value: 1 <= value <= 100_000,
+        malformed="bad connection limit {text!r}: expected a whole number",
+        invalid="bad connection limit {value}: expected 1 to 100000",
+    )
+
+
 def checked_number(
     text: str,
     convert: Callable[[str], N],
@@ -142,6 +152,7 @@ def build_config(
     log_format: str | None = None,
     metrics_listen: str | None = None,
     max_client_rate: float | None = None,
+    max_connections: int | None = None,
 ) -> AppConfig:
     """The file's config (or the defaults) with the flags applied and validated."""
     base = load_config(config_path) if config_path else AppConfig()
@@ -178,5 +189,7 @@ def build_config(
         changes["metrics_listen"] = metrics_listen
     if max_client_rate is not None:
         changes["max_client_rate"] = max_client_rate
+    if max_connections is not None:
+        changes["limits"] = msgspec.structs.replace(base.limits, max_connections=max_connections)
     config = msgspec.structs.replace(base, **changes)
     return check_config(config, source="command line")

@@ -60,6 +60,13 @@ def build_parser(prog: str = PROG) -> argparse.ArgumentParser:
         help="at most N Summaries per second per client stream, newer books conflating "
         "meanwhile (default: 0, no cap)",
     )
+    parser.add_argument(
+        "--max-connections",
+        type=options.max_connections,
+        metavar="N",
+        help="gRPC client connections served at once per instrument, more are refused "
+        "with GOAWAY (default: 512; the other limits are in the config's [limits] table)",
+    )
     parser.add_argument("--log-level", type=str.upper, choices=LOG_LEVELS, help="default: INFO")
     options.add_observability_flags(parser)
     return parser
@@ -78,6 +85,7 @@ def config_from_args(args: argparse.Namespace) -> AppConfig:
         log_format=args.log_format,
         metrics_listen=args.metrics_listen,
         max_client_rate=args.client_max_rate,
+        max_connections=args.max_connections,
     )
     plan_topology(config)
     return config

@@ -24,6 +24,7 @@ from prometheus_client.registry import Collector
 from dragonflybot.feed.stats import FeedState, FeedStats
 from dragonflybot.latency import LatencyHistogram
 from dragonflybot.metrics.source import InstrumentSource
+from dragonflybot.service.stats import ServerStats
 
 PREFIX = "dragonflybot"
 
@@ -87,6 +88,56 @@ def _trio_now() -> float | None:
         return trio.current_time()
     except RuntimeError:
         return None
+
+
+SERVER_COUNTERS: tuple[tuple[str, Callable[[ServerStats], int], str], ...] = (
+    ("grpc_connections_accepted", lambda s: s.connections_accepted, "gRPC connections accepted."),
+    (
+        "grpc_connections_refused",
+        lambda s: s.connections_refused,
+        "gRPC connections closed at once: max_connections were open.",
+    ),
+    (
+        "grpc_connections_timed_out",
+        lambda s: s.connections_timed_out,
+        "gRPC connections closed for no handshake or no stream in time.",
+    ),
+    ("grpc_accept_errors", lambda s: s.accept_errors, "accept() failures waited out (EMFILE...)."),
+    (
+        "grpc_protocol_errors",
+        lambda s: s.protocol_errors,
+        "gRPC connections ended with GOAWAY for breaking HTTP/2.",
+    ),
+    (
+        "grpc_streams_refused",
+        lambda s: s.streams_refused,
+        "Streams refused (REFUSED_STREAM): over the per-connection limit or shutting down.",
+    ),
+    ("grpc_streams_reset", lambda s: s.streams_reset, "Streams reset by the client."),
+    (
+        "grpc_requests_rejected",
+        lambda s: s.requests_rejected,
+        "Malformed requests answered with an error status.",
+    ),
+    (
+        "grpc_messages_too_large",
+        lambda s: s.messages_too_large,
+        "Request messages over max_receive_message (RESOURCE_EXHAUSTED).",
+    ),
+    (
+        "grpc_internal_errors",
+        lambda s: s.internal_errors,
+        "gRPC connections ended by an unexpected server error (a bug; logged).",
+    ),
+)
+"""(name without the prefix and ``_total``, how to read it, help), labelled ``instrument``."""
+
+FLOOD_KINDS: tuple[tuple[str, Callable[[ServerStats], int]], ...] = (
+    ("control", lambda s: s.floods_control),
+    ("reset", lambda s: s.floods_reset),
+    ("header_block", lambda s: s.floods_header_block),
+    ("unread", lambda s: s.floods_unread),
+)
 
 
 class AppCollector(Collector):
@@ -189,6 +240,20 @@ class AppCollector(Collector):
             sent.add_metric(key, rt.stream_stats.sent)
             conflated.add_metric(key, rt.stream_stats.conflated)
         yield from (connections, streams, opened, sent, conflated)
+        for name, read, doc in SERVER_COUNTERS:
+            counter = CounterMetricFamily(f"{PREFIX}_{name}", doc, labels=labels)
+            for rt in self._instruments:
+                counter.add_metric([rt.name], read(rt.server.stats))
+            yield counter
+        floods = CounterMetricFamily(
+            f"{PREFIX}_grpc_floods_cut",
+            "gRPC connections cut with GOAWAY ENHANCE_YOUR_CALM, by what they flooded.",
+            labels=[*labels, "kind"],
+        )
+        for rt in self._instruments:
+            for kind, read in FLOOD_KINDS:
+                floods.add_metric([rt.name, kind], read(rt.server.stats))
+        yield floods
 
     def _latency_metrics(self) -> Iterator[Metric]:
         hops: tuple[tuple[str, str, Callable[[InstrumentSource], LatencyHistogram]], ...] = (

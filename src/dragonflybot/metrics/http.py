@@ -33,13 +33,15 @@ async def serve_metrics(
     port: int,
     *,
     idle_timeout: float = 30.0,
+    max_connections: int = 16,
     task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Serve ``registry`` on ``http://host:port/metrics`` until cancelled.
 
     Start it with ``nursery.start``: it reports the bound port (the one picked
     for port 0) once listening. An address that cannot be bound is a
-    ``ServiceError`` naming it.
+    ``ServiceError`` naming it. A scraper needs one connection: ``max_connections``
+    leaves room for a few and keeps idle floods from taking the process's descriptors.
     """
     listeners = await _bind(host, port)
     bound = listeners[0].socket.getsockname()[1]
@@ -59,6 +61,7 @@ async def serve_metrics(
         server=_SERVER,
         max_request=_MAX_REQUEST,
         idle_timeout=idle_timeout,
+        max_connections=max_connections,
         task_status=task_status,
     )
 

@@ -12,6 +12,7 @@ from typing import Protocol
 from dragonflybot.aggregator import AggregatorStats, BookState
 from dragonflybot.feed.stats import FeedStats
 from dragonflybot.service.book_summary import StreamStats
+from dragonflybot.service.stats import ServerStats
 
 
 class ServerCounts(Protocol):
@@ -19,6 +20,9 @@ class ServerCounts(Protocol):
 
     @property
     def connection_count(self) -> int: ...
+
+    @property
+    def stats(self) -> ServerStats: ...
 
 
 class InstrumentSource(Protocol):

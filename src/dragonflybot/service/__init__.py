@@ -1,10 +1,11 @@
-"""Layer 5: the gRPC service (purerpc) — ``BookSummary`` streams and the health service.
+"""Layer 5: the gRPC service — ``BookSummary`` streams and the health service.
 
 Server side: ``SummaryPublisher`` (the aggregator's publisher: encode once, fan
 out), ``BookSummaryService``, ``BookServiceV1`` (dragonflybot.v1, every instrument
 given as an ``InstrumentSource``), ``HealthService`` and ``reflection_servicers``
-(the servicers), ``GrpcServer``
-(bind exactly one address, paced streams, graceful shutdown). Client side:
+(the servicers), ``GrpcServer`` (bind exactly one address; HTTP/2 on h2 with every
+per-client limit, see ``connection`` and docs/security.md; paced streams, graceful
+shutdown). Client side:
 ``open_channel`` (purerpc with a small window) and ``follow_book`` (the stream
 into a latest-value fan-out, with optional reconnects).
 """

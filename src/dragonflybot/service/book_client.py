@@ -17,8 +17,6 @@ import anyio
 import attrs
 import h2.exceptions
 import trio
-from purerpc import RpcFailedError
-from purerpc.grpclib.exceptions import GRPCError
 
 from dragonflybot.aggregator.fanout import Fanout
 from dragonflybot.client import Backoff
@@ -26,6 +24,7 @@ from dragonflybot.errors import TransportError
 from dragonflybot.service.channel import open_channel
 from dragonflybot.service.messages import Empty
 from dragonflybot.service.proto.orderbook_grpc import OrderbookAggregatorStub
+from dragonflybot.service.purerpc_adapter import GRPCError, RpcFailedError
 
 log = logging.getLogger(__name__)
 

@@ -23,13 +23,14 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import attrs
-from purerpc import RpcFailedError, Status, StatusCode
 
-from dragonflybot.aggregator.fanout import Fanout
+from dragonflybot.aggregator.fanout import Fanout, Subscription
 from dragonflybot.errors import ConfigError
 from dragonflybot.latency import LatencyHistogram
+from dragonflybot.service.grpcwire import Framed
 from dragonflybot.service.proto.orderbook_grpc import OrderbookAggregatorServicer
-from dragonflybot.service.summary import EncodedBook, PreEncoded
+from dragonflybot.service.purerpc_adapter import RpcFailedError, Status, StatusCode
+from dragonflybot.service.summary import EncodedBook
 from dragonflybot.service.ticker import Ticker
 
 SERVICE_NAME = "orderbook.OrderbookAggregator"
@@ -45,14 +46,26 @@ class StreamStats:
     """``BookSummary`` streams started, over the service's life."""
     sent: int = 0
     """Summaries handed to streams."""
-    conflated: int = 0
-    """Summaries a stream skipped because a newer one replaced them before it could send."""
+    conflated_ended: int = 0
+    """Summaries skipped by streams that have ended."""
+    live: set[Subscription[EncodedBook]] = attrs.field(factory=set)
+    """The fan-out subscriptions of the streams running now."""
     receive_to_sent: LatencyHistogram = attrs.field(factory=LatencyHistogram)
     """From the receipt of the newest venue frame in a Summary to its hand-off to a stream.
 
     The first Summary of each stream is not observed: it is the book as it was when
     the client connected, which may be old in a quiet market without anything being slow.
     """
+
+    @property
+    def conflated(self) -> int:
+        """Summaries a stream skipped because a newer one replaced them before it could send.
+
+        Counted when the fan-out overwrites a stream's slot (read from the live
+        subscriptions here), so a stuck stream's conflation shows while it is stuck,
+        not only once it sends again.
+        """
+        return self.conflated_ended + sum(sub.skipped for sub in self.live)
 
 
 class BookSummaryService(OrderbookAggregatorServicer):
@@ -72,7 +85,7 @@ class BookSummaryService(OrderbookAggregatorServicer):
         self.stats = stats if stats is not None else StreamStats()
         self._ticker = Ticker(max_rate) if max_rate else None
 
-    async def BookSummary(self, input_message: Any) -> AsyncIterator[PreEncoded]:  # type: ignore[override]
+    async def BookSummary(self, input_message: Any) -> AsyncIterator[Framed]:  # type: ignore[override]
         stats = self.stats
         latency = stats.receive_to_sent
         clock = time.monotonic_ns
@@ -82,20 +95,21 @@ class BookSummaryService(OrderbookAggregatorServicer):
         stats.opened += 1
         try:
             with self._books.subscribe() as subscription:
-                skipped = 0
-                first = True
-                async for book in subscription:
-                    recv_ns = book.state.newest_recv_ns
-                    if recv_ns is not None and not first:
-                        latency.observe_ns(clock() - recv_ns)
-                    first = False
-                    if subscription.skipped != skipped:
-                        stats.conflated += subscription.skipped - skipped
-                        skipped = subscription.skipped
-                    stats.sent += 1
-                    yield PreEncoded(book.summary)
-                    if ticker is not None:
-                        await ticker.wait(phase)
+                stats.live.add(subscription)
+                try:
+                    first = True
+                    async for book in subscription:
+                        recv_ns = book.state.newest_recv_ns
+                        if recv_ns is not None and not first:
+                            latency.observe_ns(clock() - recv_ns)
+                        first = False
+                        stats.sent += 1
+                        yield Framed(book.framed)
+                        if ticker is not None:
+                            await ticker.wait(phase)
+                finally:
+                    stats.live.discard(subscription)
+                    stats.conflated_ended += subscription.skipped
         finally:
             stats.open -= 1
         raise RpcFailedError(Status(StatusCode.UNAVAILABLE, "the book is no longer published"))

@@ -181,21 +181,22 @@ class BookServiceV1(BookServiceServicer):
         stats.opened += 1
         try:
             with instrument.source.books.subscribe() as subscription:
-                skipped = 0
-                first = True
-                async for book in subscription:
-                    clock = WallClock.now()
-                    recv_ns = book.state.newest_recv_ns
-                    if recv_ns is not None and not first:  # the first is the book as it was
-                        stats.receive_to_sent.observe_ns(clock.monotonic_ns - recv_ns)
-                    first = False
-                    if subscription.skipped != skipped:
-                        stats.conflated += subscription.skipped - skipped
-                        skipped = subscription.skipped
-                    stats.sent += 1
-                    yield PreEncoded(encoder.encode(book.state, depth, venues, clock))
-                    if ticker is not None:
-                        await ticker.wait(phase)
+                stats.live.add(subscription)
+                try:
+                    first = True
+                    async for book in subscription:
+                        clock = WallClock.now()
+                        recv_ns = book.state.newest_recv_ns
+                        if recv_ns is not None and not first:  # the first is the book as it was
+                            stats.receive_to_sent.observe_ns(clock.monotonic_ns - recv_ns)
+                        first = False
+                        stats.sent += 1
+                        yield PreEncoded(encoder.encode(book.state, depth, venues, clock))
+                        if ticker is not None:
+                            await ticker.wait(phase)
+                finally:
+                    stats.live.discard(subscription)
+                    stats.conflated_ended += subscription.skipped
         finally:
             stats.open -= 1
         raise RpcFailedError(ENDED)

@@ -25,30 +25,12 @@ from typing import Any
 
 import anyio
 import trio
-from purerpc.grpc_proto import GRPCProtoSocket
-from purerpc.grpclib.config import GRPCConfiguration
 
 from dragonflybot.errors import TransportError
+from dragonflybot.service.purerpc_adapter import ClientSocket, GRPCConfiguration
 
 MAX_MESSAGE = 32 * 1024
 """Largest Summary accepted: a book at the maximum depth (250 a side) is about 15 KiB."""
-
-
-class _ClientSocket(GRPCProtoSocket):  # type: ignore[misc]  # purerpc is untyped
-    """purerpc's client socket, except that losing the connection ends the streams.
-
-    purerpc's reader task simply returns on EOF, leaving every open stream
-    waiting forever for a message; a book client would hang on a server that
-    died. Closing each stream's event queue makes its next read raise
-    ``anyio.EndOfStream`` instead.
-    """
-
-    async def _reader_thread(self) -> None:
-        try:
-            await super()._reader_thread()
-        finally:
-            for stream in list(self._streams.values()):
-                stream._incoming_events[0].close()
 
 
 class Channel:
@@ -81,5 +63,5 @@ async def open_channel(
         raise TransportError(f"cannot connect to {host}:{port}: {reason}") from exc
     async with socket:
         config = GRPCConfiguration(client_side=True, max_message_length=max_message)
-        async with _ClientSocket(config, socket) as grpc_socket:
+        async with ClientSocket(config, socket) as grpc_socket:
             yield Channel(host, port, grpc_socket)

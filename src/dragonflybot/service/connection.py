@@ -1,89 +1,197 @@
-"""One client connection: purerpc's HTTP/2 + gRPC framing, our own dispatch.
+"""One client connection: HTTP/2 (h2, sans-I/O) and gRPC spoken here, every limit enforced here.
 
-purerpc 0.8.0's ``ConnectionHandler`` is replaced, not wrapped, because its
-control flow is the problem: it catches everything with bare ``except:``
-(swallowing cancellation, so a shutdown logs "Got exception in main dispatch
-loop" and streams end without a status), and it sends a server stream's messages
-back to back without waiting for the client. This module keeps purerpc's
-framing (``GRPCProtoSocket``, its streams and status trailers) and does the
-dispatch itself:
+Why not purerpc's server side any more: its ``GRPCProtoSocket`` let any one
+client stop or freeze the whole process (issue 16). A request without
+``content-type`` raised ``KeyError`` out of its request parsing; a non-POST, a bad
+path, ``grpc-timeout`` or ``-bin`` header, or a body that is not protobuf raised
+errors nothing caught; it advertised 64 MiB stream windows, a 1 GiB connection
+window, 16 MiB frames and 32 MiB messages; it read 1 MiB at a time and handled
+every frame in it before yielding (a PING flood starved every other task); it
+ignored RST_STREAM (each reset stream stayed until the connection closed) and
+put no bound on concurrent streams. Those are its design, not bugs one wrapper
+could fix, so the server speaks HTTP/2 through the ``h2`` state machine directly
+and does gRPC's small part (5-byte message prefix, status trailers) itself, in
+``grpcwire``. purerpc keeps the generated servicer classes, its status types and
+the client side (``purerpc_adapter``).
 
-* every stream runs in its own cancel scope; shutting down cancels the scopes,
-  then ends each stream with ``UNAVAILABLE`` trailers, sends GOAWAY, waits
-  (briefly) for the bytes to leave and closes the socket;
-* a server stream takes its next message only when the previous one has left
-  the process (``PacedStream.wait_drained``), which is also a checkpoint
-  between messages, so no stream can starve the others;
-* a client that vanishes (EOF, reset, failed write) ends the connection and
-  cancels its streams at once, freeing their fan-out slots.
+How one connection is kept cheap and isolated:
 
-Unary-unary, unary-stream and stream-stream (bidi: server reflection) methods
-are served; client-streaming-only methods are not, as no service here defines one.
-A bidi method reads its requests as they arrive (no request deadline: the client
-may speak at any time) while its responses are paced like a server stream's.
+* small settings advertised: 64 KiB stream window, 16 KiB frames, a bounded
+  number of concurrent streams and header-list size (``LimitsConfig``). The
+  stream limit is enforced here, not by h2 (which would end the connection):
+  a stream over it is refused with RST_STREAM(REFUSED_STREAM) before any task
+  starts;
+* the socket is read 4 KiB at a time, and each read is a trio checkpoint, so
+  no connection holds the loop for more than the frames in 4 KiB;
+* ``guard.FrameGuard`` counts frames before h2 parses them: control-frame and
+  reset floods and oversized header blocks end the connection with GOAWAY
+  ENHANCE_YOUR_CALM;
+* a request message is capped at ``max_receive_message`` (RESOURCE_EXHAUSTED,
+  decided on the declared length), received data is acknowledged at once (so
+  what a stream buffers is bounded by that cap), and a stream's state is freed
+  the moment it ends or the client resets it (its handler is cancelled);
+* a malformed request (method, content type, ``te``, path, ``grpc-timeout``,
+  ``-bin`` header, encoding, a body that is not the request type) gets its status
+  on its own stream; a broken HTTP/2 connection gets GOAWAY from h2 and ends
+  alone; nothing here raises past ``serve`` but cancellation;
+* a connection that does not complete the handshake (preface and SETTINGS) in
+  ``handshake_timeout``, or has no open stream for ``idle_timeout``, gets GOAWAY
+  and is closed.
 
-purerpc internals used (pinned to 0.8.0 in pyproject): ``GRPCSocket._grpc_connection``
-(the h2 state machine: ``h2_connection._data_to_send`` for bytes not yet
-written, ``close_connection``/``reset_stream``) and ``GRPCSocket._socket.flush``
-(wakes its writer task).
+Streams run in their own tasks. A server stream takes its next message only
+when the previous one has left the process (``wait_drained``; see ``pacing``),
+and it respects the client's flow-control window: a message larger than the
+window is sent as far as it fits, and the rest waits for WINDOW_UPDATE. One
+writer task moves the bytes h2 produced to the socket, so the reader never
+blocks on a slow client's writes. Shutdown cancels every stream, which then
+ends with UNAVAILABLE (or a reset if a message was cut in half), then GOAWAY,
+then the socket closes once the bytes left.
+
+The send path takes already framed messages (``grpcwire.Framed``): a Summary
+is framed once per state (``summary.EncodedBook.framed``) and the same bytes go
+to every stream; only h2's DATA frame headers differ per client.
 """
 
 from __future__ import annotations
 
 import functools
 import logging
-from collections.abc import Mapping
+import math
 from contextlib import aclosing, suppress
-from typing import Any
+from typing import Any, Final
 
+import anyio
 import anyio.abc
+import h2.config
+import h2.connection
 import h2.errors
+import h2.events
 import h2.exceptions
+import h2.settings
 import trio
-from google.protobuf import message as protobuf_message
-from purerpc import Cardinality, RpcFailedError, Status, StatusCode
-from purerpc.grpc_proto import GRPCProtoSocket, GRPCProtoStream
-from purerpc.grpclib.config import GRPCConfiguration
-from purerpc.grpclib.events import RequestReceived
-from purerpc.grpclib.exceptions import GRPCError
-from purerpc.wrappers import extract_message_from_singleton_stream, stream_to_async_iterator
 
-from dragonflybot.service.pacing import PacedStream, tune_socket
+from dragonflybot.config import LimitsConfig
+from dragonflybot.service.grpcwire import (
+    Framed,
+    MessageReader,
+    Rejection,
+    Request,
+    WireError,
+    check_request,
+    frame_message,
+    response_headers,
+    status_trailers,
+    trailers_only,
+)
+from dragonflybot.service.guard import SMALL_DATA, Flood, FrameGuard
+from dragonflybot.service.pacing import tune_socket
+from dragonflybot.service.purerpc_adapter import MethodEntry, Methods, RpcFailedError, StatusCode
+from dragonflybot.service.stats import LogThrottle, ServerStats
 
 log = logging.getLogger(__name__)
 
-REQUEST_TIMEOUT = 10.0
-"""Seconds a client gets to send its (single) request message after the headers."""
+READ_CHUNK: Final = 4 * 1024
+"""Bytes read from the socket at once, a checkpoint after each: 4 KiB of the smallest
+frames (PINGs, or HEADERS of a stream flood) is a few milliseconds of h2's work, so no
+connection holds the loop longer than that. Requests are tiny; nothing honest needs more."""
 
-SHUTDOWN_STATUS = Status(StatusCode.UNAVAILABLE, "server is shutting down")
-MALFORMED_STATUS = Status(StatusCode.INVALID_ARGUMENT, "malformed request message")
+STREAM_WINDOW: Final = 65_535
+"""Initial stream window advertised (the protocol's default: requests are tiny)."""
 
-Methods = Mapping[tuple[str, str], Any]
-"""``(service name, method name) -> purerpc BoundRPCMethod``."""
+MAX_FRAME: Final = 16_384
+"""Largest frame accepted (the protocol's minimum maximum)."""
+
+MAX_OUTBOX: Final = 4 * 1024 * 1024
+"""Bytes queued for a client that does not read before it is cut off: far more than
+one message per stream, so only a peer flooding requests it never reads reaches it."""
+
+CLOSE_GRACE: Final = 1.0
+"""Seconds the GOAWAY of a connection being cut gets to leave before the socket closes."""
+
+SHUTDOWN_MESSAGE: Final = "server is shutting down"
 
 
-class _StreamTask:
-    __slots__ = ("mid_message", "scope")
+class _StreamGone(Exception):
+    """The stream was reset or the connection lost while a handler used it."""
 
-    def __init__(self) -> None:
-        self.scope = trio.CancelScope()
+
+class _Stream:
+    """A request's state: freed the moment the stream ends, either way."""
+
+    __slots__ = (
+        "entry",
+        "error",
+        "gone",
+        "headers_sent",
+        "id",
+        "lot",
+        "messages",
+        "mid_message",
+        "reader",
+        "remote_ended",
+        "request",
+        "scope",
+        "shutdown",
+    )
+
+    def __init__(self, stream_id: int, request: Request, entry: MethodEntry, max_message: int):
+        self.id = stream_id
+        self.request = request
+        self.entry = entry
+        self.reader = MessageReader(max_message)
+        self.messages: list[bytes] = []
+        self.error: WireError | None = None
+        self.remote_ended = False
+        self.headers_sent = False
         self.mid_message = False
+        self.gone = False
+        self.shutdown = False
+        self.scope = trio.CancelScope()
+        self.lot = trio.lowlevel.ParkingLot()
+        """Wakes the handler when the request body or an error arrives."""
 
 
 class Connection:
     """Serves the streams of one accepted socket until it closes or the server shuts down."""
 
-    def __init__(self, methods: Methods, socket_stream: anyio.abc.SocketStream) -> None:
+    def __init__(
+        self,
+        methods: Methods,
+        socket_stream: anyio.abc.SocketStream,
+        limits: LimitsConfig | None = None,
+        stats: ServerStats | None = None,
+        throttle: LogThrottle | None = None,
+    ) -> None:
+        """``stats`` and ``throttle`` are the server's, shared by its connections."""
         self._methods = methods
-        self._raw = socket_stream
-        self._paced = PacedStream(socket_stream, lambda: self.buffered_bytes)
-        self._streams: set[_StreamTask] = set()
+        self._throttle = throttle if throttle is not None else LogThrottle()
+        self._sock = socket_stream
+        self._limits = limits if limits is not None else LimitsConfig()
+        self.stats = stats if stats is not None else ServerStats()
+        self._h2 = _new_h2(self._limits)
+        self._guard = FrameGuard(
+            control_rate=self._limits.control_frame_rate,
+            control_burst=self._limits.control_frame_burst,
+            reset_rate=self._limits.reset_rate,
+            reset_burst=self._limits.reset_burst,
+            max_header_block=self._limits.max_header_list,
+        )
+        self._streams: dict[int, _Stream] = {}
+        self._starting: list[_Stream] = []
+        self._outbox = bytearray()
+        self._sending = 0
+        self._broken = False
+        self._write_lot = trio.lowlevel.ParkingLot()
+        self._drain_lot = trio.lowlevel.ParkingLot()
+        self._window_lot = trio.lowlevel.ParkingLot()
         self._idle = trio.Event()
         self._idle.set()
-        self._listen_scope = trio.CancelScope()
+        self._read_scope = trio.CancelScope()
+        self._timer = trio.CancelScope()
         self._nursery: trio.Nursery | None = None
-        self._grpc_socket: Any = None
         self._closing = False
+        self._handshaken = False
+        self._quiet_since = trio.current_time()
         self.peer = _peer_name(socket_stream)
 
     @property
@@ -92,40 +200,416 @@ class Connection:
 
     @property
     def buffered_bytes(self) -> int:
-        """Bytes written by streams but not yet handed to the socket (pacing keeps it small)."""
-        if self._grpc_socket is None:
-            return 0
-        return len(self._grpc_socket._grpc_connection.h2_connection._data_to_send)
+        """Bytes framed for this client but not yet handed to the socket (pacing keeps it small)."""
+        return len(self._outbox) + self._sending
+
+    @property
+    def drained(self) -> bool:
+        """Everything framed so far has reached the kernel (or the peer is gone)."""
+        return self._broken or not (self._outbox or self._sending)
 
     async def serve(self) -> None:
-        """Run until the peer goes away or ``shutdown`` has finished; always closes the socket."""
-        tune_socket(self._raw)
-        try:
-            async with self._raw:
-                await self._serve_grpc()
-        except* (GRPCError, h2.exceptions.H2Error, anyio.BrokenResourceError) as group:
-            log.info("connection %s dropped: %s", self.peer, _first_message(group))
-        log.debug("connection %s closed", self.peer)
+        """Run until the peer goes away, breaks a rule, or ``shutdown`` has finished.
 
-    async def _serve_grpc(self) -> None:
-        config = GRPCConfiguration(client_side=False)
-        async with GRPCProtoSocket(config, self._paced) as grpc_socket:
-            self._grpc_socket = grpc_socket
-            async with trio.open_nursery() as nursery:
+        Always closes the socket; raises nothing but cancellation.
+        """
+        tune_socket(self._sock)
+        try:
+            async with self._sock, trio.open_nursery() as nursery:
                 self._nursery = nursery
+                nursery.start_soon(self._writer)
+                self._h2.initiate_connection()
+                # h2 would end the whole connection for one stream over the limit; the
+                # limit is advertised above and enforced in ``_on_request`` instead.
+                self._h2.local_settings = h2.settings.Settings(
+                    client=False,
+                    initial_values={
+                        h2.settings.SettingCodes.MAX_CONCURRENT_STREAMS: 2**31 - 1,
+                        h2.settings.SettingCodes.MAX_HEADER_LIST_SIZE: self._limits.max_header_list,
+                    },
+                )
+                self._flush()
+                self._update_timer()
+                if self._closing:
+                    nursery.start_soon(self._close_gracefully)
                 try:
-                    if self._closing:
-                        nursery.start_soon(self._close_gracefully)
-                    with self._listen_scope:
-                        async for stream in grpc_socket.listen():
-                            if self._closing:
-                                self._refuse(stream)
-                            else:
-                                nursery.start_soon(self._run_stream, stream)
+                    with self._read_scope:
+                        await self._read_loop()
+                    # Cut (protocol error, flood, timeout, peer gone): let the GOAWAY out.
+                    with trio.move_on_after(CLOSE_GRACE):
+                        await self.wait_drained()
                 finally:
-                    # The peer is gone, or GOAWAY went out: nothing left to serve.
                     self._nursery = None
                     nursery.cancel_scope.cancel()
+        except* (anyio.BrokenResourceError, anyio.ClosedResourceError, OSError) as group:
+            log.debug("connection %s: socket error: %r", self.peer, group.exceptions[0])
+        except* Exception:
+            # A bug here must cost this connection, never the server (issue 16).
+            self.stats.internal_errors += 1
+            log.exception("connection %s failed", self.peer)
+        finally:
+            self._broken = True
+            self._nursery = None
+        log.debug("connection %s closed", self.peer)
+
+    # --- reading -----------------------------------------------------------------------
+
+    async def _read_loop(self) -> None:
+        with self._timer:
+            while True:
+                try:
+                    data = await self._sock.receive(READ_CHUNK)
+                except (
+                    anyio.EndOfStream,
+                    anyio.BrokenResourceError,
+                    anyio.ClosedResourceError,
+                    OSError,
+                ):
+                    return
+                now = trio.current_time()
+                try:
+                    self._guard.feed(data, now)
+                    events = self._h2.receive_data(data)
+                    for event in events:
+                        self._on_event(event, now)
+                    self._start_streams()
+                except Flood as flood:
+                    self._cut_for_flood(flood)
+                    return
+                except h2.exceptions.H2Error as exc:
+                    # h2 has queued GOAWAY with the error's code, except for a bad preface.
+                    self.stats.protocol_errors += 1
+                    self._log(logging.INFO, "connection %s broke HTTP/2: %s", self.peer, exc)
+                    if self._h2.state_machine.state != h2.connection.ConnectionState.CLOSED:
+                        self._goaway(h2.errors.ErrorCodes.PROTOCOL_ERROR, b"bad preface")
+                    self._flush()
+                    return
+                except _PeerDone:
+                    return
+                self._flush()
+                if len(self._outbox) > MAX_OUTBOX:
+                    self.stats.floods_unread += 1
+                    self._log(logging.WARNING, "connection %s cut: does not read", self.peer)
+                    self._goaway(h2.errors.ErrorCodes.ENHANCE_YOUR_CALM, b"not reading")
+                    return
+        if self._timer.cancelled_caught:
+            self.stats.connections_timed_out += 1
+            reason = b"handshake timeout" if not self._handshaken else b"idle"
+            log.debug("connection %s: %s", self.peer, reason.decode())
+            self._goaway(h2.errors.ErrorCodes.NO_ERROR, reason)
+
+    def _cut_for_flood(self, flood: Flood) -> None:
+        if flood.kind == "control":
+            self.stats.floods_control += 1
+        elif flood.kind == "reset":
+            self.stats.floods_reset += 1
+        else:
+            self.stats.floods_header_block += 1
+        self._log(logging.WARNING, "connection %s cut: %s", self.peer, flood)
+        self._goaway(h2.errors.ErrorCodes.ENHANCE_YOUR_CALM, str(flood).encode())
+
+    def _log(self, level: int, message: str, *args: object) -> None:
+        """Log a client's misdeed: one line per throttle interval, debug for the rest."""
+        if self._throttle.allow(trio.current_time()):
+            interval = self._throttle.interval
+            log.log(level, message + " (more like it for %.0f s: metrics only)", *args, interval)
+        else:
+            log.debug(message, *args)
+
+    def _on_event(self, event: h2.events.Event, now: float) -> None:
+        if isinstance(event, h2.events.DataReceived):
+            self._on_data(event)
+        elif isinstance(event, h2.events.RequestReceived):
+            self._on_request(event, now)
+        elif isinstance(event, h2.events.StreamEnded | h2.events.TrailersReceived):
+            stream = self._streams.get(event.stream_id)
+            if stream is not None:
+                stream.remote_ended = True
+                stream.lot.unpark_all()
+        elif isinstance(event, h2.events.StreamReset):
+            self._on_reset(event.stream_id, now)
+        elif isinstance(event, h2.events.WindowUpdated | h2.events.RemoteSettingsChanged):
+            if isinstance(event, h2.events.RemoteSettingsChanged) and not self._handshaken:
+                self._handshaken = True
+                self._quiet_since = now
+                self._update_timer()
+            self._window_lot.unpark_all()
+        elif isinstance(event, h2.events.ConnectionTerminated):
+            log.debug("connection %s: client sent GOAWAY (%s)", self.peer, event.error_code)
+            raise _PeerDone
+        # PING (h2 answers it), SETTINGS ACK, PRIORITY, unknown frames: counted by the guard.
+
+    def _on_request(self, event: h2.events.RequestReceived, now: float) -> None:
+        stream_id = event.stream_id
+        if self._closing or len(self._streams) >= self._limits.max_streams_per_connection:
+            self.stats.streams_refused += 1
+            self._reset(stream_id, h2.errors.ErrorCodes.REFUSED_STREAM)
+            self._guard.charge_reset(now)
+            return
+        checked = check_request(event.headers)
+        if isinstance(checked, Rejection):
+            self._reject(stream_id, checked, event.stream_ended is not None)
+            self._guard.charge_reset(now)
+            return
+        entry = self._methods.get((checked.service, checked.method))
+        if entry is None:
+            name = f"{checked.service}/{checked.method}"
+            rejection = Rejection(StatusCode.UNIMPLEMENTED, f"{name} is not served")
+            self._reject(stream_id, rejection, event.stream_ended is not None)
+            self._guard.charge_reset(now)
+            return
+        stream = _Stream(stream_id, checked, entry, self._limits.max_receive_message)
+        stream.remote_ended = event.stream_ended is not None
+        self._streams[stream_id] = stream
+        self._idle = trio.Event() if self._idle.is_set() else self._idle
+        self._update_timer()
+        self._starting.append(stream)
+
+    def _start_streams(self) -> None:
+        """Start the handlers of the streams this read opened and did not already reset.
+
+        Deferred to the end of the read: a rapid-reset client's HEADERS and RST_STREAM
+        usually arrive together, and such a stream then never costs a task.
+        """
+        if not self._starting:
+            return
+        assert self._nursery is not None
+        for stream in self._starting:
+            if not stream.gone:
+                self._nursery.start_soon(self._run_stream, stream)
+        self._starting.clear()
+
+    def _reject(self, stream_id: int, rejection: Rejection, ended: bool) -> None:
+        self.stats.requests_rejected += 1
+        headers = trailers_only(rejection.code, rejection.message, rejection.http_status)
+        with suppress(h2.exceptions.ProtocolError):
+            self._h2.send_headers(stream_id, headers, end_stream=True)
+            if not ended:
+                self._h2.reset_stream(stream_id, h2.errors.ErrorCodes.NO_ERROR)
+
+    def _on_data(self, event: h2.events.DataReceived) -> None:
+        # Acknowledged at once: what a stream keeps is bounded by the message cap.
+        with suppress(h2.exceptions.ProtocolError):
+            self._h2.acknowledge_received_data(event.flow_controlled_length, event.stream_id)
+        stream = self._streams.get(event.stream_id)
+        if stream is None or stream.error is not None:
+            return
+        try:
+            before = len(stream.messages)
+            stream.messages.extend(stream.reader.feed(event.data))
+            if len(stream.messages) > before and event.flow_controlled_length < SMALL_DATA:
+                self._guard.credit(1)  # a small DATA frame, but it completed the request
+            if len(stream.messages) > 1:
+                # Every method here takes one request: a second is an error now, not
+                # a list that grows with what the client sends.
+                raise WireError(StatusCode.INVALID_ARGUMENT, "more than one request message")
+        except WireError as exc:
+            stream.error = exc
+            stream.reader = MessageReader(0)  # drop what was buffered
+        if event.stream_ended is not None:
+            stream.remote_ended = True
+        stream.lot.unpark_all()
+
+    def _on_reset(self, stream_id: int, now: float) -> None:
+        self.stats.streams_reset += 1
+        stream = self._streams.pop(stream_id, None)
+        if stream is None:
+            return
+        stream.gone = True
+        stream.scope.cancel()
+        stream.lot.unpark_all()
+        self._stream_left()
+        if stream.headers_sent:
+            self._guard.credit(1)  # an answered call cancelled: part of its honest life
+        else:
+            # Reset before any answer: the pattern of rapid reset (CVE-2023-44487).
+            self._guard.charge_reset(now)
+
+    # --- streams -----------------------------------------------------------------------
+
+    async def _run_stream(self, stream: _Stream) -> None:
+        try:
+            with stream.scope:
+                await self._serve_stream(stream)
+            if stream.scope.cancelled_caught and stream.shutdown and not stream.gone:
+                self._end(stream, StatusCode.UNAVAILABLE, SHUTDOWN_MESSAGE)
+        except _StreamGone:
+            pass
+        finally:
+            if self._streams.pop(stream.id, None) is not None:
+                self._stream_left()
+
+    async def _serve_stream(self, stream: _Stream) -> None:
+        now = trio.current_time()
+        timeout = stream.request.timeout
+        deadline = now + timeout if timeout is not None else math.inf
+        with trio.move_on_at(min(deadline, now + self._limits.request_timeout)) as waiting:
+            payload = await self._request_message(stream)
+        if waiting.cancelled_caught:
+            message = "deadline exceeded" if deadline <= trio.current_time() else "no request"
+            self._end(stream, StatusCode.DEADLINE_EXCEEDED, message)
+            return
+        if payload is None:  # a WireError, already answered
+            return
+        try:
+            request = stream.entry.request_type.FromString(payload)
+        except Exception:  # protobuf's DecodeError and friends: the body is not the type
+            self.stats.requests_rejected += 1
+            self._end(stream, StatusCode.INVALID_ARGUMENT, "request is not a valid message")
+            return
+        with trio.move_on_at(deadline) as call:
+            code, message = await self._call(stream, request)
+        if call.cancelled_caught:
+            code, message = StatusCode.DEADLINE_EXCEEDED, "deadline exceeded"
+        self._end(stream, code, message)
+
+    async def _request_message(self, stream: _Stream) -> bytes | None:
+        """The single request message, once the client ended its side; None after an error."""
+        while stream.error is None and not stream.remote_ended:
+            await stream.lot.park()
+        if stream.error is not None:
+            self.stats.requests_rejected += 1
+            if stream.error.code == StatusCode.RESOURCE_EXHAUSTED:
+                self.stats.messages_too_large += 1
+            self._end(stream, stream.error.code, stream.error.message)
+            return None
+        if not stream.messages or stream.reader.partial:
+            self.stats.requests_rejected += 1
+            text = "an incomplete message" if stream.reader.partial else "none"
+            self._end(stream, StatusCode.INVALID_ARGUMENT, f"expected one request, got {text}")
+            return None
+        payload = stream.messages.pop()
+        stream.reader = MessageReader(0)
+        return payload
+
+    async def _call(self, stream: _Stream, request: Any) -> tuple[StatusCode, str]:
+        method = functools.partial(stream.entry.handler, request=stream.request)
+        name = f"{stream.request.service}/{stream.request.method}"
+        try:
+            if not stream.entry.streaming:
+                await self._send_message(stream, _framed(await method(request)))
+            else:
+                async with aclosing(method(request)) as messages:
+                    async for message in messages:
+                        await self._send_message(stream, _framed(message))
+        except RpcFailedError as exc:
+            return exc.status.status_code, exc.status.status_message or ""
+        except _StreamGone:
+            raise
+        except Exception:
+            log.exception("%s failed", name)
+            return StatusCode.INTERNAL, "internal error"
+        return StatusCode.OK, ""
+
+    async def _send_message(self, stream: _Stream, data: bytes) -> None:
+        """Queue one framed message within the client's windows, then wait for it to leave."""
+        h2conn = self._h2
+        try:
+            if not stream.headers_sent:
+                h2conn.send_headers(stream.id, response_headers())
+                stream.headers_sent = True
+            stream.mid_message = True
+            view = memoryview(data)
+            sent = frames = 0
+            while sent < len(view):
+                window = h2conn.local_flow_control_window(stream.id)
+                if window <= 0:
+                    self._flush_credit(frames)
+                    frames = 0
+                    await self._window_lot.park()
+                    if stream.gone:
+                        raise _StreamGone
+                    continue
+                size = min(window, h2conn.max_outbound_frame_size, len(view) - sent)
+                h2conn.send_data(stream.id, view[sent : sent + size].tobytes())
+                sent += size
+                frames += 1
+            stream.mid_message = False
+        except h2.exceptions.ProtocolError as exc:
+            raise _StreamGone from exc
+        self._flush_credit(frames)
+        await self.wait_drained()
+        if stream.gone:
+            raise _StreamGone
+
+    def _flush_credit(self, frames: int) -> None:
+        self._guard.credit(frames)
+        self._flush()
+
+    def _end(self, stream: _Stream, code: StatusCode, message: str) -> None:
+        """Trailers with the status; a reset instead if a message was cut in half."""
+        if stream.gone or self._broken:
+            return
+        try:
+            if stream.mid_message:
+                self._h2.reset_stream(stream.id, h2.errors.ErrorCodes.CANCEL)
+            elif stream.headers_sent:
+                self._h2.send_headers(stream.id, status_trailers(code, message), end_stream=True)
+            else:
+                self._h2.send_headers(stream.id, trailers_only(code, message), end_stream=True)
+            if not stream.remote_ended and not stream.mid_message:
+                # The client is still sending a request we no longer read.
+                self._h2.reset_stream(stream.id, h2.errors.ErrorCodes.NO_ERROR)
+        except h2.exceptions.ProtocolError:
+            return
+        self._flush()
+
+    def _stream_left(self) -> None:
+        if not self._streams:
+            self._quiet_since = trio.current_time()
+            self._idle.set()
+            self._update_timer()
+
+    def _update_timer(self) -> None:
+        if not self._handshaken:
+            # Counted from the connection's creation (its accept).
+            self._timer.deadline = self._quiet_since + self._limits.handshake_timeout
+        elif self._streams:
+            self._timer.deadline = math.inf
+        else:
+            self._timer.deadline = self._quiet_since + self._limits.idle_timeout
+
+    # --- writing -----------------------------------------------------------------------
+
+    def _flush(self) -> None:
+        data = self._h2.data_to_send()
+        if data:
+            self._outbox += data
+            self._write_lot.unpark_all()
+
+    async def _writer(self) -> None:
+        while True:
+            while not self._outbox:
+                await self._write_lot.park()
+            data = bytes(self._outbox)
+            self._outbox.clear()
+            self._sending = len(data)
+            try:
+                await self._sock.send(data)
+            except (anyio.BrokenResourceError, anyio.ClosedResourceError, OSError):
+                self._broken = True
+                self._read_scope.cancel()
+                return
+            finally:
+                self._sending = 0
+                self._drain_lot.unpark_all()
+
+    async def wait_drained(self) -> None:
+        """Wait until ``drained``; always a checkpoint."""
+        await trio.lowlevel.checkpoint()
+        while not self.drained:
+            await self._drain_lot.park()
+
+    def _reset(self, stream_id: int, code: h2.errors.ErrorCodes) -> None:
+        with suppress(h2.exceptions.ProtocolError):
+            self._h2.reset_stream(stream_id, code)
+
+    def _goaway(self, code: h2.errors.ErrorCodes, debug: bytes = b"") -> None:
+        with suppress(h2.exceptions.ProtocolError):
+            self._h2.close_connection(error_code=code, additional_data=debug[:200])
+        self._flush()
+
+    # --- shutdown ----------------------------------------------------------------------
 
     def shutdown(self) -> None:
         """Begin a graceful close: streams end with UNAVAILABLE, then GOAWAY and close."""
@@ -136,111 +620,42 @@ class Connection:
             self._nursery.start_soon(self._close_gracefully)
 
     async def _close_gracefully(self) -> None:
-        for task in list(self._streams):
-            task.scope.cancel()
+        for stream in list(self._streams.values()):
+            stream.shutdown = True
+            stream.scope.cancel()
         await self._idle.wait()
-        connection = self._grpc_socket._grpc_connection
-        with suppress(h2.exceptions.H2Error):
-            connection.h2_connection.close_connection()
-        await self._flush()
-        await self._paced.wait_drained()
-        self._listen_scope.cancel()
+        self._goaway(h2.errors.ErrorCodes.NO_ERROR, b"shutting down")
+        await self.wait_drained()
+        self._read_scope.cancel()
 
-    def _refuse(self, stream: GRPCProtoStream) -> None:
-        """A stream opened after shutdown began: reset it so the client may retry elsewhere."""
-        with suppress(h2.exceptions.H2Error):
-            self._grpc_socket._grpc_connection.reset_stream(
-                stream.stream_id, h2.errors.ErrorCodes.REFUSED_STREAM
-            )
 
-    async def _flush(self) -> None:
-        await self._grpc_socket._socket.flush()
+class _PeerDone(Exception):
+    """The client sent GOAWAY: nothing more will come on this connection."""
 
-    async def _run_stream(self, stream: GRPCProtoStream) -> None:
-        task = _StreamTask()
-        self._streams.add(task)
-        self._idle = trio.Event()
-        try:
-            with task.scope:
-                await self._dispatch(stream, task)
-            if task.scope.cancelled_caught:
-                await self._end(stream, task, SHUTDOWN_STATUS)
-        except (GRPCError, h2.exceptions.H2Error) as exc:
-            # The client reset the stream or broke the protocol: nothing to answer.
-            log.debug("stream %s/%d ended: %r", self.peer, stream.stream_id, exc)
-        finally:
-            self._streams.discard(task)
-            if not self._streams:
-                self._idle.set()
 
-    async def _dispatch(self, stream: GRPCProtoStream, task: _StreamTask) -> None:
-        await stream.start_response()
-        event = await stream.receive_event()
-        if not isinstance(event, RequestReceived):
-            await self._end(stream, task, Status(StatusCode.INTERNAL, "expected headers"))
-            return
-        bound = self._methods.get((event.service_name, event.method_name))
-        if bound is None:
-            name = f"{event.service_name}/{event.method_name}"
-            await self._end(stream, task, Status(StatusCode.UNIMPLEMENTED, f"{name} is not served"))
-            return
-        cardinality = bound.signature.cardinality
-        if cardinality == Cardinality.STREAM_UNARY:
-            await self._end(stream, task, Status(StatusCode.UNIMPLEMENTED, "streaming requests"))
-            return
-        stream.expect_message_type(bound.signature.request_type)
-        request: Any = None
-        if cardinality == Cardinality.STREAM_STREAM:
-            request = stream_to_async_iterator(stream)
-        else:
-            try:
-                with trio.move_on_after(REQUEST_TIMEOUT):
-                    request = await extract_message_from_singleton_stream(stream)
-            except protobuf_message.DecodeError:
-                # Untrusted bytes: a malformed request ends its stream, never the server.
-                await self._end(stream, task, MALFORMED_STATUS)
-                return
-        if request is None:
-            status = Status(StatusCode.DEADLINE_EXCEEDED, "no request message received")
-            await self._end(stream, task, status)
-            return
-        method = functools.partial(bound.method_fn, request=event)
-        try:
-            if cardinality == Cardinality.UNARY_UNARY:
-                await self._send(stream, task, await method(request))
-            else:
-                async with aclosing(method(request)) as messages:
-                    async for message in messages:
-                        await self._send(stream, task, message)
-        except RpcFailedError as exc:
-            await self._end(stream, task, exc.status)
-            return
-        except protobuf_message.DecodeError:  # a malformed request of a bidi stream
-            await self._end(stream, task, MALFORMED_STATUS)
-            return
-        except (GRPCError, h2.exceptions.H2Error):
-            raise
-        except Exception:
-            log.exception("%s/%s failed", event.service_name, event.method_name)
-            await self._end(stream, task, Status(StatusCode.INTERNAL, "internal error"))
-            return
-        await self._end(stream, task, Status(StatusCode.OK))
+def _new_h2(limits: LimitsConfig) -> h2.connection.H2Connection:
+    config = h2.config.H2Configuration(
+        client_side=False, header_encoding=None, validate_inbound_headers=True
+    )
+    conn = h2.connection.H2Connection(config)
+    codes = h2.settings.SettingCodes
+    conn.local_settings = h2.settings.Settings(
+        client=False,
+        initial_values={
+            codes.MAX_CONCURRENT_STREAMS: limits.max_streams_per_connection,
+            codes.INITIAL_WINDOW_SIZE: STREAM_WINDOW,
+            codes.MAX_FRAME_SIZE: MAX_FRAME,
+            codes.MAX_HEADER_LIST_SIZE: limits.max_header_list,
+        },
+    )
+    conn.decoder.max_header_list_size = limits.max_header_list
+    return conn
 
-    async def _send(self, stream: GRPCProtoStream, task: _StreamTask, message: Any) -> None:
-        task.mid_message = True
-        await stream.send_message(message)
-        task.mid_message = False
-        await self._paced.wait_drained()
 
-    async def _end(self, stream: GRPCProtoStream, task: _StreamTask, status: Any) -> None:
-        """Trailers with ``status``; a reset instead if a message was cut in half."""
-        if task.mid_message:
-            self._grpc_socket._grpc_connection.reset_stream(
-                stream.stream_id, h2.errors.ErrorCodes.CANCEL
-            )
-            await self._flush()
-            return
-        await stream.close(status)
+def _framed(message: Any) -> bytes:
+    if isinstance(message, Framed):
+        return message.data
+    return frame_message(message.SerializeToString())
 
 
 def _peer_name(stream: anyio.abc.SocketStream) -> str:
@@ -251,11 +666,3 @@ def _peer_name(stream: anyio.abc.SocketStream) -> str:
     if isinstance(address, tuple):
         return f"{address[0]}:{address[1]}"
     return str(address)
-
-
-def _first_message(group: BaseExceptionGroup[Any]) -> str:
-    for exc in group.exceptions:
-        if isinstance(exc, BaseExceptionGroup):
-            return _first_message(exc)
-        return f"{type(exc).__name__}: {exc}"
-    return repr(group)

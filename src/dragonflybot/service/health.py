@@ -11,7 +11,6 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import trio
-from purerpc import RpcFailedError, Status, StatusCode
 
 from dragonflybot.aggregator.fanout import Fanout
 from dragonflybot.service.book_summary import SERVICE_NAME
@@ -22,6 +21,7 @@ from dragonflybot.service.messages import (
     HealthCheckResponse,
 )
 from dragonflybot.service.proto.health_grpc import HealthServicer
+from dragonflybot.service.purerpc_adapter import RpcFailedError, Status, StatusCode
 
 KNOWN_SERVICES = frozenset({"", SERVICE_NAME})
 

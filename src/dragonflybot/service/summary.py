@@ -29,6 +29,7 @@ from dragonflybot.aggregator.fanout import Fanout
 from dragonflybot.aggregator.state import BookState
 from dragonflybot.core.fixed import ONE, to_float
 from dragonflybot.core.merge import Consolidated, MergedLevel
+from dragonflybot.service.grpcwire import frame_message
 from dragonflybot.service.messages import Level, Summary
 
 # Tags: (field number << 3) | wire type; 1 = 64-bit, 2 = length-delimited.
@@ -176,6 +177,12 @@ class EncodedBook:
 
     state: BookState
     summary: bytes
+    framed: bytes = attrs.field(init=False)
+    """``summary`` with its gRPC message prefix: framed once, written to every stream."""
+
+    @framed.default
+    def _frame(self) -> bytes:
+        return frame_message(self.summary)
 
 
 class SummaryPublisher:

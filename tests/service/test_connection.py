@@ -1,0 +1,143 @@
+"""The connection's HTTP/2 duties towards a well-behaved client: flow control, deadlines."""
+
+from __future__ import annotations
+
+import struct
+
+import h2.config
+import h2.connection
+import h2.events
+import h2.settings
+import pytest
+import trio
+
+from dragonflybot.service.messages import Summary
+
+from .conftest import numbered, serving, wait_for
+
+DEPTH = 50  # ~3 KB per Summary
+
+
+def _headers(extra: list[tuple[str, str]] | None = None) -> list[tuple[str, str]]:
+    return [
+        (":method", "POST"),
+        (":scheme", "http"),
+        (":path", "/orderbook.OrderbookAggregator/BookSummary"),
+        (":authority", "test"),
+        ("te", "trailers"),
+        ("content-type", "application/grpc"),
+        *(extra or []),
+    ]
+
+
+class TinyWindowClient:
+    """Advertises a 1,000-byte stream window and returns it only after a pause."""
+
+    def __init__(self, sock: trio.socket.SocketType, window: int) -> None:
+        self.sock = sock
+        self.h2 = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True))
+        self.h2.local_settings = h2.settings.Settings(
+            client=True, initial_values={h2.settings.SettingCodes.INITIAL_WINDOW_SIZE: window}
+        )
+        self.buffer = b""
+        self.bids: list[int] = []
+        self.trailers: dict[str, str] = {}
+        self.frames = 0
+
+    async def start(self, extra: list[tuple[str, str]] | None = None) -> None:
+        self.h2.initiate_connection()
+        sid = self.h2.get_next_available_stream_id()
+        self.h2.send_headers(sid, _headers(extra))
+        self.h2.send_data(sid, b"\0\0\0\0\0", end_stream=True)
+        await self.sock.send(self.h2.data_to_send())
+
+    async def read(self, messages: int) -> None:
+        while len(self.bids) < messages and not self.trailers:
+            data = await self.sock.recv(65536)
+            assert data
+            # h2 raises FlowControlError if the server ever sends past the window.
+            for event in self.h2.receive_data(data):
+                if isinstance(event, h2.events.DataReceived):
+                    self.frames += 1
+                    self._messages(event.data)
+                    await trio.sleep(0.001)  # a slow reader: the window stays shut meanwhile
+                    self.h2.acknowledge_received_data(event.flow_controlled_length, event.stream_id)
+                elif isinstance(event, h2.events.TrailersReceived):
+                    self.trailers = {k.decode(): v.decode() for k, v in event.headers}
+            out = self.h2.data_to_send()
+            if out:
+                await self.sock.send(out)
+
+    def _messages(self, data: bytes) -> None:
+        self.buffer += data
+        while len(self.buffer) >= 5:
+            (length,) = struct.unpack(">I", self.buffer[1:5])
+            if len(self.buffer) < 5 + length:
+                return
+            summary = Summary.FromString(self.buffer[5 : 5 + length])
+            self.buffer = self.buffer[5 + length :]
+            self.bids.append(round(summary.bids[0].price))
+
+
+async def test_a_summary_larger_than_the_window_waits_for_window_updates() -> None:
+    async with serving(depth=DEPTH) as h:
+        await h.push(numbered("binance", 1, levels=DEPTH))
+        sock = trio.socket.socket()
+        await sock.connect(("127.0.0.1", h.port))
+        client = TinyWindowClient(sock, window=1000)
+        await client.start()
+        with trio.fail_after(10):
+            await client.read(1)
+            for k in range(2, 5):
+                await h.push(numbered("binance", k, levels=DEPTH))
+                await client.read(k)
+        sock.close()
+    # Whole, in order, each split over several DATA frames by the window.
+    assert client.bids == [1, 2, 3, 4]
+    assert client.frames >= 4 * 3
+
+
+async def test_grpc_timeout_ends_a_stream_with_deadline_exceeded() -> None:
+    async with serving(depth=5) as h:
+        await h.push(numbered("binance", 1, levels=5))
+        sock = trio.socket.socket()
+        await sock.connect(("127.0.0.1", h.port))
+        client = TinyWindowClient(sock, window=65535)
+        await client.start([("grpc-timeout", "200m")])
+        with trio.fail_after(5):
+            await client.read(1_000_000)  # until the trailers
+        sock.close()
+    assert client.bids == [1]
+    assert client.trailers["grpc-status"] == "4"  # DEADLINE_EXCEEDED
+
+
+async def test_a_bug_in_the_connection_costs_that_connection_only(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    import dragonflybot.service.connection as connection_module
+
+    def broken(headers: object) -> object:
+        raise RuntimeError("a bug")
+
+    async with serving(depth=5) as h:
+        await h.push(numbered("binance", 1, levels=5))
+        monkeypatch.setattr(connection_module, "check_request", broken)
+        sock = trio.socket.socket()
+        await sock.connect(("127.0.0.1", h.port))
+        client = TinyWindowClient(sock, window=65535)
+        await client.start()
+        with trio.fail_after(5):
+            while await sock.recv(65536):
+                pass  # until the server closes this connection
+        sock.close()
+        await wait_for(lambda: h.server.stats.internal_errors == 1)
+        monkeypatch.undo()
+        sock = trio.socket.socket()
+        await sock.connect(("127.0.0.1", h.port))
+        client = TinyWindowClient(sock, window=65535)
+        await client.start()
+        with trio.fail_after(5):
+            await client.read(1)
+        sock.close()
+    assert client.bids == [1]
+    assert any("a bug" in r.getMessage() or r.exc_info for r in caplog.records)
