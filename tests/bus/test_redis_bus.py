@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import coredis
 import trio
+import trio.testing
 
 from dragonflybot.bus import codec
 from dragonflybot.bus.connection import BusConfig
@@ -41,3 +42,121 @@ async def test_publish_subscribe_round_trip(bus: BusConfig) -> None:
         nursery.cancel_scope.cancel()
     assert subscriber.stats.gaps == 0
     assert subscriber.codec.skipped_total == 0
+
+
+async def raw_client(bus: BusConfig) -> coredis.Redis[bytes]:
+    return coredis.Redis(bus.host, bus.port, connect_timeout=2, stream_timeout=2)
+
+
+async def test_late_subscriber_starts_from_the_latest_value(bus: BusConfig) -> None:
+    publisher = BusPublisher(bus, epoch=1)
+    send, receive = trio.open_memory_channel[Received](16)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(publisher.run)
+        for bid in ("100", "101", "102"):
+            publisher.publish(SUBJECT, view_msg(bid=bid))
+            await trio.testing.wait_all_tasks_blocked()
+        with trio.fail_after(5):
+            while publisher.stats.published < 3:
+                await trio.sleep(0.01)
+        subscriber = BusSubscriber(bus, [SUBJECT, view_subject("kraken", "BTC-USDT")], send)
+        await nursery.start(subscriber.run)
+        got = await next_received(receive)
+        assert got.from_latest
+        assert got.message.body == view_msg(bid="102")
+        assert got.message.seq == publisher.stats.published
+        # A subject nobody published yet delivers nothing; the stream continues.
+        publisher.publish(SUBJECT, down_msg())
+        got = await next_received(receive)
+        assert (got.message.body, got.from_latest) == (down_msg(), False)
+        nursery.cancel_scope.cancel()
+
+
+async def test_gap_is_followed_by_a_latest_value_read(bus: BusConfig) -> None:
+    names = bus.names
+    send, receive = trio.open_memory_channel[Received](16)
+    subscriber = BusSubscriber(bus, [SUBJECT], send)
+
+    def message(seq: int) -> bytes:
+        return codec.encode(SUBJECT, 5, seq, 0, view_msg(bid=f"{100 + seq}"))
+
+    async with await raw_client(bus) as raw, trio.open_nursery() as nursery:
+        await raw.set(names.key(SUBJECT), message(1))
+        await nursery.start(subscriber.run)
+        assert (await next_received(receive)).message.seq == 1
+        # Seq 2 was lost; 3 arrives on the channel while the key already holds 4.
+        await raw.set(names.key(SUBJECT), message(4))
+        await raw.publish(names.channel(SUBJECT), message(3))
+        third, fourth = await next_received(receive), await next_received(receive)
+        assert (third.message.seq, third.from_latest) == (3, False)
+        assert (fourth.message.seq, fourth.from_latest) == (4, True)
+        assert fourth.message.body == view_msg(bid="104")
+        # The stream's copy of 4 is a duplicate now; 5 is delivered in order.
+        await raw.publish(names.channel(SUBJECT), message(4))
+        await raw.publish(names.channel(SUBJECT), message(5))
+        assert (await next_received(receive)).message.seq == 5
+        nursery.cancel_scope.cancel()
+    assert subscriber.stats.gaps == 1
+    assert subscriber.stats.duplicates == 1
+
+
+async def test_bad_messages_are_counted_and_skipped(bus: BusConfig) -> None:
+    names = bus.names
+    send, receive = trio.open_memory_channel[Received](16)
+    subscriber = BusSubscriber(bus, [SUBJECT], send)
+    wrong_version = bytearray(codec.encode(SUBJECT, 1, 1, 0, view_msg()))
+    wrong_version[1] = 99  # the envelope's first element: the version
+    async with await raw_client(bus) as raw, trio.open_nursery() as nursery:
+        await raw.set(names.key(SUBJECT), b"\xc1 not msgpack")
+        await nursery.start(subscriber.run)
+        channel = names.channel(SUBJECT)
+        await raw.publish(channel, b"garbage")
+        await raw.publish(channel, bytes(wrong_version))
+        await raw.publish(channel, codec.encode("view.other.BTC-USDT", 1, 1, 0, view_msg()))
+        await raw.publish(channel, codec.encode(SUBJECT, 1, 1, 0, view_msg()))
+        got = await next_received(receive)
+        assert got.message.body == view_msg()
+        nursery.cancel_scope.cancel()
+    assert subscriber.codec.skipped == {"undecodable": 2, "version": 1, "invalid": 1}
+    assert subscriber.stats.delivered == 1
+
+
+async def test_redis_restart_both_sides_recover(redis: RedisServer, bus: BusConfig) -> None:
+    send, receive = trio.open_memory_channel[Received](16)
+    subscriber = BusSubscriber(bus, [SUBJECT], send, idle_check=0.2)
+    publisher = BusPublisher(bus, epoch=3)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(subscriber.run)
+        await nursery.start(publisher.run)
+        publisher.publish(SUBJECT, view_msg(bid="100"))
+        assert (await next_received(receive)).message.body == view_msg(bid="100")
+
+        with subscriber.status.subscribe() as sub_status:
+            await redis.stop()
+            # The subscriber notices the closed connection and reports the bus down.
+            with trio.fail_after(5):
+                while await sub_status.receive():
+                    pass
+            assert not subscriber.connected
+            # Published while Redis is down: held in its slot, written after the restart.
+            publisher.publish(SUBJECT, view_msg(bid="101"))
+            with trio.fail_after(5):
+                while publisher.connected:
+                    await trio.sleep(0.01)
+            await redis.start()
+            with trio.fail_after(10):
+                while not await sub_status.receive():
+                    pass
+        got = await next_received(receive)
+        assert got.message.body == view_msg(bid="101")
+        assert publisher.connected
+        # The restarted Redis holds the latest value again (the publisher restored it).
+        async with await raw_client(bus) as raw:
+            data = await raw.get(bus.names.key(SUBJECT))
+        assert data is not None
+        assert codec.decode(data).body == view_msg(bid="101")
+        publisher.publish(SUBJECT, view_msg(bid="102"))
+        assert (await next_received(receive)).message.body == view_msg(bid="102")
+        nursery.cancel_scope.cancel()
+    assert subscriber.stats.failures >= 1
+    assert publisher.stats.failures >= 1
