@@ -20,6 +20,7 @@ consumer starting now must find them.
 from __future__ import annotations
 
 import logging
+import math
 import time
 from collections.abc import Callable, Iterable
 
@@ -62,7 +63,10 @@ class BusPublisher:
 
     ``run`` owns the connection; ``status`` says whether it is connected (a
     ``Fanout[bool]``: ``latest()`` now, or subscribe to the flips). ``close``
-    lets ``run`` write what is pending and return.
+    lets ``run`` write what is pending and return. With ``refresh_after`` a
+    subject that has not changed for that long is written again (new sequence,
+    same body): an aggregator's books change only with the market, and a
+    gateway tells a quiet market from a dead aggregator by these refreshes.
     """
 
     def __init__(
@@ -71,9 +75,14 @@ class BusPublisher:
         *,
         epoch: int | None = None,
         backoff: Backoff | None = None,
+        refresh_after: float | None = None,
         wall_clock: Callable[[], int] = time.time_ns,
     ) -> None:
+        if refresh_after is not None and not refresh_after > 0:
+            raise ConfigError(f"refresh_after must be positive, got {refresh_after}")
         self.config = config
+        self.refresh_after = refresh_after
+        """Rewrite a subject unchanged for this long (s): its consumers' sign of life."""
         self.epoch = epoch if epoch is not None else time.time_ns()
         """This run's identity in every message (see ``sequence``)."""
         self.stats = PublisherStats()
@@ -83,6 +92,7 @@ class BusPublisher:
         self._wall_clock = wall_clock
         self._pending: dict[str, Body] = {}
         self._written: dict[str, Body] = {}
+        self._written_at: dict[str, float] = {}
         self._seq: dict[str, int] = {}
         self._wake = trio.Event()
         self._closed = False
@@ -143,8 +153,10 @@ class BusPublisher:
             if not self._pending:
                 if self._closed:
                     return True
-                await self._wake.wait()
-                self._wake = trio.Event()
+                with trio.move_on_at(self._refresh_due()):
+                    await self._wake.wait()
+                    self._wake = trio.Event()
+                self._queue_refreshes()
                 continue
             batch: dict[str, Body] = {}
             for subject in list(self._pending)[:BATCH_LIMIT]:
@@ -170,8 +182,24 @@ class BusPublisher:
                     pipe.set(names.key(subject), data)
                     queue_publish(config, pipe, names.channel(subject), data)
         self._written.update(batch)
+        now = trio.current_time()
+        for subject in batch:
+            self._written_at[subject] = now
         self.stats.published += len(batch)
         self.stats.batches += 1
+
+    def _refresh_due(self) -> float:
+        if self.refresh_after is None or not self._written_at:
+            return math.inf
+        return min(self._written_at.values()) + self.refresh_after
+
+    def _queue_refreshes(self) -> None:
+        if self.refresh_after is None:
+            return
+        cutoff = trio.current_time() - self.refresh_after
+        for subject, at in self._written_at.items():
+            if at <= cutoff and subject not in self._pending:
+                self._pending[subject] = self._written[subject]
 
     def _connected(self) -> None:
         self._backoff.connected(trio.current_time())

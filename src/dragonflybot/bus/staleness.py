@@ -13,7 +13,12 @@ from dragonflybot.errors import ConfigError
 
 
 class StalenessWatch:
-    """Last receive time per venue; ``expire`` reports each venue once when it goes stale."""
+    """Newest sign of life per venue; ``expire`` reports each venue once when it goes stale.
+
+    ``seen`` takes the time the sign of life was *sent* on the caller's clock:
+    ``now`` for a message off the stream, earlier for a latest value read from
+    Redis (an old heartbeat proves nothing about the present).
+    """
 
     __slots__ = ("_seen", "_stale", "stale_after")
 
@@ -26,15 +31,20 @@ class StalenessWatch:
 
     @property
     def stale(self) -> frozenset[str]:
+        """Venues reported by ``expire`` and not seen since."""
         return frozenset(self._stale)
 
-    def seen(self, venue: str, now: float) -> bool:
-        """Record a message from ``venue``; True when it was stale and is back."""
-        self._seen[venue] = now
-        if venue in self._stale:
+    def seen(self, venue: str, at: float, now: float) -> None:
+        """Record a sign of life from ``venue`` sent at ``at`` (older news never wins)."""
+        if at > self._seen.get(venue, float("-inf")):
+            self._seen[venue] = at
+        if venue in self._stale and self.is_live(venue, now):
             self._stale.discard(venue)
-            return True
-        return False
+
+    def is_live(self, venue: str, now: float) -> bool:
+        """Heard from within ``stale_after`` of ``now``."""
+        at = self._seen.get(venue)
+        return at is not None and now - at < self.stale_after
 
     def expire(self, now: float) -> list[str]:
         """Venues that went stale since the last call (each reported once)."""
@@ -47,7 +57,7 @@ class StalenessWatch:
         return newly
 
     def next_deadline(self) -> float | None:
-        """When the next venue would go stale if nothing arrives (``None``: nothing to watch)."""
+        """When the next venue goes stale if nothing arrives (``None``: nothing to watch)."""
         return min(
             (at + self.stale_after for v, at in self._seen.items() if v not in self._stale),
             default=None,
