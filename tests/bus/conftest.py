@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from dragonflybot.bus.connection import BusConfig
+
 from .redis_servers import RedisCluster, RedisServer, redis_cluster, redis_server
 
 

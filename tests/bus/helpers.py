@@ -2,8 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
+import trio
+from hypothesis import strategies as st
+
 from dragonflybot.bus.codec import DownMsg, ViewMsg, wire_levels
-from dragonflybot.core.fixed import parse
+from dragonflybot.core.book import Level, Side
+from dragonflybot.core.fixed import ONE, parse
 
 
 def view_msg(venue: str = "binance", instrument: str = "BTC-USDT", bid: str = "100.5") -> ViewMsg:
@@ -14,3 +20,24 @@ def view_msg(venue: str = "binance", instrument: str = "BTC-USDT", bid: str = "1
 
 def down_msg(venue: str = "binance", instrument: str = "BTC-USDT") -> DownMsg:
     return DownMsg(venue, instrument, "disconnected")
+
+
+async def wait_until(predicate: Callable[[], bool], limit: float = 5.0) -> None:
+    """Poll a plain value (a counter, a flag) that has no event to wait on, with a deadline."""
+    with trio.fail_after(limit):
+        while not predicate():  # noqa: ASYNC110 - nothing to wait on but the value itself
+            await trio.sleep(0.01)
+
+
+_prices = st.one_of(
+    st.integers(min_value=1, max_value=60).map(lambda n: n * (ONE // 100)),
+    st.integers(min_value=1, max_value=10**30),
+)
+_amounts = st.integers(min_value=1, max_value=10**24)
+
+
+@st.composite
+def sides(draw: st.DrawFn, *, descending: bool, max_size: int = 10) -> Side:
+    """A valid best-first side: distinct prices, positive amounts (as in tests/core)."""
+    chosen = sorted(draw(st.sets(_prices, max_size=max_size)), reverse=descending)
+    return tuple(Level(price, draw(_amounts)) for price in chosen)

@@ -151,7 +151,7 @@ async def redis_cluster(directory: Path) -> AsyncIterator[RedisCluster]:
                 capture_stderr=True,
             )
             for node in nodes:
-                while b"cluster_state:ok" not in await node.cli_run("cluster", "info"):
+                while b"cluster_state:ok" not in await node.cli_run("cluster", "info"):  # noqa: ASYNC110
                     await trio.sleep(0.05)
         yield RedisCluster(nodes)
     finally:

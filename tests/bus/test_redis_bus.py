@@ -12,7 +12,7 @@ from dragonflybot.bus.publisher import BusPublisher
 from dragonflybot.bus.subjects import view_subject
 from dragonflybot.bus.subscriber import BusSubscriber, Received
 
-from .helpers import down_msg, view_msg
+from .helpers import down_msg, view_msg, wait_until
 from .redis_servers import RedisServer
 
 SUBJECT = view_subject("binance", "BTC-USDT")
@@ -56,9 +56,7 @@ async def test_late_subscriber_starts_from_the_latest_value(bus: BusConfig) -> N
         for bid in ("100", "101", "102"):
             publisher.publish(SUBJECT, view_msg(bid=bid))
             await trio.testing.wait_all_tasks_blocked()
-        with trio.fail_after(5):
-            while publisher.stats.published < 3:
-                await trio.sleep(0.01)
+        await wait_until(lambda: publisher.stats.published >= 3)
         subscriber = BusSubscriber(bus, [SUBJECT, view_subject("kraken", "BTC-USDT")], send)
         await nursery.start(subscriber.run)
         got = await next_received(receive)
@@ -140,9 +138,7 @@ async def test_redis_restart_both_sides_recover(redis: RedisServer, bus: BusConf
             assert not subscriber.connected
             # Published while Redis is down: held in its slot, written after the restart.
             publisher.publish(SUBJECT, view_msg(bid="101"))
-            with trio.fail_after(5):
-                while publisher.connected:
-                    await trio.sleep(0.01)
+            await wait_until(lambda: not publisher.connected)
             await redis.start()
             with trio.fail_after(10):
                 while not await sub_status.receive():
