@@ -26,6 +26,7 @@ from __future__ import annotations
 import enum
 import logging
 from collections.abc import Sequence
+from itertools import pairwise
 from typing import Final
 
 import msgspec
@@ -300,13 +301,18 @@ def _value(whole: int, frac: int, *, positive: bool) -> Fixed:
 
 
 def _side(levels: Sequence[WireLevel], *, descending: bool) -> None:
-    previous: Fixed | None = None
+    # One pass of plain comparisons, no call per value: this runs for every view
+    # an aggregator receives (twice per message at depth 10: about 3 µs).
+    prices = []
+    append = prices.append
     for pw, pf, aw, af in levels:
-        price = _value(pw, pf, positive=False)
-        _value(aw, af, positive=True)
-        if previous is not None and (price >= previous if descending else price <= previous):
-            raise BusMessageError("side is not strictly ordered best first")
-        previous = price
+        if not (pw >= 0 and 0 <= pf < ONE and aw >= 0 and 0 <= af < ONE and (aw or af)):
+            _value(pw, pf, positive=False)
+            _value(aw, af, positive=True)
+        append(pw * ONE + pf)
+    pairs = pairwise(prices)
+    if not (all(a > b for a, b in pairs) if descending else all(a < b for a, b in pairs)):
+        raise BusMessageError("side is not strictly ordered best first")
 
 
 def _merged_side(
