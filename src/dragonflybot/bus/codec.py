@@ -303,7 +303,7 @@ def _value(whole: int, frac: int, *, positive: bool) -> Fixed:
 def _side(levels: Sequence[WireLevel], *, descending: bool) -> None:
     # One pass of plain comparisons, no call per value: this runs for every view
     # an aggregator receives (twice per message at depth 10: about 3 µs).
-    prices = []
+    prices: list[Fixed] = []
     append = prices.append
     for pw, pf, aw, af in levels:
         if not (pw >= 0 and 0 <= pf < ONE and aw >= 0 and 0 <= af < ONE and (aw or af)):
