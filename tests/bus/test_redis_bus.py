@@ -155,3 +155,30 @@ async def test_redis_restart_both_sides_recover(redis: RedisServer, bus: BusConf
         nursery.cancel_scope.cancel()
     assert subscriber.stats.failures >= 1
     assert publisher.stats.failures >= 1
+
+
+async def test_close_writes_what_is_pending_then_run_returns(bus: BusConfig) -> None:
+    publisher = BusPublisher(bus, epoch=2)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(publisher.run)
+        publisher.publish(SUBJECT, view_msg(bid="99"))
+        publisher.close()
+    # The nursery exits only because run returned; the value reached Redis first.
+    async with await raw_client(bus) as raw:
+        data = await raw.get(bus.names.key(SUBJECT))
+    assert data is not None and codec.decode(data).body == view_msg(bid="99")
+    assert publisher.status.closed and not publisher.connected
+
+
+async def test_refresh_rewrites_a_quiet_subject(bus: BusConfig) -> None:
+    send, receive = trio.open_memory_channel[Received](16)
+    publisher = BusPublisher(bus, epoch=4, refresh_after=0.05)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(BusSubscriber(bus, [SUBJECT], send).run)
+        await nursery.start(publisher.run)
+        publisher.publish(SUBJECT, view_msg())
+        seqs = [(await next_received(receive)).message for _ in range(3)]
+        nursery.cancel_scope.cancel()
+    assert [m.seq for m in seqs] == [1, 2, 3]
+    assert all(m.body == view_msg() for m in seqs)
+    assert publisher.stats.conflated == 0
