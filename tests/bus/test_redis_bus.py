@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import signal
+
 import coredis
 import trio
 
@@ -182,3 +184,25 @@ async def test_refresh_rewrites_a_quiet_subject(bus: BusConfig) -> None:
     assert [m.seq for m in seqs] == [1, 2, 3]
     assert all(m.body == view_msg() for m in seqs)
     assert publisher.stats.conflated == 0
+
+
+async def test_a_hung_redis_is_noticed_by_its_deadlines(redis: RedisServer, bus: BusConfig) -> None:
+    """SIGSTOP keeps the connections open and silent: only deadlines can tell."""
+    send, receive = trio.open_memory_channel[Received](16)
+    subscriber = BusSubscriber(bus, [SUBJECT], send, idle_check=0.2)
+    publisher = BusPublisher(bus, epoch=6)
+    assert redis.process is not None
+    async with trio.open_nursery() as nursery:
+        await nursery.start(subscriber.run)
+        await nursery.start(publisher.run)
+        redis.process.send_signal(signal.SIGSTOP)
+        try:
+            publisher.publish(SUBJECT, view_msg(bid="100"))
+            await wait_until(lambda: not subscriber.connected and not publisher.connected)
+        finally:
+            redis.process.send_signal(signal.SIGCONT)
+        await wait_until(lambda: subscriber.connected and publisher.connected, limit=10)
+        got = await next_received(receive)
+        assert got.message.body == view_msg(bid="100")
+        nursery.cancel_scope.cancel()
+    assert subscriber.stats.failures >= 1 and publisher.stats.failures >= 1
