@@ -189,7 +189,10 @@ async def run_view_ingest(
 
     async def step(updates: list[VenueUpdate]) -> None:
         for update in updates:
-            await send.send(update)
+            try:
+                send.send_nowait(update)  # no scheduler round per update while there is room
+            except trio.WouldBlock:
+                await send.send(update)
 
     async with send, receive, trio.open_nursery() as nursery:
 
