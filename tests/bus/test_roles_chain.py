@@ -26,6 +26,8 @@ from dragonflybot.core.fixed import parse
 from dragonflybot.core.merge import merge
 from dragonflybot.core.view import VenueUpdate, VenueView
 
+from .redis_servers import RedisServer
+
 INSTRUMENT = "BTC-USDT"
 STALE_AFTER = 1.0
 
@@ -128,4 +130,49 @@ async def test_feeds_aggregator_gateway_over_redis_and_a_dead_feed(bus: BusConfi
             await nursery.start(run_feed, bus, alpha_again)  # restarted (a new epoch)
             back = await wait_for_live(reader, {"alpha", "beta"})
             assert back.book == merge([alpha_again, beta], 10)
+            nursery.cancel_scope.cancel()
+
+
+async def wait_for_serving(reader: object, serving: bool) -> BookState:
+    with trio.fail_after(10):
+        async for state in reader:  # type: ignore[attr-defined]
+            if state.serving == serving:
+                return state  # type: ignore[no-any-return]
+    raise AssertionError("gateway states ended")
+
+
+async def test_dead_aggregator_and_redis_restart_never_serve_stale_books(
+    redis: RedisServer, bus: BusConfig
+) -> None:
+    alpha = venue_view("alpha", "100", "101")
+    beta = venue_view("beta", "100.5", "102")
+    states: Fanout[BookState] = Fanout()
+    async with trio.open_nursery() as nursery:
+        with states.subscribe() as reader:
+            await nursery.start(run_gateway_role, bus, states)
+            await nursery.start(run_feed, bus, alpha)
+            await nursery.start(run_feed, bus, beta)
+            aggregator = trio.CancelScope()
+
+            async def aggregator_process(*, task_status: trio.TaskStatus[None]) -> None:
+                with aggregator:
+                    await run_aggregator_role(bus, ["alpha", "beta"], task_status=task_status)
+
+            await nursery.start(aggregator_process)
+            assert (await wait_for_live(reader, {"alpha", "beta"})).book == merge([alpha, beta], 10)
+
+            # The aggregator dies: its refreshes stop and the gateway stops serving its book.
+            aggregator.cancel()
+            stopped = await wait_for_serving(reader, False)
+            assert stopped.book.bids == () and stopped.book.asks == ()
+            await nursery.start(run_aggregator_role, bus, ["alpha", "beta"])
+            assert (await wait_for_live(reader, {"alpha", "beta"})).book == merge([alpha, beta], 10)
+
+            # Redis restarts (losing every key): the gateway stops serving at once, then every
+            # role reconnects, the feeds restore their views and the merge comes back whole.
+            await redis.stop()
+            down = await wait_for_serving(reader, False)
+            assert down.book.bids == ()
+            await redis.start()
+            assert (await wait_for_live(reader, {"alpha", "beta"})).book == merge([alpha, beta], 10)
             nursery.cancel_scope.cancel()
