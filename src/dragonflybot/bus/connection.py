@@ -51,10 +51,15 @@ class BusConfig:
     tls: bool = False
     db: int = 0
     names: BusNames = attrs.field(factory=BusNames)
-    timeout: float = 2.0
+    timeout: float = attrs.field(default=2.0)
     """Deadline (s) on every network wait: connect, command, subscribe."""
     backoff_base: float = 0.05
     backoff_cap: float = 5.0
+
+    @timeout.validator
+    def _check_timeout(self, _attribute: object, value: float) -> None:
+        if not value > 0:
+            raise ConfigError(f"bus timeout must be positive, got {value}")
 
     @classmethod
     def from_url(cls, url: str, *, prefix: str = "dfb", timeout: float = 2.0) -> BusConfig:
@@ -75,8 +80,6 @@ class BusConfig:
         path = parts.path.strip("/")
         if path and (cluster or not path.isdigit()):
             raise ConfigError(f"bus URL {url!r}: the path may only be a database number")
-        if not timeout > 0:
-            raise ConfigError(f"bus timeout must be positive, got {timeout}")
         return cls(
             parts.hostname,
             port,
