@@ -27,8 +27,8 @@ def received(
     return Received(BusMessage(subject, 1, seq, sent_ns, body), from_latest, 0)  # type: ignore[arg-type]
 
 
-def beat(venue: str = "binance") -> Received:
-    return received(HeartbeatMsg(venue, 1000))
+def beat(venue: str = "binance", sent_ns: int = WALL) -> Received:
+    return received(HeartbeatMsg(venue, 1000), sent_ns=sent_ns)
 
 
 def levels_of(update: VenueUpdate) -> object:
@@ -117,11 +117,11 @@ async def test_view_ingest_task_applies_the_rules_in_time(autojump_clock: trio.a
         assert isinstance(await updates.receive(), VenueView)
         for _ in range(3):  # heartbeats every second keep it live
             await trio.sleep(1)
-            await deliveries_send.send(beat())
+            await deliveries_send.send(beat(sent_ns=time.time_ns()))
         down = await updates.receive()
         assert isinstance(down, VenueDown) and down.reason.startswith("stale")
         assert trio.current_time() - start >= 6.0  # 3 s after the last heartbeat
-        await deliveries_send.send(beat())
+        await deliveries_send.send(beat(sent_ns=time.time_ns()))
         assert isinstance(await updates.receive(), VenueView)
         bus_status.publish(False)
         assert await updates.receive() == VenueDown("binance", "bus down")
@@ -152,3 +152,15 @@ async def test_book_ingest_task_publishes_empty_state_when_the_bus_drops(
             await trio.sleep(5)
             assert not (await reader.receive()).serving  # and then the aggregator is silent
             nursery.cancel_scope.cancel()
+
+
+def test_a_backlog_of_old_stream_messages_is_not_live() -> None:
+    """A consumer that fell behind gets old messages off the stream: judged by their age."""
+    gate = ViewGate("BTC-USDT", stale_after=3.0)
+    gate.on_bus(True, 50.0)
+    late = received(view_msg(), sent_ns=WALL - 5 * 10**9)  # written 5 s ago
+    assert gate.on_received(late, 50.0, WALL) == []
+    ahead = received(view_msg(), seq=2, sent_ns=WALL + 10**9)  # its clock runs ahead: "now"
+    [update] = gate.on_received(ahead, 50.0, WALL)
+    assert isinstance(update, VenueView)
+    assert gate.on_tick(52.9) == [] and gate.on_tick(53.0) != []

@@ -13,8 +13,13 @@ Two consumers, each a sans-I/O gate plus a trio task around it:
   aggregator silent for ``stale_after`` it yields the empty, not-serving state:
   the gRPC health turns NOT_SERVING and clients get no stale levels.
 
-A latest value read from Redis may be old (its publisher may be dead), so it
-counts as a sign of life only as of its ``sent_ns``.
+Every message counts as a sign of life only as of its ``sent_ns``: a latest
+value read from Redis may be old (its publisher may be dead), and a consumer that
+fell behind the stream (its backlog waits in coredis's buffers) must not take
+old news for the present. This needs the machines' clocks in sync to well within
+``stale_after`` (NTP keeps them within milliseconds; ``stale_after`` is seconds);
+a publisher whose clock runs behind by more makes its venues look stale, which
+fails safe.
 """
 
 from __future__ import annotations
@@ -37,12 +42,10 @@ _BUS_DOWN = "bus down"
 
 
 def _sent_at(received: Received, now: float, wall_now_ns: int) -> float:
-    """When the message was sent, on the caller's clock: ``now`` for the stream, earlier
-    for a latest value (by its age on the wall clock, never in the future)."""
-    if not received.from_latest:
-        return now
-    age_ns = max(0, wall_now_ns - received.message.sent_ns)
-    return now - age_ns / 1e9
+    """When the message was sent, on the caller's clock: ``now`` minus its age on the wall
+    clock (never in the future, so a publisher whose clock runs ahead is simply "now")."""
+    age_ns = wall_now_ns - received.message.sent_ns
+    return now - age_ns / 1e9 if age_ns > 0 else now
 
 
 class ViewGate:
