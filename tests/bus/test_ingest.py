@@ -120,7 +120,9 @@ async def test_view_ingest_task_applies_the_rules_in_time(autojump_clock: trio.a
             await deliveries_send.send(beat(sent_ns=time.time_ns()))
         down = await updates.receive()
         assert isinstance(down, VenueDown) and down.reason.startswith("stale")
-        assert trio.current_time() - start >= 6.0  # 3 s after the last heartbeat
+        assert (
+            trio.current_time() - start > 5.9
+        )  # 3 s after the last heartbeat (its wall age aside)
         await deliveries_send.send(beat(sent_ns=time.time_ns()))
         assert isinstance(await updates.receive(), VenueView)
         bus_status.publish(False)
