@@ -5,9 +5,11 @@ from __future__ import annotations
 import signal
 
 import coredis
+import pytest
 import trio
 
 from dragonflybot.bus import codec
+from dragonflybot.bus import subscriber as subscriber_module
 from dragonflybot.bus.connection import BusConfig
 from dragonflybot.bus.publisher import BusPublisher
 from dragonflybot.bus.subjects import view_subject
@@ -206,3 +208,24 @@ async def test_a_hung_redis_is_noticed_by_its_deadlines(redis: RedisServer, bus:
         assert got.message.body == view_msg(bid="100")
         nursery.cancel_scope.cancel()
     assert subscriber.stats.failures >= 1 and publisher.stats.failures >= 1
+
+
+async def test_latest_values_are_read_in_chunks(
+    bus: BusConfig, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(subscriber_module, "LATEST_CHUNK", 2)
+    subjects = [view_subject(f"v{i}", "BTC-USDT") for i in range(5)]
+    publisher = BusPublisher(bus, epoch=8)
+    send, receive = trio.open_memory_channel[Received](16)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(publisher.run)
+        for i, subject in enumerate(subjects):
+            publisher.publish(subject, view_msg(venue=f"v{i}"))
+        await wait_until(lambda: publisher.stats.published >= 5)
+        subscriber = BusSubscriber(bus, subjects, send)
+        await nursery.start(subscriber.run)
+        got = [await next_received(receive) for _ in subjects]
+        nursery.cancel_scope.cancel()
+    assert sorted(r.message.subject for r in got) == sorted(subjects)
+    assert all(r.from_latest for r in got)
+    assert subscriber.stats.latest_reads == 5
