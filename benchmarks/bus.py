@@ -27,12 +27,14 @@ import subprocess
 import sys
 import tempfile
 import time
+import timeit
 from collections.abc import Iterator
 from contextlib import contextmanager
 
 import trio
 import trio.lowlevel
 
+from dragonflybot.bus import codec
 from dragonflybot.bus.codec import ViewMsg, wire_levels
 from dragonflybot.bus.connection import BusConfig
 from dragonflybot.bus.publisher import BusPublisher
@@ -66,6 +68,7 @@ async def subscriber_main(url: str, subjects: int, count: int, limit: float) -> 
     send, receive = trio.open_memory_channel[Received](10_000)
     subscriber = BusSubscriber(config, wanted, send)
     latencies: list[float] = []
+    legs: list[float] = []
     first = last = 0.0
     cpu_first = cpu_last = 0.0
     async with trio.open_nursery() as nursery:
@@ -79,6 +82,7 @@ async def subscriber_main(url: str, subjects: int, count: int, limit: float) -> 
                 msg = received.message.body
                 assert isinstance(msg, ViewMsg)
                 latencies.append((now - msg.recv_ns) / 1000)
+                legs.append((now - received.message.sent_ns) / 1000)
                 last = time.perf_counter()
                 cpu_last = time.process_time()
                 if len(latencies) == 1:
@@ -88,7 +92,8 @@ async def subscriber_main(url: str, subjects: int, count: int, limit: float) -> 
         nursery.cancel_scope.cancel()
     elapsed = last - first
     cpu = cpu_last - cpu_first
-    print(json.dumps({"latencies_us": latencies, "elapsed": elapsed, "cpu": cpu}), flush=True)
+    result = {"latencies_us": latencies, "legs_us": legs, "elapsed": elapsed, "cpu": cpu}
+    print(json.dumps(result), flush=True)
 
 
 # ---------------------------------------------------------------- publisher side
@@ -149,7 +154,7 @@ async def read_result(process: trio.Process, stream: trio.abc.ReceiveStream) -> 
     return result
 
 
-async def latency_phase(url: str, count: int, rate: float) -> list[float]:
+async def latency_phase(url: str, count: int, rate: float) -> tuple[list[float], list[float]]:
     config = BusConfig.from_url(url, prefix="bench")
     process, stream = await start_subscriber(url, 10, count, count / rate + 10)
     publisher = BusPublisher(config)
@@ -166,8 +171,9 @@ async def latency_phase(url: str, count: int, rate: float) -> list[float]:
         result = await read_result(process, stream)
         nursery.cancel_scope.cancel()
     latencies = result["latencies_us"]
-    assert isinstance(latencies, list)
-    return sorted(float(v) for v in latencies)
+    legs = result["legs_us"]
+    assert isinstance(latencies, list) and isinstance(legs, list)
+    return sorted(float(v) for v in latencies), sorted(float(v) for v in legs)
 
 
 async def throughput_phase(url: str, seconds: float) -> tuple[float, float, float, float]:
@@ -221,9 +227,10 @@ async def in_process_phase(count: int, rate: float) -> list[float]:
 
 async def main(url: str | None, count: int, rate: float, seconds: float) -> None:
     with redis_server() if url is None else _given(url) as bus_url:
-        bus = await latency_phase(bus_url, count, rate)
+        bus, legs = await latency_phase(bus_url, count, rate)
         local = await in_process_phase(count, rate)
         written, pub_cpu, delivered, sub_cpu = await throughput_phase(bus_url, seconds)
+    encode_us, decode_us = codec_costs()
     cpu = _cpu()
     print(f"\nmachine: {cpu}, {os.cpu_count()} cores; python {sys.version.split()[0]}")
     print(
@@ -231,6 +238,7 @@ async def main(url: str | None, count: int, rate: float, seconds: float) -> None
     )
     print("\n| path | messages | p50 µs | p99 µs | max µs |\n|---|---|---|---|---|")
     for name, values in (("bus hop (loopback Redis, 2 processes)", bus),
+                         ("  of which: write start -> delivered", legs),
                          ("in-process trio memory channel", local)):  # fmt: skip
         print(
             f"| {name} | {len(values)} | {percentile(values, 0.5):.0f} | "
@@ -243,6 +251,18 @@ async def main(url: str | None, count: int, rate: float, seconds: float) -> None
         f"at {sub_cpu:.1f} µs of subscriber CPU per message; mean bus hop "
         f"{statistics.fmean(bus):.0f} µs"
     )
+    print(f"codec, depth-10 view: encode {encode_us:.1f} µs, decode + validate {decode_us:.1f} µs")
+
+
+def codec_costs() -> tuple[float, float]:
+    """Best-of-five µs per encode and per decode of a depth-10 view (no I/O)."""
+    subject = view_subject("bench", INSTRUMENTS[0])
+    view = body(INSTRUMENTS[0], 0)
+    data = codec.encode(subject, 1, 1, 0, view)
+    n = 5000
+    encode = min(timeit.repeat(lambda: codec.encode(subject, 1, 1, 0, view), number=n, repeat=5))
+    decode = min(timeit.repeat(lambda: codec.decode(data), number=n, repeat=5))
+    return encode / n * 1e6, decode / n * 1e6
 
 
 @contextmanager
