@@ -10,10 +10,12 @@ import trio.testing
 from dragonflybot.aggregator.fanout import Fanout
 from dragonflybot.aggregator.state import BookState
 from dragonflybot.bus.codec import BookMsg, BusMessage, HeartbeatMsg, ViewMsg
-from dragonflybot.bus.convert import venue_view
+from dragonflybot.bus.convert import consolidated, venue_view
 from dragonflybot.bus.ingest import BookGate, ViewGate, run_book_ingest, run_view_ingest
 from dragonflybot.bus.subscriber import Received
+from dragonflybot.core.merge import Consolidated
 from dragonflybot.core.view import VenueDown, VenueUpdate, VenueView
+from dragonflybot.service.summary import SummaryPublisher, encode_summary
 
 from .helpers import down_msg, view_msg
 
@@ -166,3 +168,29 @@ def test_a_backlog_of_old_stream_messages_is_not_live() -> None:
     [update] = gate.on_received(ahead, 50.0, WALL)
     assert isinstance(update, VenueView)
     assert gate.on_tick(52.9) == [] and gate.on_tick(53.0) != []
+
+
+async def test_book_ingest_drives_the_grpc_services_publisher(
+    autojump_clock: trio.abc.Clock,
+) -> None:
+    """The gateway's end: Summary bytes and the health flag come from the bus's books."""
+    bus_status: Fanout[bool] = Fanout()
+    bus_status.publish(True)
+    deliveries_send, deliveries = trio.open_memory_channel[Received](8)
+    summary = SummaryPublisher()
+    async with trio.open_nursery() as nursery:
+        await nursery.start(
+            run_book_ingest, BookGate("BTC-USDT", 3.0), deliveries, bus_status, summary
+        )
+        assert summary.serving.latest() is False
+        await deliveries_send.send(received(book(), sent_ns=time.time_ns()))
+        await trio.testing.wait_all_tasks_blocked()
+        served = summary.books.latest()
+        assert served is not None and summary.serving.latest() is True
+        assert served.summary == encode_summary(consolidated(book()))
+        bus_status.publish(False)
+        await trio.testing.wait_all_tasks_blocked()
+        assert summary.serving.latest() is False
+        assert summary.books.latest().summary == encode_summary(Consolidated.empty())  # type: ignore[union-attr]
+        nursery.cancel_scope.cancel()
+    assert summary.books.closed  # closed on return, as the aggregator closes it

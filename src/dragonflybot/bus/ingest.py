@@ -29,6 +29,7 @@ import time
 
 import trio
 
+from dragonflybot.aggregator.aggregator import Publisher
 from dragonflybot.aggregator.fanout import Fanout
 from dragonflybot.aggregator.state import BookState
 from dragonflybot.bus.codec import BookMsg, DownMsg, HeartbeatMsg, ViewMsg
@@ -219,31 +220,36 @@ async def run_book_ingest(
     gate: BookGate,
     receive: trio.MemoryReceiveChannel[Received],
     bus_status: Fanout[bool],
-    publish: Fanout[BookState],
+    publisher: Publisher,
     *,
     task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
 ) -> None:
-    """Feed ``gate`` from a ``BusSubscriber``; states go to ``publish`` (for the gRPC
-    service, a ``SummaryPublisher``, whose ``serving`` then drives the health answer)."""
+    """Feed ``gate`` from a ``BusSubscriber``; states go to ``publisher``, the same
+    ``Publisher`` an in-process aggregator feeds (for the gRPC service a
+    ``SummaryPublisher``, whose ``serving`` then drives the health answer, or a plain
+    ``Fanout[BookState]``). Closes it on return, as the aggregator does."""
 
     def step(state: BookState | None) -> None:
         if state is not None:
-            publish.publish(state)
+            publisher.publish(state)
 
-    async with receive, trio.open_nursery() as nursery:
-        step(gate.on_bus(bool(bus_status.latest()), trio.current_time()))
+    try:
+        async with receive, trio.open_nursery() as nursery:
+            step(gate.on_bus(bool(bus_status.latest()), trio.current_time()))
 
-        async def watch_status() -> None:
-            with bus_status.subscribe() as statuses:
-                async for up in statuses:
-                    step(gate.on_bus(up, trio.current_time()))
+            async def watch_status() -> None:
+                with bus_status.subscribe() as statuses:
+                    async for up in statuses:
+                        step(gate.on_bus(up, trio.current_time()))
 
-        nursery.start_soon(watch_status)
-        task_status.started()
-        while not isinstance(item := await _next(receive, gate.next_deadline()), _Ended):
-            now = trio.current_time()
-            if item is None:
-                step(gate.on_tick(now))
-            else:
-                step(gate.on_received(item, now, time.time_ns()))
-        nursery.cancel_scope.cancel()
+            nursery.start_soon(watch_status)
+            task_status.started()
+            while not isinstance(item := await _next(receive, gate.next_deadline()), _Ended):
+                now = trio.current_time()
+                if item is None:
+                    step(gate.on_tick(now))
+                else:
+                    step(gate.on_received(item, now, time.time_ns()))
+            nursery.cancel_scope.cancel()
+    finally:
+        publisher.close()
