@@ -42,3 +42,11 @@ class ReconnectRequested(VenueError):
 
 class ServiceError(DragonflybotError):
     """The gRPC service could not start or serve (e.g. address already in use)."""
+
+
+class BusError(DragonflybotError):
+    """The message bus (Redis) is unreachable, or refused a command (bus layer)."""
+
+
+class BusMessageError(BusError, DecodeError):
+    """A bus message could not be decoded: undecodable bytes, wrong version or kind, bad values."""

@@ -1,0 +1,171 @@
+"""Where the bus is and how to talk to it: the one module that builds coredis clients.
+
+A bus is named by a URL: ``redis://host:port`` (or ``rediss://`` for TLS) for
+one Redis server, ``redis+cluster://host:port`` (``rediss+cluster://``) for a
+Redis Cluster reached through any of its nodes. On a cluster the bus uses
+sharded pub/sub (``SPUBLISH``/``SSUBSCRIBE``): a message goes only to the node
+owning its subject's slot, so the stream scales with the nodes instead of being
+broadcast to all of them.
+
+coredis's own retries are switched off: the bus's publisher and subscriber
+retry whole sessions with ``client.backoff.Backoff``, so that "the bus is down"
+is one visible state rather than commands quietly stalling in a retry loop.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any, Final
+from urllib.parse import urlsplit
+
+import anyio
+import attrs
+import coredis
+import coredis.exceptions
+import trio
+from coredis.retry import NoRetryPolicy
+
+from dragonflybot.bus.subjects import BusNames
+from dragonflybot.client.backoff import Backoff
+from dragonflybot.errors import ConfigError
+
+_SCHEMES: Final = {
+    "redis": (False, False),
+    "rediss": (False, True),
+    "redis+cluster": (True, False),
+    "rediss+cluster": (True, True),
+}
+
+Client = Any
+"""A ``coredis.Redis`` or ``coredis.RedisCluster`` (bytes responses)."""
+
+
+@attrs.frozen
+class BusConfig:
+    """A bus address plus the deadlines and reconnect schedule every role uses with it."""
+
+    host: str
+    port: int
+    cluster: bool = False
+    tls: bool = False
+    db: int = 0
+    names: BusNames = attrs.field(factory=BusNames)
+    timeout: float = attrs.field(default=2.0)
+    """Deadline (s) on every network wait: connect, command, subscribe."""
+    backoff_base: float = 0.05
+    backoff_cap: float = 5.0
+
+    @timeout.validator
+    def _check_timeout(self, _attribute: object, value: float) -> None:
+        if not value > 0:
+            raise ConfigError(f"bus timeout must be positive, got {value}")
+
+    @classmethod
+    def from_url(cls, url: str, *, prefix: str = "dfb", timeout: float = 2.0) -> BusConfig:
+        """Parse ``redis://host:port[/db]`` or ``redis+cluster://host:port``."""
+        parts = urlsplit(url)
+        kind = _SCHEMES.get(parts.scheme)
+        if kind is None:
+            raise ConfigError(
+                f"bus URL {url!r}: scheme must be one of {', '.join(sorted(_SCHEMES))}"
+            )
+        cluster, tls = kind
+        try:
+            port = parts.port or 6379
+        except ValueError as exc:
+            raise ConfigError(f"bus URL {url!r}: bad port") from exc
+        if not parts.hostname:
+            raise ConfigError(f"bus URL {url!r} has no host")
+        path = parts.path.strip("/")
+        if path and (cluster or not path.isdigit()):
+            raise ConfigError(f"bus URL {url!r}: the path may only be a database number")
+        return cls(
+            parts.hostname,
+            port,
+            cluster=cluster,
+            tls=tls,
+            db=int(path or 0),
+            names=BusNames(prefix),
+            timeout=timeout,
+        )
+
+    @property
+    def url(self) -> str:
+        scheme = ("rediss" if self.tls else "redis") + ("+cluster" if self.cluster else "")
+        return f"{scheme}://{self.host}:{self.port}" + (f"/{self.db}" if self.db else "")
+
+    def new_backoff(self) -> Backoff:
+        return Backoff(self.backoff_base, self.backoff_cap, reset_after=1.0)
+
+
+@asynccontextmanager
+async def open_client(config: BusConfig) -> AsyncIterator[Client]:
+    """A client whose commands fail (coredis errors) within ``config.timeout`` when Redis
+    does not answer; connections are made on first use."""
+    common: dict[str, Any] = {
+        "connect_timeout": config.timeout,
+        "stream_timeout": config.timeout,
+        "retry_policy": NoRetryPolicy(),
+        "ssl": config.tls,
+    }
+    client: Client
+    if config.cluster:
+        client = coredis.RedisCluster(config.host, config.port, **common)
+    else:
+        client = coredis.Redis(config.host, config.port, db=config.db, **common)
+    # No cancel scope around entering: the pool opens a task group there, which
+    # must not straddle a scope. Its connect and read timeouts are the deadlines.
+    async with client:
+        yield client
+
+
+def open_pubsub(config: BusConfig, client: Client) -> Any:
+    """A pub/sub session (sharded on a cluster), without coredis's own reconnects."""
+    if config.cluster:
+        return client.sharded_pubsub(
+            ignore_subscribe_messages=True,
+            retry_policy=None,
+            subscription_timeout=config.timeout,
+        )
+    return client.pubsub(
+        ignore_subscribe_messages=True, retry_policy=None, subscription_timeout=config.timeout
+    )
+
+
+def queue_publish(config: BusConfig, pipe: Any, channel: str, data: bytes) -> None:
+    """Queue a publish of ``data`` on ``channel`` in ``pipe`` (sharded on a cluster)."""
+    if config.cluster:
+        pipe.spublish(channel, data)
+    else:
+        pipe.publish(channel, data)
+
+
+_FAILURES: Final = (
+    coredis.exceptions.RedisError,
+    OSError,
+    trio.TooSlowError,
+    trio.BrokenResourceError,
+    trio.ClosedResourceError,
+    anyio.BrokenResourceError,
+    anyio.ClosedResourceError,
+    anyio.EndOfStream,
+)
+
+
+def is_bus_failure(exc: BaseException) -> bool:
+    """True when ``exc`` (or every leaf of an exception group) means "Redis failed us".
+
+    Those end a session and lead to a reconnect; anything else (a bug, and above
+    all ``trio.Cancelled``) propagates.
+    """
+    if isinstance(exc, BaseExceptionGroup):
+        return all(is_bus_failure(inner) for inner in exc.exceptions)
+    return isinstance(exc, _FAILURES)
+
+
+def describe(exc: BaseException) -> str:
+    """A one-line account of a bus failure for the logs (the first leaf of a group)."""
+    while isinstance(exc, BaseExceptionGroup) and exc.exceptions:
+        exc = exc.exceptions[0]
+    return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
