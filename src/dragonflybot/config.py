@@ -145,6 +145,32 @@ class LimitsConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_o
     """Seconds a stream gets to send its (single) request message after its headers."""
 
 
+class BusSettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
+    """The Redis bus between the roles (``[bus]``; docs/scaling.md).
+
+    Read only by the processes started as roles (``dragonflybot feed``, ``dragonflybot
+    aggregate``, ``dragonflybot-grpc-server --bus``): a plain server ignores it, so one
+    file describes the whole deployment.
+    """
+
+    url: str = "redis://127.0.0.1:6379"
+    """``redis://HOST:PORT[/DB]``, ``rediss://`` (TLS) or ``redis+cluster://HOST:PORT``."""
+    prefix: Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9_-]{1,32}$")] = "dfb"
+    """Leads every Redis key and channel name, so deployments can share one Redis."""
+    stale_after: Annotated[float, msgspec.Meta(gt=0, le=3600)] = 3.0
+    """Seconds without a view or heartbeat from a venue (aggregator), or without a book from
+    the aggregator (gateway), before it counts as stale and leaves the merge / the service."""
+    heartbeat_interval: Annotated[float, msgspec.Meta(gt=0, le=3600)] = 1.0
+    """Seconds between a feed process's heartbeats per venue (below ``stale_after``)."""
+    refresh_after: Annotated[float, msgspec.Meta(gt=0, le=3600)] = 1.0
+    """Seconds after which an aggregator republishes an unchanged book (below
+    ``stale_after``): how gateways tell a quiet market from a dead aggregator."""
+    timeout: Annotated[float, msgspec.Meta(gt=0, le=60)] = 2.0
+    """Deadline (s) on every Redis wait: connect, command, subscribe."""
+    backoff_cap: Annotated[float, msgspec.Meta(gt=0, le=300)] = 2.0
+    """Longest wait (s) between reconnect attempts after Redis goes away."""
+
+
 class AppConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
     """The whole process. Top-level ``depth``/``venues`` are defaults for every instrument."""
 
@@ -167,6 +193,8 @@ class AppConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only
     """Seconds streams get to end with a status before the rest is cancelled."""
     limits: LimitsConfig = msgspec.field(default_factory=LimitsConfig)
     """What each gRPC server grants its clients (connections, streams, sizes, rates)."""
+    bus: BusSettings | None = None
+    """The Redis bus for multi-process deployments; ``None``: one process, no bus."""
 
 
 def load_config(path: str | os.PathLike[str]) -> AppConfig:
@@ -257,9 +285,21 @@ def check_config(config: AppConfig, *, source: str = "<config>") -> AppConfig:
                 f"instrument {listens[address]!r}"
             )
     _check_venues(config.venues or (), f"{source}: venues")
+    if config.bus is not None:
+        _check_bus(config.bus, f"{source}: bus")
     if instruments != config.instruments:
         config = msgspec.structs.replace(config, instruments=instruments)
     return config
+
+
+def _check_bus(bus: BusSettings, where: str) -> None:
+    """The intervals that keep a live role from looking stale."""
+    for key in ("heartbeat_interval", "refresh_after"):
+        if not getattr(bus, key) < bus.stale_after:
+            raise ConfigError(
+                f"{where}.{key}: must be below stale_after ({bus.stale_after:g} s), "
+                f"got {getattr(bus, key):g}"
+            )
 
 
 def _check_venues(venues: Sequence[VenueConfig], where: str) -> None:

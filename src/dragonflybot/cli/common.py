@@ -20,7 +20,7 @@ import attrs
 import trio
 
 from dragonflybot.app import App, run_app
-from dragonflybot.cli.simulated import SimulatedApp, run_with_simulation
+from dragonflybot.cli.simulated import AppRunner, SimulatedApp, run_with_simulation
 from dragonflybot.config import AppConfig, LogFormat
 from dragonflybot.errors import (
     ConfigError,
@@ -123,17 +123,21 @@ def serve_main(
     *,
     duration: float | None = None,
     companion: Callable[[App], Awaitable[None]] | None = None,
+    runner: AppRunner = run_app,
 ) -> int:
     """The body of the serving entrypoints: config (a mistake is one line), logging, the app.
 
-    ``duration`` and ``companion`` are ``serve_until_signal``'s.
+    ``duration``, ``companion`` and ``runner`` are ``serve_until_signal``'s.
     """
     try:
         config = make_config()
     except DragonflybotError as exc:
         return fail(prog, exc)
     setup_logging(config.log_level, config.log_format)
-    return run(prog, lambda: serve_until_signal(config, duration=duration, companion=companion))
+    return run(
+        prog,
+        lambda: serve_until_signal(config, duration=duration, companion=companion, runner=runner),
+    )
 
 
 async def serve_until_signal(
@@ -141,20 +145,24 @@ async def serve_until_signal(
     *,
     duration: float | None = None,
     companion: Callable[[App], Awaitable[None]] | None = None,
+    runner: AppRunner = run_app,
 ) -> int:
     """Run the app until SIGINT/SIGTERM (or ``duration`` seconds, or ``companion`` returns).
 
     The first signal starts the graceful shutdown; a second one cuts it short.
     ``companion`` runs beside the app (the demo's client) and ends with it.
+    ``runner`` runs the app: ``run_app``, or a process's roles (``app_roles``).
     """
     with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
         async with trio.open_nursery() as nursery:
 
             async def app_task(task_status: trio.TaskStatus[App]) -> None:
                 if config.simulation is not None:
-                    await run_with_simulation(config, task_status=_AppOnly(task_status))
+                    await run_with_simulation(
+                        config, task_status=_AppOnly(task_status), runner=runner
+                    )
                 else:
-                    await run_app(config, task_status=task_status)
+                    await runner(config, task_status=task_status)
                 nursery.cancel_scope.cancel()
 
             app: App = await nursery.start(app_task)

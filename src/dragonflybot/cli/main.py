@@ -3,6 +3,8 @@
 dragonflybot demo [--duration S] [--instrument ethbtc] [--seed N]
 dragonflybot server ...    (same as dragonflybot-grpc-server)
 dragonflybot client ...    (same as dragonflybot-grpc-client)
+dragonflybot feed ...      venue feeds publishing to the bus (docs/scaling.md)
+dragonflybot aggregate ... the merge between the bus's venue books and its consolidated books
 dragonflybot sim ...       simulated venues only
 dragonflybot record ...    capture a venue's traffic
 """
@@ -41,6 +43,18 @@ def _sim(argv: list[str]) -> int:
     return sim_main(argv)
 
 
+def _feed(argv: list[str]) -> int:
+    from dragonflybot.cli.roles import feed_main
+
+    return feed_main(argv)
+
+
+def _aggregate(argv: list[str]) -> int:
+    from dragonflybot.cli.roles import aggregate_main
+
+    return aggregate_main(argv)
+
+
 def _record(argv: list[str]) -> int:
     from dragonflybot.cli.sim import record_main
 
@@ -51,6 +65,8 @@ COMMANDS: dict[str, tuple[Callable[[list[str]], int], str]] = {
     "demo": (_demo, "simulated venues + server + client, offline"),
     "server": (_server, "serve the consolidated book over gRPC"),
     "client": (_client, "watch a server's book (table or JSON lines)"),
+    "feed": (_feed, "run venue feeds, publish their books to the bus (Redis)"),
+    "aggregate": (_aggregate, "merge the venues' books from the bus, publish the result"),
     "sim": (_sim, "run simulated venues"),
     "record": (_record, "capture a venue's traffic to a file"),
 }
@@ -58,7 +74,7 @@ COMMANDS: dict[str, tuple[Callable[[list[str]], int], str]] = {
 
 def usage() -> str:
     lines = [f"usage: {PROG} COMMAND [ARGS...]", "", "commands:"]
-    lines += [f"  {name:<8} {text}" for name, (_, text) in COMMANDS.items()]
+    lines += [f"  {name:<9} {text}" for name, (_, text) in COMMANDS.items()]
     lines += ["", f"'{PROG} COMMAND --help' describes each command."]
     return "\n".join(lines)
 

@@ -3,6 +3,7 @@
     dragonflybot-grpc-server --instrument-name ethbtc            # real venues
     dragonflybot-grpc-server --instrument-name ethbtc --simulate # local simulated venues
     dragonflybot-grpc-server --config examples/two-instruments.toml
+    dragonflybot-grpc-server --config deploy.toml --bus redis://redis:6379  # a gateway
 
 Runs until SIGINT or SIGTERM, then ends every stream with a gRPC status and
 exits 0. Usage mistakes print one line and exit 2.
@@ -15,8 +16,10 @@ from collections.abc import Sequence
 
 from dragonflybot.app import plan_topology
 from dragonflybot.cli import options
-from dragonflybot.cli.common import OneLineParser, serve_main
+from dragonflybot.cli.common import OneLineParser, fail, serve_main
+from dragonflybot.cli.roles import add_bus_flag, gateway_roles, role_runner
 from dragonflybot.config import DEFAULT_LISTEN, AppConfig
+from dragonflybot.errors import DragonflybotError
 
 PROG = "dragonflybot-grpc-server"
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
@@ -69,6 +72,7 @@ def build_parser(prog: str = PROG) -> argparse.ArgumentParser:
     )
     parser.add_argument("--log-level", type=str.upper, choices=LOG_LEVELS, help="default: INFO")
     options.add_observability_flags(parser)
+    add_bus_flag(parser, optional_url=True)
     return parser
 
 
@@ -93,4 +97,11 @@ def config_from_args(args: argparse.Namespace) -> AppConfig:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    return serve_main(PROG, lambda: config_from_args(args))
+    if args.bus is None:
+        return serve_main(PROG, lambda: config_from_args(args))
+    try:
+        config = config_from_args(args)
+        roles = gateway_roles(config, args.bus, simulate=config.simulation is not None)
+    except DragonflybotError as exc:
+        return fail(PROG, exc)
+    return serve_main(PROG, lambda: config, runner=role_runner(roles))

@@ -10,7 +10,8 @@ app has shut down (so the feeds' close handshakes still find it there).
 from __future__ import annotations
 
 import functools
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Mapping, Sequence
+from typing import Protocol
 
 import attrs
 import msgspec
@@ -22,6 +23,20 @@ from dragonflybot.feed import run_feed
 from dragonflybot.sim import SimConfig, SimHandle, serve_simulation
 from dragonflybot.venues.registry import VENUES
 from dragonflybot.venues.spec import VenueSpec
+
+
+class AppRunner(Protocol):
+    """``run_app``'s shape: what runs the service once the simulator is up (``run_app``, or
+    ``app_roles.run_roles`` with the process's roles bound)."""
+
+    def __call__(
+        self,
+        config: AppConfig,
+        *,
+        venues: Mapping[str, VenueSpec] = ...,
+        feed_runner: FeedRunner = ...,
+        task_status: trio.TaskStatus[App] = ...,
+    ) -> Awaitable[None]: ...
 
 
 @attrs.frozen
@@ -77,6 +92,7 @@ async def run_with_simulation(
     venues: Mapping[str, VenueSpec] = VENUES,
     feed_runner: FeedRunner = run_feed,
     task_status: trio.TaskStatus[SimulatedApp] = trio.TASK_STATUS_IGNORED,
+    runner: AppRunner = run_app,
 ) -> None:
     """``run_app`` against simulated venues (``config.simulation``; defaults if absent).
 
@@ -91,7 +107,7 @@ async def run_with_simulation(
         )
 
         async def app_task(task_status: trio.TaskStatus[App]) -> None:
-            await run_app(
+            await runner(
                 point_at(config, sim, venues),
                 venues=venues,
                 feed_runner=feed_runner,

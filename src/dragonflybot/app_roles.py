@@ -1,0 +1,363 @@
+"""The service split into roles over the Redis bus: topology is configuration (issue 12).
+
+In one process (``app.run_app``) the layers talk through channels::
+
+    feeds ──(views)──> aggregator ──(books)──> gRPC server
+
+A process started with roles runs some of those layers; each of the two links
+whose ends run here stays a channel, and each link with only one end here is
+swapped for the bus (``dragonflybot.bus``): the producer's side for an outlet,
+the consumer's side for an ingest with liveness::
+
+    feed:       feeds ─> ViewOutlet ─> view.<venue>.<INSTRUMENT> + heartbeats on feed.<venue>
+    aggregate:  view ingest (ViewGate) ─> aggregator ─> BookOutlet ─> book.<INSTRUMENT>
+    serve:      book ingest (BookGate) ─> SummaryPublisher ─> gRPC (BookSummary, health, ...)
+
+Roles combine (``feed`` + ``aggregate`` in one process is the in-process
+feeds->aggregator channel with books on the bus). The layers themselves do not
+change: an outlet is the same synchronous, never-waiting ``publish`` the channel
+ends offered, and an ingest feeds the same channel or ``Publisher`` an
+in-process producer would. Only ``links`` below decides which kind of queue
+each link is.
+
+The bus tasks are started without waiting for Redis: a role whose Redis is away
+at start comes up anyway (a gateway answers NOT_SERVING, an aggregator has no
+live venue) and connects with backoff, exactly as after a Redis restart.
+"""
+
+from __future__ import annotations
+
+import enum
+import functools
+import logging
+from collections.abc import Collection, Mapping, Sequence
+
+import attrs
+import trio
+
+from dragonflybot.aggregator import Aggregator
+from dragonflybot.aggregator.aggregator import Publisher
+from dragonflybot.aggregator.state import BookState
+from dragonflybot.app import (
+    FEED_BUFFER,
+    App,
+    FeedRunner,
+    InstrumentPlan,
+    InstrumentRuntime,
+    _FeedGroup,
+    _log_live_venues,
+    plan_topology,
+)
+from dragonflybot.bus import (
+    BookGate,
+    BookOutlet,
+    BusConfig,
+    BusPublisher,
+    BusSubscriber,
+    Received,
+    ViewGate,
+    ViewOutlet,
+    book_subject,
+    feed_subject,
+    run_book_ingest,
+    run_heartbeats,
+    run_view_ingest,
+    view_subject,
+)
+from dragonflybot.config import AppConfig, BusSettings, parse_listen
+from dragonflybot.core.view import VenueDown, VenueUpdate
+from dragonflybot.errors import ConfigError
+from dragonflybot.feed import run_feed
+from dragonflybot.metrics import build_registry, serve_metrics
+from dragonflybot.metrics.bus import BusCollector, BusEndpoint
+from dragonflybot.venues.registry import VENUES
+from dragonflybot.venues.spec import VenueSpec
+
+log = logging.getLogger("dragonflybot.roles")
+
+INGEST_BUFFER = 256
+"""Bus deliveries queued towards an ingest task (the subscriber conflates nothing, so
+this only absorbs bursts such as the latest values read on connect)."""
+
+
+class Role(enum.Enum):
+    FEED = "feed"
+    AGGREGATE = "aggregate"
+    SERVE = "serve"
+
+
+@attrs.frozen
+class Roles:
+    """What this process runs, and on which bus the rest of the deployment is."""
+
+    roles: frozenset[Role]
+    bus: BusSettings
+    feed_venues: frozenset[str] | None = None
+    """``feed`` role: run only these venues of each instrument (``None``: every one);
+    the other venues' feeds run in other processes."""
+
+    def __attrs_post_init__(self) -> None:
+        if not self.roles:
+            raise ConfigError("a process needs at least one role")
+
+
+def bus_config(settings: BusSettings) -> BusConfig:
+    """``[bus]`` -> the connection settings every bus client of the process uses."""
+    try:
+        base = BusConfig.from_url(settings.url, prefix=settings.prefix, timeout=settings.timeout)
+    except ConfigError as exc:
+        raise ConfigError(f"bus.url: {exc}") from None
+    return attrs.evolve(base, backoff_cap=max(settings.backoff_cap, base.backoff_base))
+
+
+def feed_plan(plan: InstrumentPlan, wanted: frozenset[str] | None) -> InstrumentPlan:
+    """The part of ``plan`` whose feeds this process runs."""
+    if wanted is None:
+        return plan
+    return attrs.evolve(plan, venues=tuple(v for v in plan.venues if v.name in wanted))
+
+
+def check_feed_venues(plans: Sequence[InstrumentPlan], wanted: Collection[str]) -> None:
+    """Every venue asked for feeds some instrument: a typo is an error, not an idle process."""
+    known = {v.name for plan in plans for v in plan.venues}
+    unknown = sorted(set(wanted) - known)
+    if unknown:
+        raise ConfigError(
+            f"--venues: {', '.join(unknown)} not in any instrument's venues "
+            f"({', '.join(sorted(known)) or 'none'})"
+        )
+
+
+class _TeePublisher:
+    """Both an in-process ``Publisher`` and the bus: a book served here and elsewhere."""
+
+    def __init__(self, *publishers: Publisher) -> None:
+        self._publishers = publishers
+
+    def publish(self, state: BookState, /) -> None:
+        for publisher in self._publishers:
+            publisher.publish(state)
+
+    def close(self) -> None:
+        for publisher in self._publishers:
+            publisher.close()
+
+
+class _Wiring:
+    """Each link of each instrument made a channel or a bus outlet/ingest, per the roles.
+
+    Holds the process's bus clients (one publisher shared by every outlet, one
+    subscriber per ingest) and the endpoints the metrics collector reads.
+    """
+
+    def __init__(
+        self,
+        roles: Roles,
+        nursery: trio.Nursery,
+        bus_nursery: trio.Nursery,
+        feed_runner: FeedRunner,
+        venues: Mapping[str, VenueSpec],
+    ) -> None:
+        self.settings = roles.bus
+        self.config = bus_config(roles.bus)
+        self.feeding = Role.FEED in roles.roles
+        self.aggregating = Role.AGGREGATE in roles.roles
+        self.serving = Role.SERVE in roles.roles
+        self._nursery = nursery
+        self._bus_nursery = bus_nursery
+        self.publisher: BusPublisher | None = None
+        self.endpoints: list[BusEndpoint] = []
+        self.view_outlets: list[tuple[ViewOutlet, tuple[str, ...]]] = []
+        self.feeds = _FeedGroup()
+        self._feed_runner = feed_runner
+        self._venues = venues
+
+    def instrument(self, plan: InstrumentPlan, rt: InstrumentRuntime) -> None:
+        """Wire one instrument: the books link, then the views link."""
+        books = self._books_link(plan, rt)
+        send, receive = trio.open_memory_channel[VenueUpdate](FEED_BUFFER)
+        if self.aggregating:
+            aggregator = Aggregator(plan.depth, books, stats=rt.aggregator_stats)
+            self._nursery.start_soon(aggregator.run, receive, name=f"aggregator:{plan.name}")
+            if not self.feeding:
+                self._views_from_bus(plan, send)
+                return
+        elif self.feeding:
+            self._views_to_bus(rt.plan, receive)
+        if self.feeding:
+            self.feeds.add(rt, send, self._feed_runner, self._venues)
+        else:
+            send.close()
+            receive.close()
+
+    def _books_link(self, plan: InstrumentPlan, rt: InstrumentRuntime) -> Publisher:
+        """What the aggregator publishes to (when it runs here); a gateway's ingest otherwise."""
+        if self.serving:
+            self._nursery.start_soon(_log_live_venues, rt, name=f"health-log:{plan.name}")
+        if not self.aggregating:
+            if self.serving:
+                self._books_from_bus(plan, rt.publisher)
+            return rt.publisher
+        outlet = BookOutlet(self.bus_publisher(), plan.name)
+        # Served here too: other gateways can serve the same book from the bus.
+        return _TeePublisher(rt.publisher, outlet) if self.serving else outlet
+
+    def _books_from_bus(self, plan: InstrumentPlan, publisher: Publisher) -> None:
+        subscriber, deliveries = self._subscriber(plan.name, [book_subject(plan.name)])
+        gate = BookGate(plan.name, self.settings.stale_after)
+        self._bus_nursery.start_soon(
+            functools.partial(run_book_ingest, gate, deliveries, subscriber.status, publisher),
+            name=f"book-ingest:{plan.name}",
+        )
+
+    def _views_from_bus(
+        self, plan: InstrumentPlan, send: trio.MemorySendChannel[VenueUpdate]
+    ) -> None:
+        subjects = [view_subject(v.name, plan.name) for v in plan.venues]
+        subjects += [feed_subject(v.name) for v in plan.venues]
+        subscriber, deliveries = self._subscriber(plan.name, subjects)
+        gate = ViewGate(plan.name, self.settings.stale_after)
+        self._bus_nursery.start_soon(
+            functools.partial(run_view_ingest, gate, deliveries, subscriber.status, send),
+            name=f"view-ingest:{plan.name}",
+        )
+
+    def _views_to_bus(
+        self, plan: InstrumentPlan, receive: trio.MemoryReceiveChannel[VenueUpdate]
+    ) -> None:
+        outlet = ViewOutlet(self.bus_publisher(), plan.name)
+        self.view_outlets.append((outlet, tuple(v.name for v in plan.venues)))
+        self._nursery.start_soon(_forward_views, receive, outlet, name=f"views-out:{plan.name}")
+
+    def bus_publisher(self) -> BusPublisher:
+        if self.publisher is None:
+            self.publisher = BusPublisher(self.config, refresh_after=self.settings.refresh_after)
+            self.endpoints.append(BusEndpoint("publisher", "", publisher=self.publisher))
+        return self.publisher
+
+    def _subscriber(
+        self, instrument: str, subjects: Sequence[str]
+    ) -> tuple[BusSubscriber, trio.MemoryReceiveChannel[Received]]:
+        send, receive = trio.open_memory_channel[Received](INGEST_BUFFER)
+        idle_check = min(1.0, self.settings.stale_after / 3)
+        subscriber = BusSubscriber(self.config, subjects, send, idle_check=idle_check)
+        self.endpoints.append(BusEndpoint("subscriber", instrument, subscriber=subscriber))
+        self._bus_nursery.start_soon(subscriber.run, name=f"bus-subscriber:{instrument}")
+        return subscriber, receive
+
+    def start_publishing(self) -> trio.Event | None:
+        """Start the shared publisher (and the feed role's heartbeats); the event is set
+        once the publisher has written what was pending at ``close``."""
+        publisher = self.publisher
+        if publisher is None:
+            return None
+        done = trio.Event()
+
+        async def run() -> None:
+            try:
+                await publisher.run()
+            finally:
+                done.set()
+
+        self._bus_nursery.start_soon(run, name="bus-publisher")
+        if self.view_outlets:
+            venues = sorted({v for _, names in self.view_outlets for v in names})
+            self._bus_nursery.start_soon(
+                functools.partial(
+                    run_heartbeats, publisher, venues, self.settings.heartbeat_interval
+                ),
+                name="bus-heartbeats",
+            )
+        return done
+
+    def say_goodbye(self) -> None:
+        """The feed role stopping: its venues leave the merges at once, not after
+        ``stale_after``."""
+        for outlet, venues in self.view_outlets:
+            for venue in venues:
+                outlet.publish(VenueDown(venue, "feed process stopped"))
+
+
+async def _forward_views(
+    receive: trio.MemoryReceiveChannel[VenueUpdate], outlet: ViewOutlet
+) -> None:
+    """The feed role's end of the views link: each update onto the bus as it comes."""
+    async with receive:
+        async for update in receive:
+            outlet.publish(update)
+
+
+async def run_roles(
+    config: AppConfig,
+    roles: Roles,
+    *,
+    venues: Mapping[str, VenueSpec] = VENUES,
+    feed_runner: FeedRunner = run_feed,
+    task_status: trio.TaskStatus[App] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    """Run this process's roles of ``config`` until ``App.shutdown()`` (or cancellation).
+
+    Reports the ``App`` once its gRPC servers (``serve``) and metrics endpoint are
+    bound and its feeds started; like ``run_app`` a bad topology or an address
+    that cannot be bound fails before anything else starts.
+    """
+    if config.simulation is not None:
+        raise ConfigError(
+            "[simulation] is set: run through dragonflybot.cli.simulated.run_with_simulation"
+        )
+    plans = plan_topology(config, venues)
+    if roles.feed_venues is not None:
+        check_feed_venues(plans, roles.feed_venues)
+    bus_config(roles.bus)  # a bad URL fails here, before anything starts
+    feeding = Role.FEED in roles.roles
+    serving = Role.SERVE in roles.roles
+    runtimes = [
+        InstrumentRuntime(
+            feed_plan(plan, roles.feed_venues) if feeding else attrs.evolve(plan, venues=()),
+            max_client_rate=config.max_client_rate,
+            limits=config.limits,
+        )
+        for plan in plans
+    ]
+    registry = build_registry(runtimes)
+    endpoints: list[BusEndpoint] = []
+    registry.register(BusCollector(endpoints))
+    async with trio.open_nursery() as nursery:
+        if serving:
+            for rt in runtimes:
+                await nursery.start(rt.server.serve)
+        metrics_address: tuple[str, int] | None = None
+        if config.metrics_listen is not None:
+            host, port = parse_listen(config.metrics_listen)
+            port = await nursery.start(serve_metrics, registry, host, port)
+            metrics_address = (host, port)
+        async with trio.open_nursery() as bus_nursery:
+            wiring = _Wiring(roles, nursery, bus_nursery, feed_runner, venues)
+            for plan, rt in zip(plans, runtimes, strict=True):
+                wiring.instrument(plan, rt)
+            endpoints.extend(wiring.endpoints)
+            published = wiring.start_publishing()
+            if feeding:
+                nursery.start_soon(wiring.feeds.run, name="feeds")
+            app = App(runtimes, registry=registry, metrics_address=metrics_address)
+            names = sorted(r.value for r in roles.roles)
+            log.info("roles %s on bus %s", ", ".join(names), wiring.config.url)
+            task_status.started(app)
+            await app.wait_stopping()
+            log.info("shutting down")
+            if serving:
+                for rt in runtimes:
+                    rt.server.shutdown()
+            wiring.feeds.cancel()
+            with trio.move_on_after(config.shutdown_grace):
+                if serving:
+                    for rt in runtimes:
+                        await rt.server.wait_closed()
+                if feeding:
+                    await wiring.feeds.wait_done()
+                if published is not None and wiring.publisher is not None:
+                    wiring.say_goodbye()
+                    wiring.publisher.close()
+                    await published.wait()
+            bus_nursery.cancel_scope.cancel()
+        nursery.cancel_scope.cancel()
