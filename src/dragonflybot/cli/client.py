@@ -3,6 +3,7 @@
     dragonflybot-grpc-client                               # live table on a terminal
     dragonflybot-grpc-client --count 5 --format json       # five JSON lines, then exit
     dragonflybot-grpc-client --server 10.0.0.5:50051 --retry
+    dragonflybot-grpc-client --server gw1:50051,gw2:50051 --retry   # gateways tried in turn
 
 Speaks gRPC through purerpc with a small flow-control window and keeps only the
 newest Summary for the display. An unreachable server is one line on stderr and
@@ -24,7 +25,7 @@ from dragonflybot.cli.display import print_json_lines, show_live_table
 from dragonflybot.config import DEFAULT_LISTEN, format_listen, parse_listen
 from dragonflybot.errors import ConfigError
 from dragonflybot.instrument import canonical
-from dragonflybot.service.book_client import ReceivedSummary, follow_book
+from dragonflybot.service.book_client import ReceivedSummary, follow_any_book
 
 PROG = "dragonflybot-grpc-client"
 
@@ -36,10 +37,12 @@ def build_parser(prog: str = PROG) -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--server",
-        type=options.listen_address,
-        default=DEFAULT_LISTEN,
-        metavar="HOST:PORT",
-        help=f"server address (default: {DEFAULT_LISTEN})",
+        type=_servers,
+        action="extend",
+        metavar="HOST:PORT[,HOST:PORT...]",
+        help=f"server address (default: {DEFAULT_LISTEN}); several (comma-separated or the "
+        "flag repeated) are gateways serving the same book, tried in turn: when one fails "
+        "the client moves to the next at once",
     )
     parser.add_argument(
         "--count", type=_count, default=0, metavar="N", help="stop after N books (default: never)"
@@ -68,6 +71,10 @@ def build_parser(prog: str = PROG) -> argparse.ArgumentParser:
     return parser
 
 
+def _servers(text: str) -> list[str]:
+    return [options.listen_address(part.strip()) for part in text.split(",")]
+
+
 def _instrument(text: str) -> str:
     try:
         return canonical(text)
@@ -89,6 +96,7 @@ async def follow_and_show(
     host: str,
     port: int,
     *,
+    alternates: Sequence[tuple[str, int]] = (),
     table: bool,
     count: int = 0,
     retry: bool = False,
@@ -98,12 +106,15 @@ async def follow_and_show(
     """Follow the stream and display it until ``count`` books (0: until cancelled).
 
     Raises ``TransportError`` (inside an exception group) when the server cannot be
-    reached or the stream ends, unless ``retry``.
+    reached or the stream ends, unless ``retry``. ``alternates`` serve the same book:
+    tried in turn after ``host:port`` (``follow_any_book``).
     """
     books: Fanout[ReceivedSummary] = Fanout()
     async with trio.open_nursery() as nursery:
         nursery.start_soon(
-            lambda: follow_book(host, port, books, retry=retry, connect_timeout=connect_timeout)
+            lambda: follow_any_book(
+                [(host, port), *alternates], books, retry=retry, connect_timeout=connect_timeout
+            )
         )
         if table:
             source = format_listen(host, port)
@@ -117,7 +128,8 @@ async def follow_and_show(
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    host, port = parse_listen(args.server)
+    servers = [parse_listen(text) for text in dict.fromkeys(args.server or [DEFAULT_LISTEN])]
+    (host, port), alternates = servers[0], servers[1:]
     table = args.format == "table" if args.format else sys.stdout.isatty()
     setup_logging(args.log_level, args.log_format or "text")
 
@@ -127,6 +139,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             lambda: follow_and_show(
                 host,
                 port,
+                alternates=alternates,
                 table=table,
                 count=args.count,
                 retry=args.retry,

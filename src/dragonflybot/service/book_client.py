@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Sequence
 from typing import Any
 
 import anyio
@@ -20,6 +21,7 @@ import trio
 
 from dragonflybot.aggregator.fanout import Fanout
 from dragonflybot.client import Backoff
+from dragonflybot.config import format_listen
 from dragonflybot.errors import TransportError
 from dragonflybot.service.channel import open_channel
 from dragonflybot.service.messages import Empty
@@ -64,12 +66,45 @@ async def follow_book(
     lost) raises ``TransportError`` with one clear sentence; with it, the client
     logs the failure and tries again after an exponential backoff with jitter.
     """
+    await follow_any_book(
+        [(host, port)], out, retry=retry, connect_timeout=connect_timeout, backoff=backoff
+    )
+
+
+async def follow_any_book(
+    servers: Sequence[tuple[str, int]],
+    out: Fanout[ReceivedSummary],
+    *,
+    retry: bool = False,
+    connect_timeout: float = 5.0,
+    backoff: Backoff | None = None,
+) -> None:
+    """``follow_book`` over several servers serving the same book (gateways on one bus).
+
+    The servers are tried in turn: a failure moves to the next one at once, and
+    only a whole round of failures waits the backoff, so a client whose gateway
+    dies is on another within one connect. Without ``retry`` a round of failures
+    raises the last ``TransportError``.
+    """
+    if not servers:
+        raise ValueError("follow_any_book needs at least one server")
     backoff = backoff if backoff is not None else Backoff(0.25, 5.0, reset_after=5.0)
     counter = [0]
+    index = 0
+    failed_in_round = 0
     while True:
+        host, port = servers[index]
+        before = counter[0]
         error = await _attempt(host, port, out, counter, connect_timeout, backoff)
+        # A server that delivered something is a fresh start for the round.
+        failed_in_round = 1 if counter[0] != before else failed_in_round + 1
+        index = (index + 1) % len(servers)
+        if failed_in_round < len(servers):
+            log.warning("%s; trying %s", error, format_listen(*servers[index]))
+            continue
         if not retry:
             raise error
+        failed_in_round = 0
         backoff.disconnected(trio.current_time())
         delay = backoff.next_delay()
         log.warning("%s; retrying in %.1f s", error, delay)
