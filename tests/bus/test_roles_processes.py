@@ -23,10 +23,10 @@ from typing import Any
 
 import grpc
 import trio
-
 from cli.test_entrypoints import Proc, script
-from dragonflybot.sim import SimConfig, SimHandle, serve_simulation
 from e2e.conftest import INSTRUMENT, GrpcioReader, reading, settle
+
+from dragonflybot.sim import SimConfig, SimHandle, serve_simulation
 
 from .redis_servers import RedisServer
 
