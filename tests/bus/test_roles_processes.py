@@ -108,7 +108,9 @@ def health(port: int) -> bytes:
 
 async def wait_health(port: int, want: bytes) -> None:
     with trio.fail_after(20):
-        while await trio.to_thread.run_sync(health, port) != want:
+        while True:
+            if await trio.to_thread.run_sync(health, port) == want:
+                return
             await trio.sleep(0.05)
 
 
