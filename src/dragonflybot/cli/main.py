@@ -65,10 +65,10 @@ COMMANDS: dict[str, tuple[Callable[[list[str]], int], str]] = {
     "demo": (_demo, "simulated venues + server + client, offline"),
     "server": (_server, "serve the consolidated book over gRPC"),
     "client": (_client, "watch a server's book (table or JSON lines)"),
-    "feed": (_feed, "run venue feeds, publish their books to the bus (Redis)"),
-    "aggregate": (_aggregate, "merge the venues' books from the bus, publish the result"),
     "sim": (_sim, "run simulated venues"),
     "record": (_record, "capture a venue's traffic to a file"),
+    "feed": (_feed, "run venue feeds, publish their books to the bus (Redis)"),
+    "aggregate": (_aggregate, "merge the venues' books from the bus, publish the result"),
 }
 
 
