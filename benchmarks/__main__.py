@@ -25,6 +25,7 @@ SUITES: Final = (
     "benchmarks.throughput",
     "benchmarks.latency",
     "benchmarks.fanout",
+    "benchmarks.roles",
     "benchmarks.soak",
 )
 
