@@ -180,7 +180,7 @@ def split_run(endpoints: dict[str, tuple[str, str]], mode: str, bus_url: str) ->
 
 
 def throughput_table(options: Options) -> Table:
-    count = 20_000 if options.quick else 150_000
+    count = 20_000 if options.quick else 60_000
     repeats = 1 if options.quick else 3
     table = Table(
         "Four venue feeds: one process vs split over two feed processes",
