@@ -10,7 +10,7 @@ import trio
 from dragonflybot.aggregator import Fanout
 from dragonflybot.client import Backoff
 from dragonflybot.errors import TransportError
-from dragonflybot.service.book_client import ReceivedSummary, follow_book
+from dragonflybot.service.book_client import ReceivedSummary, follow_any_book, follow_book
 
 from .conftest import numbered, serving, wait_for
 
@@ -90,3 +90,34 @@ async def test_retry_reconnects_to_a_restarted_server() -> None:
 def _best_bid(books: Fanout[ReceivedSummary]) -> int | None:
     latest = books.latest()
     return None if latest is None else round(latest.summary.bids[0].price)
+
+
+async def test_several_servers_are_tried_in_turn_and_a_failed_one_is_left_at_once() -> None:
+    """A dead first address costs nothing; when the serving one shuts down the client moves to
+    the next (here the first again, restarted) without waiting for the backoff."""
+    books: Fanout[ReceivedSummary] = Fanout()
+    dead = free_port()
+    slow = Backoff(30.0, 30.0)  # a backoff would fail the test's deadline
+    with trio.fail_after(10):
+        async with serving() as first, serving() as second:
+            await first.push(numbered("binance", 1))
+            await second.push(numbered("binance", 2))
+            servers = [("127.0.0.1", dead), ("127.0.0.1", first.port), ("127.0.0.1", second.port)]
+            async with trio.open_nursery() as n:
+                n.start_soon(lambda: follow_any_book(servers, books, retry=True, backoff=slow))
+                await wait_for(lambda: books.published > 0)
+                latest = books.latest()
+                assert latest is not None and round(latest.summary.bids[0].price) == 1
+                first.server.shutdown()
+                await wait_for(
+                    lambda: (
+                        (b := books.latest()) is not None and round(b.summary.bids[0].price) == 2
+                    )
+                )
+                n.cancel_scope.cancel()
+
+
+async def test_without_retry_a_round_of_failures_is_the_last_error() -> None:
+    ports = [free_port(), free_port()]
+    with pytest.raises(TransportError, match=f"cannot connect to 127.0.0.1:{ports[1]}"):
+        await follow_any_book([("127.0.0.1", p) for p in ports], Fanout())
