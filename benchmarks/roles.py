@@ -195,7 +195,10 @@ def throughput_table(options: Options) -> Table:
             "mode",
             "one process frames/s",
             "two feed processes frames/s",
-            "ratio",
+            "ratio (measured)",
+            "one process CPU µs/frame",
+            "feed process CPU µs/frame",
+            "ratio with a core each",
             "aggregator views/s (split)",
         ],
     )
@@ -234,7 +237,7 @@ def throughput_table(options: Options) -> Table:
     return table
 
 
-def fanout_run(seconds: float) -> dict[str, Any]:
+def fanout_run(seconds: float, clients: int = FANOUT_CLIENTS) -> dict[str, Any]:
     sim, endpoints = rig.start_sim(
         venues=("binance", "bitstamp"),
         instruments=("ethbtc",),
@@ -257,7 +260,7 @@ def fanout_run(seconds: float) -> dict[str, Any]:
                     ),
                 ]
             )
-            per_process = FANOUT_CLIENTS // 4
+            per_process = clients // 4
             for i in range(4):
                 target = f"127.0.0.1:{ports[i % 2]}"
                 clients.append(rig.start(rig.client_child, [target] * per_process, False, 0.0))
@@ -283,37 +286,59 @@ def fanout_run(seconds: float) -> dict[str, Any]:
     if agg is not None:
         publications = (agg["final"][4] - agg["begin"][4]) / (agg["final"][0] - agg["begin"][0])
     rates = [r for out in outs for r in per_client([o for o in out if o is not None])]
-    return {"rates": rates, "publications": publications}
+    sent = sum(o[0] for out in outs for o in out if o is not None)
+    gateways = [r for r in reports[1:] if r is not None]
+    cpu = [(r["final"][1] - r["begin"][1]) / (r["final"][0] - r["begin"][0]) for r in gateways]
+    gateway_cpu = sum(r["final"][1] - r["begin"][1] for r in gateways)
+    return {
+        "rates": rates,
+        "publications": publications,
+        "gateway_cpu": statistics.mean(cpu) if cpu else 0.0,
+        "us_per_summary": gateway_cpu / sent * 1e6 if sent else 0.0,
+    }
 
 
 def fanout_table(options: Options) -> Table:
     seconds = 5.0 if options.quick else 15.0
     repeats = 1 if options.quick else 3
     table = Table(
-        "Fan-out over the bus: 1,000 clients on two gateway processes",
+        "Fan-out over the bus: clients on two gateway processes",
         f"Simulated Binance + Bitstamp diff feeds at {FANOUT_RATE} frames/s in total; one "
         "`feed`+`aggregate` process publishing books to redis-server; two gateway processes "
-        f"(`serve` over the bus, per-client cap {FANOUT_CAP:g} Summaries/s); "
-        f"{FANOUT_CLIENTS:,} grpcio clients (four processes, half on each gateway), "
-        f"{seconds:g} s per run, {repeats} runs. All on the same two cores. *per client*: "
-        "median of the runs' client medians (slowest-fastest client over all runs).",
-        ["clients", "served", "per client updates/s", "aggregator publications/s"],
-    )
-    runs = [fanout_run(seconds) for _ in range(repeats)]
-    rates = [r["rates"] for r in runs if r["rates"]]
-    served = [sum(1 for x in r["rates"] if x > 0) for r in runs]
-    table.rows.append(
+        f"(`serve` over the bus, per-client cap {FANOUT_CAP:g} Summaries/s); grpcio clients "
+        "(four processes, one thread and one connection per client, half on each gateway), "
+        f"{seconds:g} s per run, {repeats} runs per case. Everything, the client threads "
+        "included, on the same two cores. *per client*: median of the runs' client medians "
+        "(slowest-fastest client over all runs); *gateway CPU*: share of a core each gateway "
+        "process used; *CPU per Summary*: both gateways' CPU time per Summary the clients "
+        "received.",
         [
-            f"{FANOUT_CLIENTS:,}",
-            spread(served),
-            f"{statistics.median(statistics.median(r) for r in rates):,.1f} "
-            f"({min(min(r) for r in rates):,.1f}-{max(max(r) for r in rates):,.1f})"
-            if rates
-            else "—",
-            spread([r["publications"] for r in runs], ",.1f"),
-        ]
+            "clients",
+            "served",
+            "per client updates/s",
+            "aggregator publications/s",
+            "gateway CPU",
+            "gateway CPU µs per Summary",
+        ],
     )
-    print("  ", table.rows[-1], flush=True)
+    for clients in (100, FANOUT_CLIENTS):
+        runs = [fanout_run(seconds, clients) for _ in range(repeats)]
+        rates = [r["rates"] for r in runs if r["rates"]]
+        served = [sum(1 for x in r["rates"] if x > 0) for r in runs]
+        table.rows.append(
+            [
+                f"{clients:,}",
+                spread(served),
+                f"{statistics.median(statistics.median(r) for r in rates):,.1f} "
+                f"({min(min(r) for r in rates):,.1f}-{max(max(r) for r in rates):,.1f})"
+                if rates
+                else "—",
+                spread([r["publications"] for r in runs], ",.1f"),
+                spread([r["gateway_cpu"] * 100 for r in runs], unit="%"),
+                spread([r["us_per_summary"] for r in runs], ",.0f"),
+            ]
+        )
+        print("  ", table.rows[-1], flush=True)
     return table
 
 
