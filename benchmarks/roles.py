@@ -237,7 +237,7 @@ def throughput_table(options: Options) -> Table:
     return table
 
 
-def fanout_run(seconds: float, clients: int = FANOUT_CLIENTS) -> dict[str, Any]:
+def fanout_run(seconds: float, count: int = FANOUT_CLIENTS) -> dict[str, Any]:
     sim, endpoints = rig.start_sim(
         venues=("binance", "bitstamp"),
         instruments=("ethbtc",),
@@ -260,7 +260,7 @@ def fanout_run(seconds: float, clients: int = FANOUT_CLIENTS) -> dict[str, Any]:
                     ),
                 ]
             )
-            per_process = clients // 4
+            per_process = count // 4
             for i in range(4):
                 target = f"127.0.0.1:{ports[i % 2]}"
                 clients.append(rig.start(rig.client_child, [target] * per_process, False, 0.0))
