@@ -127,3 +127,19 @@ def test_a_venue_is_live_exactly_when_heard_within_stale_after(
         for v, at in last.items():
             assert watch.is_live(v, now) == (now - at < 2.0)
             assert (v in stale) == (now - at >= 2.0)
+
+
+@given(
+    at=st.floats(min_value=-1e9, max_value=1e9, allow_nan=False),
+    stale_after=st.floats(min_value=1e-3, max_value=3600, allow_nan=False),
+)
+def test_at_its_deadline_a_venue_is_stale(at: float, stale_after: float) -> None:
+    """The deadline a waiter sleeps until always expires the venue: no rounding step in which
+    the deadline has passed but the venue still counts as live (an ingest would spin)."""
+    watch = StalenessWatch(stale_after)
+    watch.seen("v", at, at)
+    deadline = watch.next_deadline()
+    assert deadline is not None
+    assert not watch.is_live("v", deadline)
+    assert watch.expire(deadline) == ["v"]
+    assert watch.next_deadline() is None

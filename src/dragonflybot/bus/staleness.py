@@ -44,14 +44,17 @@ class StalenessWatch:
     def is_live(self, venue: str, now: float) -> bool:
         """Heard from within ``stale_after`` of ``now``."""
         at = self._seen.get(venue)
-        return at is not None and now - at < self.stale_after
+        # The same expression as ``next_deadline`` (``at + stale_after``), never ``now - at``:
+        # the two differ by a rounding step, and a deadline reached while the venue still
+        # counted as live would wake its waiter again at once, forever.
+        return at is not None and now < at + self.stale_after
 
     def expire(self, now: float) -> list[str]:
         """Venues that went stale since the last call (each reported once)."""
         newly = [
             venue
             for venue, at in self._seen.items()
-            if venue not in self._stale and now - at >= self.stale_after
+            if venue not in self._stale and now >= at + self.stale_after
         ]
         self._stale.update(newly)
         return newly
