@@ -27,9 +27,15 @@ How one connection is kept cheap and isolated:
   reset floods and oversized header blocks end the connection with GOAWAY
   ENHANCE_YOUR_CALM;
 * a request message is capped at ``max_receive_message`` (RESOURCE_EXHAUSTED,
-  decided on the declared length), received data is acknowledged at once (so
-  what a stream buffers is bounded by that cap), and a stream's state is freed
-  the moment it ends or the client resets it (its handler is cancelled);
+  decided on the declared length), and a stream's state is freed the moment it
+  ends or the client resets it (its handler is cancelled);
+* a unary request's data is acknowledged at once (what it buffers is bounded by
+  the message cap). A client-streaming (bidirectional) stream's data is
+  acknowledged only while its handler keeps up (``INBOUND_QUEUE`` messages
+  waiting at most): past that the client's window closes, so a client flooding
+  a bidirectional stream is throttled by HTTP/2 flow control, not buffered. Such
+  a stream holds a slot of the stream limit; waiting longer than
+  ``idle_timeout`` for its next request ends it (DEADLINE_EXCEEDED);
 * a malformed request (method, content type, ``te``, path, ``grpc-timeout``,
   ``-bin`` header, encoding, a body that is not the request type) gets its status
   on its own stream; a broken HTTP/2 connection gets GOAWAY from h2 and ends
@@ -57,6 +63,8 @@ from __future__ import annotations
 import functools
 import logging
 import math
+from collections import deque
+from collections.abc import AsyncGenerator
 from contextlib import aclosing, suppress
 from typing import Any, Final
 
@@ -110,6 +118,14 @@ CLOSE_GRACE: Final = 1.0
 
 SHUTDOWN_MESSAGE: Final = "server is shutting down"
 
+MALFORMED_MESSAGE: Final = "malformed request message"
+"""The status message of a request body that is not the request type (docs/api-v1.md)."""
+
+INBOUND_QUEUE: Final = 4
+"""Request messages a client-streaming stream may have waiting for its handler before the
+server stops acknowledging its DATA: past it the client's window closes and the client
+waits (HTTP/2 flow control), so a flood is throttled, never buffered without bound."""
+
 
 class _StreamGone(Exception):
     """The stream was reset or the connection lost while a handler used it."""
@@ -132,6 +148,7 @@ class _Stream:
         "request",
         "scope",
         "shutdown",
+        "unacked",
     )
 
     def __init__(self, stream_id: int, request: Request, entry: MethodEntry, max_message: int):
@@ -139,13 +156,16 @@ class _Stream:
         self.request = request
         self.entry = entry
         self.reader = MessageReader(max_message)
-        self.messages: list[bytes] = []
+        self.messages: deque[bytes] = deque()
         self.error: WireError | None = None
         self.remote_ended = False
         self.headers_sent = False
         self.mid_message = False
         self.gone = False
         self.shutdown = False
+        self.unacked = 0
+        """Flow-controlled bytes received but not acknowledged: held back while the
+        inbound queue is full (client-streaming methods only)."""
         self.scope = trio.CancelScope()
         self.lot = trio.lowlevel.ParkingLot()
         """Wakes the handler when the request body or an error arrives."""
@@ -388,27 +408,47 @@ class Connection:
                 self._h2.reset_stream(stream_id, h2.errors.ErrorCodes.NO_ERROR)
 
     def _on_data(self, event: h2.events.DataReceived) -> None:
-        # Acknowledged at once: what a stream keeps is bounded by the message cap.
-        with suppress(h2.exceptions.ProtocolError):
-            self._h2.acknowledge_received_data(event.flow_controlled_length, event.stream_id)
         stream = self._streams.get(event.stream_id)
+        size = event.flow_controlled_length
         if stream is None or stream.error is not None:
+            self._acknowledge(event.stream_id, size)
             return
         try:
             before = len(stream.messages)
             stream.messages.extend(stream.reader.feed(event.data))
-            if len(stream.messages) > before and event.flow_controlled_length < SMALL_DATA:
-                self._guard.credit(1)  # a small DATA frame, but it completed the request
-            if len(stream.messages) > 1:
-                # Every method here takes one request: a second is an error now, not
-                # a list that grows with what the client sends.
+            if len(stream.messages) > before and size < SMALL_DATA:
+                self._guard.credit(1)  # a small DATA frame, but it completed a request
+            if len(stream.messages) > 1 and not stream.entry.client_streaming:
+                # A unary request is one message: a second is an error now, not a list
+                # that grows with what the client sends.
                 raise WireError(StatusCode.INVALID_ARGUMENT, "more than one request message")
         except WireError as exc:
             stream.error = exc
+            stream.messages.clear()
             stream.reader = MessageReader(0)  # drop what was buffered
+        if stream.error is None and len(stream.messages) > INBOUND_QUEUE:
+            # The handler is behind: hold the acknowledgment back until it catches up
+            # (``_consumed``), so the client's window closes instead of our memory growing.
+            stream.unacked += size
+        else:
+            # Acknowledged at once: what the stream keeps is bounded by the message cap.
+            self._acknowledge(stream.id, size + stream.unacked)
+            stream.unacked = 0
         if event.stream_ended is not None:
             stream.remote_ended = True
         stream.lot.unpark_all()
+
+    def _acknowledge(self, stream_id: int, size: int) -> None:
+        if size:
+            with suppress(h2.exceptions.ProtocolError, ValueError):
+                self._h2.acknowledge_received_data(size, stream_id)
+
+    def _consumed(self, stream: _Stream) -> None:
+        """The handler took a request message: reopen the window once the queue has room."""
+        if stream.unacked and len(stream.messages) <= INBOUND_QUEUE and not stream.gone:
+            self._acknowledge(stream.id, stream.unacked)
+            stream.unacked = 0
+            self._flush()
 
     def _on_reset(self, stream_id: int, now: float) -> None:
         self.stats.streams_reset += 1
@@ -443,6 +483,14 @@ class Connection:
         now = trio.current_time()
         timeout = stream.request.timeout
         deadline = now + timeout if timeout is not None else math.inf
+        if stream.entry.client_streaming:
+            with trio.move_on_at(deadline) as call:
+                async with aclosing(self._requests(stream)) as requests:
+                    code, message = await self._call(stream, requests)
+            if call.cancelled_caught:
+                code, message = StatusCode.DEADLINE_EXCEEDED, "deadline exceeded"
+            self._end(stream, code, message)
+            return
         with trio.move_on_at(min(deadline, now + self._limits.request_timeout)) as waiting:
             payload = await self._request_message(stream)
         if waiting.cancelled_caught:
@@ -455,7 +503,7 @@ class Connection:
             request = stream.entry.request_type.FromString(payload)
         except Exception:  # protobuf's DecodeError and friends: the body is not the type
             self.stats.requests_rejected += 1
-            self._end(stream, StatusCode.INVALID_ARGUMENT, "request is not a valid message")
+            self._end(stream, StatusCode.INVALID_ARGUMENT, MALFORMED_MESSAGE)
             return
         with trio.move_on_at(deadline) as call:
             code, message = await self._call(stream, request)
@@ -482,7 +530,39 @@ class Connection:
         stream.reader = MessageReader(0)
         return payload
 
+    async def _requests(self, stream: _Stream) -> AsyncGenerator[Any]:
+        """A client-streaming method's requests, decoded, as the handler asks for them.
+
+        Each wait for the next message is bounded by ``idle_timeout``: an idle stream
+        holds a slot of the stream limit, so it may not hold it for ever. A bad message
+        (oversized, not the request type, cut short) raises ``WireError``, which ends
+        the call with its status whatever the handler does with it.
+        """
+        decode = stream.entry.request_type.FromString
+        idle = self._limits.idle_timeout
+        while True:
+            with trio.move_on_after(idle) as waiting:
+                while not stream.messages and stream.error is None and not stream.remote_ended:
+                    await stream.lot.park()
+            if waiting.cancelled_caught:
+                raise WireError(StatusCode.DEADLINE_EXCEEDED, f"no request message for {idle:g} s")
+            if stream.messages:
+                payload = stream.messages.popleft()
+                self._consumed(stream)
+                try:
+                    request = decode(payload)
+                except Exception as exc:  # protobuf's DecodeError and friends
+                    raise WireError(StatusCode.INVALID_ARGUMENT, MALFORMED_MESSAGE) from exc
+                yield request
+                continue
+            if stream.error is not None:
+                raise stream.error
+            if stream.reader.partial:
+                raise WireError(StatusCode.INVALID_ARGUMENT, "the request stream ended mid-message")
+            return
+
     async def _call(self, stream: _Stream, request: Any) -> tuple[StatusCode, str]:
+        """Run the handler with ``request`` (a message, or an async iterator of them)."""
         method = functools.partial(stream.entry.handler, request=stream.request)
         name = f"{stream.request.service}/{stream.request.method}"
         try:
@@ -494,6 +574,11 @@ class Connection:
                         await self._send_message(stream, _framed(message))
         except RpcFailedError as exc:
             return exc.status.status_code, exc.status.status_message or ""
+        except WireError as exc:  # from ``_requests``: the client's fault, not the handler's
+            self.stats.requests_rejected += 1
+            if exc.code == StatusCode.RESOURCE_EXHAUSTED:
+                self.stats.messages_too_large += 1
+            return exc.code, exc.message
         except _StreamGone:
             raise
         except Exception:
