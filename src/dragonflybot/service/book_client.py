@@ -21,7 +21,7 @@ import trio
 from dragonflybot.aggregator.fanout import Fanout
 from dragonflybot.client import Backoff
 from dragonflybot.errors import TransportError
-from dragonflybot.service.channel import open_channel
+from dragonflybot.service.channel import ChannelSecurity, open_channel
 from dragonflybot.service.messages import Empty
 from dragonflybot.service.proto.orderbook_grpc import OrderbookAggregatorStub
 from dragonflybot.service.purerpc_adapter import GRPCError, RpcFailedError
@@ -57,6 +57,7 @@ async def follow_book(
     retry: bool = False,
     connect_timeout: float = 5.0,
     backoff: Backoff | None = None,
+    security: ChannelSecurity | None = None,
 ) -> None:
     """Receive ``host:port``'s book stream into ``out`` until cancelled.
 
@@ -67,7 +68,7 @@ async def follow_book(
     backoff = backoff if backoff is not None else Backoff(0.25, 5.0, reset_after=5.0)
     counter = [0]
     while True:
-        error = await _attempt(host, port, out, counter, connect_timeout, backoff)
+        error = await _attempt(host, port, out, counter, connect_timeout, backoff, security)
         if not retry:
             raise error
         backoff.disconnected(trio.current_time())
@@ -83,14 +84,17 @@ async def _attempt(
     counter: list[int],
     connect_timeout: float,
     backoff: Backoff,
+    security: ChannelSecurity | None,
 ) -> TransportError:
     """One connection: returns why it ended (it always ends with an error)."""
     try:
-        async with open_channel(host, port, connect_timeout=connect_timeout) as channel:
+        async with open_channel(
+            host, port, connect_timeout=connect_timeout, security=security
+        ) as channel:
             backoff.connected(trio.current_time())
             stub = OrderbookAggregatorStub(channel)  # type: ignore[no-untyped-call]
             try:
-                async for summary in stub.BookSummary(Empty()):
+                async for summary in stub.BookSummary(Empty(), metadata=channel.metadata):
                     counter[0] += 1
                     out.publish(ReceivedSummary(summary, counter[0], time.monotonic_ns()))
             except RpcFailedError as exc:

@@ -63,6 +63,8 @@ from __future__ import annotations
 import functools
 import logging
 import math
+import os
+import ssl
 from collections import deque
 from collections.abc import AsyncGenerator
 from contextlib import aclosing, suppress
@@ -77,6 +79,7 @@ import h2.events
 import h2.exceptions
 import h2.settings
 import trio
+from anyio.streams.tls import TLSStream
 
 from dragonflybot.config import LimitsConfig
 from dragonflybot.service.grpcwire import (
@@ -94,6 +97,7 @@ from dragonflybot.service.grpcwire import (
 from dragonflybot.service.guard import SMALL_DATA, Flood, FrameGuard
 from dragonflybot.service.pacing import tune_socket
 from dragonflybot.service.purerpc_adapter import MethodEntry, Methods, RpcFailedError, StatusCode
+from dragonflybot.service.security import TokenCheck
 from dragonflybot.service.stats import LogThrottle, ServerStats
 
 log = logging.getLogger(__name__)
@@ -181,11 +185,19 @@ class Connection:
         limits: LimitsConfig | None = None,
         stats: ServerStats | None = None,
         throttle: LogThrottle | None = None,
+        *,
+        tls: ssl.SSLContext | None = None,
+        auth: TokenCheck | None = None,
     ) -> None:
-        """``stats`` and ``throttle`` are the server's, shared by its connections."""
+        """``stats`` and ``throttle`` are the server's, shared by its connections. With
+        ``tls`` the connection begins with a TLS handshake (within ``handshake_timeout``);
+        with ``auth`` every call to a service it does not leave open needs the token."""
         self._methods = methods
         self._throttle = throttle if throttle is not None else LogThrottle()
-        self._sock = socket_stream
+        self._raw = socket_stream
+        self._sock: anyio.abc.ByteStream = socket_stream
+        self._tls = tls
+        self._auth = auth
         self._limits = limits if limits is not None else LimitsConfig()
         self.stats = stats if stats is not None else ServerStats()
         self._h2 = _new_h2(self._limits)
@@ -212,6 +224,10 @@ class Connection:
         self._closing = False
         self._handshaken = False
         self._quiet_since = trio.current_time()
+        self._heard = self._quiet_since
+        """When the client's last bytes arrived (keepalive PINGs follow its silence)."""
+        self._ping_ack = trio.Event()
+        self._ping_data = b""
         self.peer = _peer_name(socket_stream)
 
     @property
@@ -233,11 +249,17 @@ class Connection:
 
         Always closes the socket; raises nothing but cancellation.
         """
-        tune_socket(self._sock)
+        tune_socket(self._raw)
+        if self._tls is not None and not await self._start_tls():
+            with trio.CancelScope(shield=True):
+                await self._raw.aclose()
+            self._broken = True
+            return
         try:
             async with self._sock, trio.open_nursery() as nursery:
                 self._nursery = nursery
                 nursery.start_soon(self._writer)
+                nursery.start_soon(self._keepalive)
                 self._h2.initiate_connection()
                 # h2 would end the whole connection for one stream over the limit; the
                 # limit is advertised above and enforced in ``_on_request`` instead.
@@ -272,6 +294,52 @@ class Connection:
             self._nursery = None
         log.debug("connection %s closed", self.peer)
 
+    async def _start_tls(self) -> bool:
+        """The TLS handshake, within ``handshake_timeout``; False (counted) if it fails."""
+        assert self._tls is not None
+        with trio.move_on_after(self._limits.handshake_timeout):
+            try:
+                self._sock = await TLSStream.wrap(
+                    self._raw, server_side=True, ssl_context=self._tls, standard_compatible=False
+                )
+            except (ssl.SSLError, anyio.EndOfStream, anyio.BrokenResourceError, OSError) as exc:
+                self.stats.tls_failures += 1
+                reason = _tls_reason(exc)
+                self._log(
+                    logging.INFO, "connection %s: TLS handshake failed: %s", self.peer, reason
+                )
+                return False
+            return True
+        self.stats.connections_timed_out += 1
+        log.debug("connection %s: TLS handshake timeout", self.peer)
+        return False
+
+    async def _keepalive(self) -> None:
+        """PING a client silent for ``keepalive_interval``; close if it does not answer.
+
+        A client that vanished without a FIN (a pulled cable, a frozen process, a NAT
+        that forgot the flow) would otherwise keep its connection and streams for ever,
+        and a stream waiting on its window never notices.
+        """
+        interval = self._limits.keepalive_interval
+        while True:
+            await trio.sleep_until(self._heard + interval)
+            if trio.current_time() < self._heard + interval:
+                continue  # the client spoke meanwhile
+            self._ping_ack = trio.Event()
+            self._ping_data = os.urandom(8)
+            with suppress(h2.exceptions.ProtocolError):
+                self._h2.ping(self._ping_data)
+            self._flush()
+            with trio.move_on_after(self._limits.keepalive_timeout):
+                await self._ping_ack.wait()
+                continue
+            self.stats.keepalive_timeouts += 1
+            self._log(logging.INFO, "connection %s: no answer to a keepalive PING", self.peer)
+            self._goaway(h2.errors.ErrorCodes.NO_ERROR, b"keepalive timeout")
+            self._read_scope.cancel()
+            return
+
     # --- reading -----------------------------------------------------------------------
 
     async def _read_loop(self) -> None:
@@ -287,6 +355,7 @@ class Connection:
                 ):
                     return
                 now = trio.current_time()
+                self._heard = now
                 try:
                     self._guard.feed(data, now)
                     events = self._h2.receive_data(data)
@@ -354,6 +423,9 @@ class Connection:
                 self._quiet_since = now
                 self._update_timer()
             self._window_lot.unpark_all()
+        elif isinstance(event, h2.events.PingAckReceived):
+            if event.ping_data == self._ping_data:
+                self._ping_ack.set()
         elif isinstance(event, h2.events.ConnectionTerminated):
             log.debug("connection %s: client sent GOAWAY (%s)", self.peer, event.error_code)
             raise _PeerDone
@@ -378,6 +450,14 @@ class Connection:
             self._reject(stream_id, rejection, event.stream_ended is not None)
             self._guard.charge_reset(now)
             return
+        if self._auth is not None:
+            refusal = self._auth.check(checked.service, checked.headers)
+            if refusal is not None:
+                # Charged like a malformed request: guessing tokens is cut as a flood.
+                self.stats.unauthenticated += 1
+                self._reject(stream_id, refusal, event.stream_ended is not None, counted=False)
+                self._guard.charge_reset(now)
+                return
         stream = _Stream(stream_id, checked, entry, self._limits.max_receive_message)
         stream.remote_ended = event.stream_ended is not None
         self._streams[stream_id] = stream
@@ -399,8 +479,11 @@ class Connection:
                 self._nursery.start_soon(self._run_stream, stream)
         self._starting.clear()
 
-    def _reject(self, stream_id: int, rejection: Rejection, ended: bool) -> None:
-        self.stats.requests_rejected += 1
+    def _reject(
+        self, stream_id: int, rejection: Rejection, ended: bool, *, counted: bool = True
+    ) -> None:
+        if counted:
+            self.stats.requests_rejected += 1
         headers = trailers_only(rejection.code, rejection.message, rejection.http_status)
         with suppress(h2.exceptions.ProtocolError):
             self._h2.send_headers(stream_id, headers, end_stream=True)
@@ -741,6 +824,16 @@ def _framed(message: Any) -> bytes:
     if isinstance(message, Framed):
         return message.data
     return frame_message(message.SerializeToString())
+
+
+def _tls_reason(exc: BaseException) -> str:
+    """Why a handshake failed, in words (anyio may wrap the ``SSLError``)."""
+    cause = exc if isinstance(exc, ssl.SSLError) else exc.__cause__ or exc.__context__
+    if isinstance(cause, ssl.SSLError):
+        return cause.reason or str(cause)
+    if isinstance(exc, anyio.EndOfStream):
+        return "closed by the client"
+    return repr(exc)
 
 
 def _peer_name(stream: anyio.abc.SocketStream) -> str:
