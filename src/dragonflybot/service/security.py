@@ -22,6 +22,7 @@ the key and the file, raised at start-up, never at the first client.
 from __future__ import annotations
 
 import hmac
+import os
 import re
 import ssl
 from collections.abc import Iterable
@@ -56,10 +57,11 @@ def server_tls_context(config: TlsConfig, *, key: str = "tls") -> ssl.SSLContext
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     context.minimum_version = ssl.TLSVersion.TLSv1_2
     context.set_alpn_protocols(ALPN)
+    for name, path in (("cert_file", config.cert_file), ("key_file", config.key_file)):
+        if not os.path.isfile(path):
+            raise ConfigError(f"{key}.{name}: {path}: no such file")
     try:
         context.load_cert_chain(config.cert_file, config.key_file)
-    except FileNotFoundError as exc:
-        raise ConfigError(f"{key}.cert_file/key_file: {exc.filename}: no such file") from None
     except (ssl.SSLError, OSError) as exc:
         raise ConfigError(
             f"{key}.cert_file/key_file: cannot load {config.cert_file} with "
