@@ -40,9 +40,15 @@ How one connection is kept cheap and isolated:
   ``-bin`` header, encoding, a body that is not the request type) gets its status
   on its own stream; a broken HTTP/2 connection gets GOAWAY from h2 and ends
   alone; nothing here raises past ``serve`` but cancellation;
-* a connection that does not complete the handshake (preface and SETTINGS) in
-  ``handshake_timeout``, or has no open stream for ``idle_timeout``, gets GOAWAY
-  and is closed.
+* a connection that does not complete the handshake (TLS if configured, then
+  preface and SETTINGS) in ``handshake_timeout``, or has no open stream for
+  ``idle_timeout``, gets GOAWAY and is closed;
+* a client silent for ``keepalive_interval`` gets a PING; without its ACK within
+  ``keepalive_timeout`` the connection is closed (a vanished or frozen client
+  would otherwise hold its streams, and their slots, for ever);
+* with a ``TokenCheck`` every call but the open services (health) needs the
+  bearer token: UNAUTHENTICATED before any task starts, charged like a malformed
+  request, so guessing tokens is cut as rapid reset.
 
 Streams run in their own tasks. A server stream takes its next message only
 when the previous one has left the process (``wait_drained``; see ``pacing``),
