@@ -38,9 +38,12 @@ BIDI_HEADERS = [(n, REFLECTION if n == b":path" else v) for n, v in GRPC_HEADERS
 FLOW_CONTROL_ERROR = int(h2.errors.ErrorCodes.FLOW_CONTROL_ERROR)
 
 
-async def _flood_without_reading(client: RawH2, sid: int, seconds: float) -> int:
-    """Send requests as fast as the window allows, never acknowledging an answer."""
-    sent = 0
+async def _flood_without_reading(client: RawH2, sid: int, seconds: float) -> tuple[int, int]:
+    """Send requests as fast as the window allows, never acknowledging an answer.
+
+    Returns the bytes sent and the flow-controlled bytes received (unacknowledged).
+    """
+    sent = received = 0
     batch = MESSAGE * 100
     with trio.move_on_after(seconds):
         while True:
@@ -57,8 +60,10 @@ async def _flood_without_reading(client: RawH2, sid: int, seconds: float) -> int
                 break
             for event in client.h2.receive_data(data):
                 assert not isinstance(event, h2.events.ConnectionTerminated)
+                if isinstance(event, h2.events.DataReceived):
+                    received += event.flow_controlled_length
             await client.flush()
-    return sent
+    return sent, received
 
 
 async def test_a_bidi_flood_is_throttled_by_the_window(server: ServerProcess) -> None:
@@ -69,7 +74,7 @@ async def test_a_bidi_flood_is_throttled_by_the_window(server: ServerProcess) ->
         sid = client.h2.get_next_available_stream_id()
         client.h2.send_headers(sid, BIDI_HEADERS)
         await client.flush()
-        sent = await _flood_without_reading(client, sid, 3.0)
+        sent, received = await _flood_without_reading(client, sid, 3.0)
         # The server answered until our window for its answers closed, queued a few
         # requests, and then stopped acknowledging: what we got to send is about one
         # stream window plus what it answered, not 3 s of a loopback flood.
@@ -82,6 +87,19 @@ async def test_a_bidi_flood_is_throttled_by_the_window(server: ServerProcess) ->
         client.h2.reset_stream(sid, h2.errors.ErrorCodes.CANCEL)
         await client.flush()
         await server.wait_for(lambda r: r["open_streams"] == 1)
+        # What the server held back is given back to the connection's window (shared by
+        # every stream): a new stream on the same connection is served.
+        client.h2.acknowledge_received_data(received, sid)  # our side of the same deal
+        await client.flush()
+        again = _open_bidi(client)
+        room = 3 * len(MESSAGE)
+        await client.pump(2.0, until=lambda: client.h2.local_flow_control_window(again) >= room)
+        assert client.h2.local_flow_control_window(again) >= room
+        client.h2.send_data(again, MESSAGE * 3, end_stream=True)
+        await client.flush()
+        await client.pump(5, until=lambda: client.done(again))
+        assert client.outcomes[again].grpc_status == 0
+        assert len(_answers(client.outcomes[again].data)) == 3
         client.close()
         await watcher.wait_more()
     assert server.alive

@@ -547,6 +547,7 @@ class Connection:
         stream.gone = True
         stream.scope.cancel()
         stream.lot.unpark_all()
+        self._release(stream)
         self._stream_left()
         if stream.headers_sent:
             self._guard.credit(1)  # an answered call cancelled: part of its honest life
@@ -565,8 +566,18 @@ class Connection:
         except _StreamGone:
             pass
         finally:
+            self._release(stream)
             if self._streams.pop(stream.id, None) is not None:
                 self._stream_left()
+
+    def _release(self, stream: _Stream) -> None:
+        """Acknowledge what a finished stream held back: the connection's window is shared,
+        so bytes never acknowledged would shrink it for every later stream."""
+        stream.messages.clear()
+        if stream.unacked and not self._broken:
+            self._acknowledge(stream.id, stream.unacked)
+            stream.unacked = 0
+            self._flush()
 
     async def _serve_stream(self, stream: _Stream) -> None:
         now = trio.current_time()
