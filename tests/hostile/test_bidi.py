@@ -74,10 +74,10 @@ async def test_a_bidi_flood_is_throttled_by_the_window(server: ServerProcess) ->
         sid = client.h2.get_next_available_stream_id()
         client.h2.send_headers(sid, BIDI_HEADERS)
         await client.flush()
-        sent, received = await _flood_without_reading(client, sid, 3.0)
+        sent, received = await _flood_without_reading(client, sid, 1.5)
         # The server answered until our window for its answers closed, queued a few
         # requests, and then stopped acknowledging: what we got to send is about one
-        # stream window plus what it answered, not 3 s of a loopback flood.
+        # stream window plus what it answered, not 1.5 s of a loopback flood.
         assert client.h2.local_flow_control_window(sid) < len(MESSAGE)
         assert sent < 512 * 1024, sent
         report = await server.stats()
