@@ -343,3 +343,28 @@ async def test_the_purerpc_client_speaks_tls_with_a_token(pki: Pki) -> None:
         untrusted = ChannelSecurity(client_tls_context(pki.other_ca_file), None)
         with pytest.raises(TransportError, match="TLS failed"):
             await follow_book("localhost", server.port, books, security=untrusted)
+
+
+async def test_shutdown_does_not_wait_for_a_tls_handshake(
+    pki: Pki, autojump_clock: trio.testing.MockClock
+) -> None:
+    context = server_tls_context(TlsConfig(cert_file=pki.cert_file, key_file=pki.key_file))
+    publisher = SummaryPublisher()
+    server = GrpcServer([HealthService(publisher.serving)], "127.0.0.1", 0, tls=context)
+    async with trio.open_nursery() as nursery:
+        port = await nursery.start(server.serve)
+        sock = trio.socket.socket()
+        await sock.connect(("127.0.0.1", port))
+        await wait_connections(server, 1)
+        start = trio.current_time()
+        server.shutdown()
+        await server.wait_closed()
+        assert trio.current_time() - start < 1.0  # not the 5 s handshake timeout
+        assert server.stats.connections_timed_out == 0
+        sock.close()
+
+
+async def wait_connections(server: GrpcServer, n: int) -> None:
+    with trio.fail_after(5):
+        while server.connection_count != n:  # noqa: ASYNC110 - a counter
+            await trio.sleep(0.01)

@@ -225,6 +225,8 @@ class Connection:
         self._idle = trio.Event()
         self._idle.set()
         self._read_scope = trio.CancelScope()
+        self._tls_scope = trio.CancelScope()
+        """Cancelled by ``shutdown``: a TLS handshake in progress is not waited for."""
         self._timer = trio.CancelScope()
         self._nursery: trio.Nursery | None = None
         self._closing = False
@@ -303,7 +305,8 @@ class Connection:
     async def _start_tls(self) -> bool:
         """The TLS handshake, within ``handshake_timeout``; False (counted) if it fails."""
         assert self._tls is not None
-        with trio.move_on_after(self._limits.handshake_timeout):
+        self._tls_scope.deadline = trio.current_time() + self._limits.handshake_timeout
+        with self._tls_scope:
             try:
                 self._sock = await TLSStream.wrap(
                     self._raw, server_side=True, ssl_context=self._tls, standard_compatible=False
@@ -316,8 +319,9 @@ class Connection:
                 )
                 return False
             return True
-        self.stats.connections_timed_out += 1
-        log.debug("connection %s: TLS handshake timeout", self.peer)
+        if not self._closing:
+            self.stats.connections_timed_out += 1
+            log.debug("connection %s: TLS handshake timeout", self.peer)
         return False
 
     async def _keepalive(self) -> None:
@@ -801,6 +805,7 @@ class Connection:
         if self._closing:
             return
         self._closing = True
+        self._tls_scope.cancel()
         if self._nursery is not None:
             self._nursery.start_soon(self._close_gracefully)
 
