@@ -150,6 +150,25 @@ async def test_an_idle_bidi_stream_times_out(server: ServerProcess) -> None:
     await server.wait_for(lambda r: r["open_streams"] == 0)
 
 
+async def test_grpc_timeout_ends_a_silent_bidi_stream(server: ServerProcess) -> None:
+    # 300 ms, well before the 2 s idle timeout: the server's own deadline ends it.
+    client = await RawH2.connect(server.port)
+    await client.pump(0.3)
+    sid: int = client.h2.get_next_available_stream_id()
+    client.h2.send_headers(sid, [*BIDI_HEADERS, (b"grpc-timeout", b"300m")])
+    client.outcomes[sid] = Outcome()
+    client.h2.send_data(sid, MESSAGE)
+    await client.flush()
+    await client.pump(1.5, until=lambda: client.done(sid))
+    outcome = client.outcomes[sid]
+    assert outcome.grpc_status == 4  # DEADLINE_EXCEEDED
+    assert (dict(outcome.trailers) or dict(outcome.headers)).get(b"grpc-message") == (
+        b"deadline exceeded"
+    )
+    assert len(_answers(outcome.data)) == 1
+    client.close()
+
+
 async def test_bidi_requests_are_answered_in_order_until_the_client_ends(
     server: ServerProcess,
 ) -> None:
