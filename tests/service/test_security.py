@@ -20,6 +20,8 @@ import grpc
 import pytest
 import trio
 import trustme
+from hypothesis import given
+from hypothesis import strategies as st
 
 from dragonflybot.aggregator import Aggregator
 from dragonflybot.aggregator.fanout import Fanout
@@ -251,6 +253,33 @@ def test_token_check_answers() -> None:
         assert refusal.code.name == "UNAUTHENTICATED"
         assert TOKEN not in refusal.message
     assert check.check("grpc.health.v1.Health", []) is None
+
+
+@given(
+    value=st.binary(max_size=80),
+    name=st.sampled_from([b"authorization", b"Authorization", b"x-token"]),
+)
+def test_only_the_exact_token_is_accepted(value: bytes, name: bytes) -> None:
+    """Any header value is answered (never an exception), and only ``Bearer <token>``
+    (scheme case-insensitive, whitespace around the token ignored) passes."""
+    check = TokenCheck(TOKEN.encode())
+    verdict = check.check("orderbook.OrderbookAggregator", [(name, value)])
+    exact = (
+        name == b"authorization"
+        and value[:7].lower() == b"bearer "
+        and (value[7:].strip() == TOKEN.encode())
+    )
+    assert (verdict is None) == exact
+    if verdict is not None:
+        assert verdict.code.name == "UNAUTHENTICATED"
+
+
+@given(token=st.from_regex(r"\A[A-Za-z0-9._~+/=-]{16,64}\Z"))
+def test_the_right_token_always_passes(token: str) -> None:
+    check = TokenCheck(token.encode())
+    header = [(b"authorization", b"Bearer " + token.encode())]
+    assert check.check("any.Service", header) is None
+    assert check.check("any.Service", [(b"authorization", b"Bearer " + token.encode() + b"x")])
 
 
 @pytest.mark.parametrize(
