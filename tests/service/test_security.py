@@ -25,7 +25,7 @@ from hypothesis import strategies as st
 
 from dragonflybot.aggregator import Aggregator
 from dragonflybot.aggregator.fanout import Fanout
-from dragonflybot.config import AuthConfig, TlsConfig
+from dragonflybot.config import AuthConfig, LimitsConfig, TlsConfig
 from dragonflybot.core.view import VenueUpdate
 from dragonflybot.errors import ConfigError, TransportError
 from dragonflybot.logging_setup import configure_logging
@@ -397,3 +397,29 @@ async def wait_connections(server: GrpcServer, n: int) -> None:
     with trio.fail_after(5):
         while server.connection_count != n:  # noqa: ASYNC110 - a counter
             await trio.sleep(0.01)
+
+
+async def test_over_the_connection_cap_a_tls_port_just_closes(pki: Pki) -> None:
+    context = server_tls_context(TlsConfig(cert_file=pki.cert_file, key_file=pki.key_file))
+    publisher = SummaryPublisher()
+    server = GrpcServer(
+        [HealthService(publisher.serving)],
+        "127.0.0.1",
+        0,
+        tls=context,
+        limits=LimitsConfig(max_connections=1),
+    )
+    async with trio.open_nursery() as nursery:
+        port = await nursery.start(server.serve)
+        first = trio.socket.socket()
+        await first.connect(("127.0.0.1", port))
+        await wait_connections(server, 1)
+        second = trio.socket.socket()
+        await second.connect(("127.0.0.1", port))
+        with trio.fail_after(5):
+            # No plaintext GOAWAY bytes before a TLS handshake: only the close.
+            assert await second.recv(100) == b""
+        assert server.stats.connections_refused == 1
+        first.close()
+        second.close()
+        server.shutdown()
