@@ -128,7 +128,8 @@ class ModelVenueServer(VenueServer):
         while True:
             await trio.sleep(self._sim.heartbeat_every)
             conn.outbox.put_many(
-                Outgoing(text, FrameKind.CONTROL) for text in heartbeat(self.protocol, conn.session)
+                Outgoing(text, FrameKind.CONTROL)
+                for text in heartbeat(self.protocol, conn.session, self.time_ms())
             )
 
     def unsubscribe(self, conn: ClientConnection, key: Key) -> None:

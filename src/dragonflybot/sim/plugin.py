@@ -86,9 +86,10 @@ class SimVenue:
     restart: Callable[[Renderer, Key, VenueMarket, Update], Outgoing] | None = None
     """The venue's "service restarted" message carrying ``update`` (Bybit: a snapshot
     with ``u == 1``), sent instead of the usual frame under ``Faults.restart_every``."""
-    heartbeat: Callable[[VenueProtocol, Session], list[str]] | None = None
+    heartbeat: Callable[[VenueProtocol, Session, int], list[str]] | None = None
     """Frames the venue sends a connection unasked every ``heartbeat_every`` seconds
-    (Coinbase's ``heartbeats`` channel), whether or not its products change."""
+    (Coinbase's ``heartbeats`` channel), whether or not its products change; called with
+    the venue's time in ms."""
     heartbeat_every: float = 1.0
 
 
