@@ -39,7 +39,9 @@ DOC_ACK = (
     '{"success":true,"ret_msg":"subscribe","conn_id":"2324d924-aa4d-45b0-a858-7b8be29ab52b",'
     '"req_id":"10001","op":"subscribe"}'
 )
-DOC_PONG = '{"success":true,"ret_msg":"pong","conn_id":"0970e817-426e-429a-a679-ff7f55e0b16a","op":"ping"}'
+DOC_PONG = (
+    '{"success":true,"ret_msg":"pong","conn_id":"0970e817-426e-429a-a679-ff7f55e0b16a","op":"ping"}'
+)
 
 
 def delta(u: int, bids: list[list[str]], asks: list[list[str]], seq: int = 7961638725) -> str:
