@@ -16,6 +16,7 @@ import pytest
 
 from dragonflybot.config import VenueConfig
 from dragonflybot.core.fixed import parse
+from dragonflybot.errors import ConfigError
 from dragonflybot.venues.base import (
     BookChanged,
     BookReset,
@@ -235,8 +236,11 @@ def test_a_reconnect_starts_the_numbering_again() -> None:
 def test_spec_maps_canonical_instruments_to_product_ids() -> None:
     assert symbol_of("ETH-BTC") == "ETH-BTC"
     assert lookup("coinbase").symbol("ETH-BTC") == "ETH-BTC"
-    with pytest.raises(Exception, match="product id"):
-        CoinbaseProtocol("ETH BTC")
+    assert symbol_of("ethbtc") == "ETH-BTC"
+    with pytest.raises(ConfigError, match="quote asset"):
+        CoinbaseProtocol("zzzzzz")
+    with pytest.raises(ConfigError, match="product id"):
+        CoinbaseProtocol("ETH-BTC", symbol="ETH BTC")
 
 
 def test_times_are_validated() -> None:

@@ -55,8 +55,9 @@ class CoinbaseSession(Session):
 
 def products(spec: InstrumentSpec) -> dict[str, str]:
     """The product id served for ``spec`` -> the instrument name."""
-    name = spec.instrument.name if spec.instrument is not None else spec.name
-    return {symbol_of(name): spec.name}  # the feed's own mapping: one definition
+    if spec.instrument is None:
+        return {}  # a name that does not split has no Coinbase product id
+    return {symbol_of(spec.instrument.name): spec.name}  # the feed's own mapping
 
 
 def rfc3339(time_us: int) -> str:
@@ -166,7 +167,9 @@ class CoinbaseRenderer:
 
     def __init__(self, protocol: CoinbaseProtocol, markets: Mapping[str, VenueMarket]) -> None:
         self._protocol = protocol
-        self._products = {m.spec.name: next(iter(products(m.spec))) for m in markets.values()}
+        self._products = {
+            m.spec.name: product for m in markets.values() for product in products(m.spec)
+        }
         self._fmt = {m.spec.name: LevelFormatter(m.spec.price_decimals) for m in markets.values()}
 
     def _events(self, kind: str, market: VenueMarket, bids: Side, asks: Side, time_us: int) -> str:

@@ -21,7 +21,8 @@ import msgspec
 
 from dragonflybot.config import VenueConfig
 from dragonflybot.core.book import PriceAmount
-from dragonflybot.errors import DecodeError
+from dragonflybot.errors import ConfigError, DecodeError
+from dragonflybot.instrument import canonical
 from dragonflybot.venues.base import (
     BAD_INPUT,
     Event,
@@ -185,7 +186,7 @@ class CoinbaseProtocol(BookProtocol[_Sync]):
     ) -> None:
         product = symbol or symbol_of(instrument)
         if not product or not product.isascii() or not product.replace("-", "").isalnum():
-            raise DecodeError(f"{NAME}: product id must be ASCII letters/digits/'-': {product!r}")
+            raise ConfigError(f"{NAME}: product id must be ASCII letters/digits/'-': {product!r}")
         self.product = product
         self._jwt = jwt
         """Sent in subscribe requests when configured; never in a log line or an event
@@ -351,8 +352,9 @@ class CoinbaseProtocol(BookProtocol[_Sync]):
 
 
 def symbol_of(instrument: str) -> str:
-    """``ETH-BTC`` -> Coinbase's product id ``ETH-BTC`` (the canonical form is theirs)."""
-    return instrument.upper()
+    """``ETH-BTC`` (or the compact ``ethbtc``) -> Coinbase's product id ``ETH-BTC``: the
+    canonical form is theirs. ``ConfigError`` for a name that does not split."""
+    return canonical(instrument)
 
 
 SPEC: Final = VenueSpec(

@@ -1,0 +1,110 @@
+"""The Coinbase and Bybit feeds against their simulated venues, on the autojump clock.
+
+They converge to what the simulator published, also through every fault their venue
+can show: lost messages (Coinbase ``sequence_num`` / Bybit ``u`` gaps, each resubscribing
+the product on the same connection), garbage, dropped connections and, for Bybit, service
+restarts (snapshots with ``u == 1``). A quiet product stays in the book: Coinbase's
+``heartbeats`` channel and Bybit's answered pings keep the connection proven alive.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+
+import pytest
+import trio
+import trio.testing
+
+from dragonflybot.config import VenueConfig
+from dragonflybot.core.view import VenueUpdate, VenueView
+from dragonflybot.feed.runner import run_feed
+from dragonflybot.feed.stats import FeedStats
+from dragonflybot.sim import Faults
+
+from .conftest import running
+from .test_sim_with_feed import converge
+
+STREAM_VENUES = ("coinbase", "bybit")
+
+
+@pytest.mark.parametrize("venue", STREAM_VENUES)
+async def test_feed_converges_to_published_book(
+    venue: str, autojump_clock: trio.testing.MockClock
+) -> None:
+    stats = FeedStats()
+    async with running(venues=(venue,), rate=200.0) as sim:
+        view = await converge(sim, venue, "depth", stats=stats)
+    assert view.venue == venue and len(view.bids) == 10
+    assert stats.snapshot_requests == 0  # the book came on the stream
+
+
+@pytest.mark.parametrize("venue", STREAM_VENUES)
+@pytest.mark.parametrize(
+    ("faults", "counter"),
+    [
+        (Faults(gap_every=50), "resubscribes"),
+        (Faults(malformed_every=7), "malformed"),
+        (Faults(drop_after=150), "reconnects"),
+    ],
+    ids=["gaps", "garbage", "drops"],
+)
+async def test_feed_recovers_from_faults(
+    venue: str, faults: Faults, counter: str, autojump_clock: trio.testing.MockClock
+) -> None:
+    stats = FeedStats()
+    async with running(venues=(venue,), rate=400.0) as sim:
+        await converge(sim, venue, "depth", faults=faults, stats=stats)
+    assert getattr(stats, counter) > 0
+    if counter == "resubscribes":
+        assert stats.gaps > 0 and stats.reconnects == 0
+
+
+async def test_bybit_service_restarts_replace_the_book(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    stats = FeedStats()
+    async with running(venues=("bybit",), rate=400.0) as sim:
+        await converge(sim, "bybit", "depth", faults=Faults(restart_every=40), stats=stats)
+    # Each restart is a snapshot replacing the book: no gap, no resubscription.
+    assert stats.sync.snapshots > 5
+    assert stats.gaps == 0 and stats.resubscribes == 0 and stats.reconnects == 0
+
+
+@pytest.mark.parametrize("venue", STREAM_VENUES)
+async def test_a_quiet_product_stays_in_the_book(
+    venue: str, autojump_clock: trio.testing.MockClock
+) -> None:
+    stats = FeedStats()
+    async with running(venues=(venue,), rate=50.0) as sim:
+        endpoints = sim.endpoints[venue]
+        config = VenueConfig(
+            name=venue,
+            mode="depth",
+            ws_url=endpoints.ws_url,
+            stale_after=10.0,
+            dead_after=30.0,
+            heartbeat_interval=5.0,
+        )
+        send, receive = trio.open_memory_channel[VenueUpdate](math.inf)
+        async with trio.open_nursery() as nursery:
+            with trio.fail_after(20):
+                await nursery.start(
+                    functools.partial(run_feed, stats=stats), config, "ethbtc", 10, send
+                )
+            sim.pause()
+            await sim.flushed()
+            ignored = stats.ignored
+            await trio.sleep(300)  # ten times dead_after without a book change
+            assert stats.state == "live" and stats.reconnects == 0
+            assert stats.stale_periods == 0
+            # What kept it alive: Coinbase's heartbeats (one a second), Bybit's pongs.
+            assert stats.ignored - ignored >= (250 if venue == "coinbase" else 50)
+            updates = []
+            while True:
+                try:
+                    updates.append(receive.receive_nowait())
+                except trio.WouldBlock:
+                    break
+            assert all(isinstance(u, VenueView) for u in updates)
+            nursery.cancel_scope.cancel()
