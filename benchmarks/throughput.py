@@ -90,7 +90,7 @@ def run(options: Options) -> list[Table]:
         "both venues for ethbtc and btcusdt (two instruments, two aggregators, two gRPC "
         f"streams); *{ALL}* (diff only): every registered venue "
         f"({', '.join(VENUES)}) in one ethbtc book, Coinbase and Bybit from their stream "
-        "snapshot then updates. Service pinned to one core; median (min-max) of {repeats} runs. "
+        f"snapshot then updates. Service pinned to one core; median (min-max) of {repeats} runs. "
         "*Summaries*: Summaries the grpcio client received per run (conflated: a client gets "
         "the newest book, not every one).",
         ["mode", "venues", "venue frames/s", "service CPU µs/frame", "Summaries received"],
