@@ -11,6 +11,7 @@ client sees the gap exactly as it would on the real venue.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Final
@@ -93,7 +94,11 @@ class CoinbaseProtocol(VenueProtocol):
         assert isinstance(session, CoinbaseSession)
         number = session.next_sequence
         session.next_sequence = number + 1
-        return frame._replace(text=f'{text[: -len(UNNUMBERED)]},"sequence_num":{number}}}')
+        head = text[: -len(UNNUMBERED)]
+        # A send stamp goes before the number (a replayed frame's stamp index points at
+        # its closing brace, which the number moves).
+        stamp_at = min(frame.stamp_at, len(head))
+        return frame._replace(text=f'{head},"sequence_num":{number}}}', stamp_at=stamp_at)
 
     def on_text(self, session: Session, text: str, faults: Faults) -> Reaction:
         assert isinstance(session, CoinbaseSession)
@@ -233,6 +238,17 @@ class _Probe(msgspec.Struct):
     events: list[_Event] = []
 
 
+_SEQUENCE_NUM: Final = re.compile(r',"sequence_num":\d+|"sequence_num":\d+,')
+
+
+def renumbered(text: str) -> str:
+    """A recorded message with its ``sequence_num`` left for the replaying connection to
+    write: the numbers are per connection, and a replay's connection (whose acks are
+    answered live) numbers its messages from its own start."""
+    stripped = _SEQUENCE_NUM.sub("", text, count=1)
+    return stripped[:-1] + UNNUMBERED if stripped.endswith("}") else text
+
+
 def replay_frame(record: CaptureRecord, text: str) -> ReplayFrame | None:
     """A recorded frame classified by product; acks and errors: ``None``."""
     try:
@@ -241,6 +257,7 @@ def replay_frame(record: CaptureRecord, text: str) -> ReplayFrame | None:
         return ReplayFrame(BROADCAST, record.time_ns, text, "", text, FrameKind.CONTROL)
     if probe.channel == SUBSCRIPTIONS or probe.type == "error":
         return None  # answered live
+    text = renumbered(text)
     if probe.channel == L2_DATA and probe.events and probe.events[0].product_id:
         event = probe.events[0]
         kind = FrameKind.SNAPSHOT if event.type == "snapshot" else FrameKind.DIFF
