@@ -65,3 +65,15 @@ def test_coinbase_numbering_keeps_a_send_stamp_valid() -> None:
         sent = msgspec.json.decode(stamped(frame, 123))
         assert sent["sequence_num"] == n and sent["events"] == []
         assert sent.get("T_send_ns") == (123 if stamp_at >= 0 else None)
+
+
+def test_renumbering_an_unnumbered_or_numbered_message_leaves_one_number() -> None:
+    from dragonflybot.sim.coinbase_venue import UNNUMBERED, renumbered
+
+    for text in (
+        '{"channel":"l2_data","events":[]' + UNNUMBERED,
+        '{"channel":"l2_data","sequence_num":12,"events":[]}',
+        '{"sequence_num":12,"channel":"l2_data","events":[]}',
+    ):
+        out = renumbered(text)
+        assert out.endswith(UNNUMBERED) and out.count("sequence_num") == 1

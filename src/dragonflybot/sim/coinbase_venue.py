@@ -238,7 +238,7 @@ class _Probe(msgspec.Struct):
     events: list[_Event] = []
 
 
-_SEQUENCE_NUM: Final = re.compile(r',"sequence_num":\d+|"sequence_num":\d+,')
+_SEQUENCE_NUM: Final = re.compile(r',"sequence_num":-?\d+|"sequence_num":-?\d+,')
 
 
 def renumbered(text: str) -> str:
