@@ -92,7 +92,7 @@ async def test_a_quiet_product_stays_in_the_book(
                 await nursery.start(
                     functools.partial(run_feed, stats=stats), config, "ethbtc", 10, send
                 )
-            sim.pause()
+            sim.set_faults(venue, Faults(quiet_market=True))
             await sim.flushed()
             ignored = stats.ignored
             await trio.sleep(300)  # ten times dead_after without a book change
@@ -107,4 +107,8 @@ async def test_a_quiet_product_stays_in_the_book(
                 except trio.WouldBlock:
                     break
             assert all(isinstance(u, VenueView) for u in updates)
+            # The market moves again: so does the book.
+            sim.set_faults(venue, Faults())
+            with trio.fail_after(10):
+                assert isinstance(await receive.receive(), VenueView)
             nursery.cancel_scope.cancel()

@@ -136,6 +136,7 @@ _FAULT_HELP: Final = {
     "reconnect_grace": "seconds between the reconnect notice and the close",
     "reject_subscriptions": "answer every subscription with the venue's error",
     "max_frames_per_second": "throttle each connection to this many frames per second",
+    "quiet_market": "the venue's market stands still (a quiet product; connections stay open)",
     "restart_every": "publish every Nth update as the venue's service-restart message "
     "(Bybit: a snapshot with u == 1)",
 }

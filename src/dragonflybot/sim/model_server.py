@@ -21,6 +21,7 @@ import trio
 from dragonflybot.core.book import FullDepthBook
 from dragonflybot.sim.config import SimConfig
 from dragonflybot.sim.connection import ClientConnection
+from dragonflybot.sim.faults import Faults
 from dragonflybot.sim.frames import FrameKind, Outgoing
 from dragonflybot.sim.http import HttpResponse
 from dragonflybot.sim.market import FairPrice, Update, VenueMarket
@@ -92,7 +93,7 @@ class ModelVenueServer(VenueServer):
 
     async def background(self, nursery: trio.Nursery) -> None:
         self._build_markets()
-        if self.config.start_paused:
+        if self.config.start_paused or self.faults.quiet_market:
             self.pause()
         nursery.start_soon(self._drive)
         await trio.lowlevel.checkpoint()
@@ -222,6 +223,14 @@ class ModelVenueServer(VenueServer):
                 behind,
                 self._lag_skips,
             )
+
+    def set_faults(self, faults: Faults) -> None:
+        # A quiet market is a paused one: its schedule resumes without a burst.
+        if faults.quiet_market and not self.faults.quiet_market:
+            self.pause()
+        elif self.faults.quiet_market and not faults.quiet_market:
+            self.resume()
+        super().set_faults(faults)
 
     def pause(self) -> None:
         if not self._paused:
