@@ -55,8 +55,8 @@ def _port(text: str) -> int:
 def _sim_parser() -> _Parser:
     parser = _Parser(
         prog="dragonflybot sim",
-        description="Run simulated Binance/Bitstamp venues (or replay a capture) and print "
-        "their endpoints; serve until Ctrl-C.",
+        description=f"Run simulated venues ({', '.join(VENUES)}), or replay a capture, and "
+        "print their endpoints; serve until Ctrl-C.",
     )
     parser.add_argument("--venue", action="append", choices=VENUES, help="repeatable; default: all")
     parser.add_argument("--instrument", action="append", help="repeatable; default: ethbtc")
