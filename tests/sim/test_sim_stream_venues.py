@@ -10,12 +10,18 @@ restarts (snapshots with ``u == 1``). A quiet product stays in the book: Coinbas
 from __future__ import annotations
 
 import functools
+import json
+import logging
 import math
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
 
 import pytest
 import trio
 import trio.testing
 
+from dragonflybot.client import MessageStream, connect_websocket
 from dragonflybot.config import VenueConfig
 from dragonflybot.core.view import VenueUpdate, VenueView
 from dragonflybot.feed.runner import run_feed
@@ -112,3 +118,92 @@ async def test_a_quiet_product_stays_in_the_book(
             with trio.fail_after(10):
                 assert isinstance(await receive.receive(), VenueView)
             nursery.cancel_scope.cancel()
+
+
+@pytest.mark.parametrize("levels", [1, 200])
+async def test_bybit_depth_topics_keep_exactly_the_venues_top(
+    levels: int, autojump_clock: trio.testing.MockClock
+) -> None:
+    """Levels entering the top ``levels`` (a better one removed) come in the deltas, so the
+    client's truncated book is the venue's top at every depth."""
+    async with running(venues=("bybit",), rate=400.0) as sim:
+        endpoints = sim.endpoints["bybit"]
+        config = VenueConfig(name="bybit", mode="depth", ws_url=endpoints.ws_url, depth=levels)
+        send, receive = trio.open_memory_channel[VenueUpdate](math.inf)
+        shown = min(levels, 100)
+        async with trio.open_nursery() as nursery:
+            with trio.fail_after(20):
+                await nursery.start(run_feed, config, "ethbtc", shown, send)
+            await trio.sleep(2.0)  # 800 updates
+            sim.pause()
+            await sim.flushed()
+            await trio.sleep(0.05)
+            view = None
+            while True:
+                try:
+                    view = receive.receive_nowait()
+                except trio.WouldBlock:
+                    break
+            published = sim.published("bybit", "ethbtc")
+            assert isinstance(view, VenueView)
+            assert view.bids == published.top_bids(shown)
+            assert view.asks == published.top_asks(shown)
+            nursery.cancel_scope.cancel()
+
+
+async def test_a_configured_jwt_goes_to_the_venue_and_into_no_log_line(
+    caplog: pytest.LogCaptureFixture, autojump_clock: trio.testing.MockClock
+) -> None:
+    secret = "eyJ0eXAiOiJKV1QifQ.never-logged"
+    caplog.set_level(logging.DEBUG)
+    stats = FeedStats()
+    sent: list[str] = []
+
+    class Spy:
+        """The feed's stream, noting what the feed sends."""
+
+        def __init__(self, stream: MessageStream) -> None:
+            self.stream = stream
+            self.url = stream.url
+
+        @property
+        def last_received(self) -> float:
+            return self.stream.last_received
+
+        async def ping(self) -> None:
+            await self.stream.ping()
+
+        async def send(self, message: str) -> None:
+            sent.append(message)
+            await self.stream.send(message)
+
+        async def receive(self) -> str | bytes:
+            return await self.stream.receive()
+
+        async def aclose(self) -> None:
+            await self.stream.aclose()
+
+    @asynccontextmanager
+    async def spying(url: str, **kwargs: Any) -> AsyncIterator[Spy]:
+        async with connect_websocket(url, **kwargs) as stream:
+            yield Spy(stream)
+
+    async with running(venues=("coinbase",), rate=400.0) as sim:
+        endpoints = sim.endpoints["coinbase"]
+        config = VenueConfig(name="coinbase", mode="depth", ws_url=endpoints.ws_url, jwt=secret)
+        send, _receive = trio.open_memory_channel[VenueUpdate](math.inf)
+        async with trio.open_nursery() as nursery:
+            with trio.fail_after(20):
+                await nursery.start(
+                    functools.partial(run_feed, stats=stats, connect=spying),
+                    config,
+                    "ETH-BTC",
+                    10,
+                    send,
+                )
+            sim.set_faults("coinbase", Faults(gap_every=20, drop_after=300))
+            await trio.sleep(3.0)  # resubscriptions and reconnects resend it
+            nursery.cancel_scope.cancel()
+    assert stats.resubscribes > 0 and stats.reconnects > 0
+    assert len(sent) > 4 and all(json.loads(text)["jwt"] == secret for text in sent)
+    assert caplog.records and secret not in caplog.text
