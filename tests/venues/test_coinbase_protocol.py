@@ -248,3 +248,40 @@ def test_times_are_validated() -> None:
     bad = l2(2, "update", [("bid", "1", "1")]).replace("2026-04-07T14:30:01.456789Z", "yesterday")
     assert isinstance(p.receive(bad)[0], Skipped)
     assert msgspec.json.decode(DOC_UPDATE)["sequence_num"] == 1
+
+
+@pytest.mark.parametrize(
+    ("text", "ms"),
+    [
+        ("2026-04-07T14:30:01Z", 1775572201000),
+        ("2026-04-07T14:30:01.4Z", 1775572201400),
+        ("2026-04-07T14:30:01.456789123Z", 1775572201456),
+        ("1970-01-01T00:00:00.001Z", 1),
+    ],
+)
+def test_rfc3339_times(text: str, ms: int) -> None:
+    from dragonflybot.venues.coinbase import _TimeCache
+
+    times = _TimeCache()
+    assert times(text) == ms and times(text) == ms
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "2026-04-07 14:30:01Z",
+        "2026-04-07T14:30:01",
+        "2026-04-07T14:30:01.Z",
+        "2026-04-07T14:30:01.45xZ",
+        "2026-13-07T14:30:01Z",
+        "2026-04-07T25:30:01Z",
+        "2026-04-07T14:30:01.\uff14Z",  # a non-ASCII digit
+        "yesterday",
+    ],
+)
+def test_bad_times_are_decode_errors(text: str) -> None:
+    from dragonflybot.errors import DecodeError
+    from dragonflybot.venues.coinbase import _TimeCache
+
+    with pytest.raises(DecodeError):
+        _TimeCache()(text)

@@ -115,44 +115,49 @@ def request(kind: str, product: str, channel: str, jwt: str | None = None) -> st
     return _encoder.encode(Request(kind, [product], channel, jwt)).decode()
 
 
-class _DayCache:
+class _TimeCache:
     """RFC 3339 UTC times (``2026-04-07T14:30:01.456789123Z``) -> epoch milliseconds.
 
-    Every message carries one; the date part changes once a day, so it is parsed once.
+    Every message carries one, and consecutive messages mostly share their second: the
+    ``YYYY-MM-DDTHH:MM:SS`` part is validated and converted once per second, the
+    fraction per message (a profile showed the full parse at a fifth of the listener).
     """
 
-    __slots__ = ("_day", "_day_ms")
+    __slots__ = ("_second", "_second_ms")
 
     def __init__(self) -> None:
-        self._day = ""
-        self._day_ms = 0
+        self._second = ""
+        self._second_ms = 0
 
     def __call__(self, text: str) -> int:
-        if len(text) < 20 or text[10] != "T" or text[-1] != "Z":
-            raise DecodeError(f"not an RFC 3339 UTC time: {text[:40]!r}")
-        day = text[:10]
-        if day != self._day:
-            try:
-                start = datetime.strptime(day, "%Y-%m-%d").replace(tzinfo=UTC)
-            except ValueError as exc:
-                raise DecodeError(f"not an RFC 3339 date: {day!r}") from exc
-            self._day_ms = int(start.timestamp()) * 1000
-            self._day = day
-        clock = text[11:-1]
-        hms, _, fraction = clock.partition(".")
+        second = text[:19]
+        if second != self._second:
+            self._second_ms = _second_ms(text)
+            self._second = second
+        fraction = text[19:]
+        if fraction == "Z":
+            return self._second_ms
+        digits = fraction[1:-1]
         if (
-            len(hms) != 8
-            or hms[2] != ":"
-            or hms[5] != ":"
-            or not (hms[:2] + hms[3:5] + hms[6:]).isdigit()
-            or (fraction and not (fraction.isascii() and fraction.isdigit()))
+            fraction[:1] != "."
+            or fraction[-1:] != "Z"
+            or not digits
+            or not (digits.isascii() and digits.isdigit())
         ):
-            raise DecodeError(f"not an RFC 3339 time: {text[:40]!r}")
-        hours, minutes, seconds = int(hms[:2]), int(hms[3:5]), int(hms[6:])
-        if hours > 23 or minutes > 59 or seconds > 60:
-            raise DecodeError(f"not an RFC 3339 time: {text[:40]!r}")
-        millis = int((fraction + "000")[:3]) if fraction else 0
-        return self._day_ms + ((hours * 60 + minutes) * 60 + seconds) * 1000 + millis
+            raise DecodeError(f"not an RFC 3339 UTC time: {text[:40]!r}")
+        return self._second_ms + int((digits + "00")[:3])
+
+
+def _second_ms(text: str) -> int:
+    """Milliseconds since the epoch of ``text``'s ``YYYY-MM-DDTHH:MM:SS`` (UTC)."""
+    head = text[:19]
+    if len(head) != 19 or not head.isascii() or head[10] != "T":
+        raise DecodeError(f"not an RFC 3339 UTC time: {text[:40]!r}")
+    try:
+        moment = datetime.strptime(head, "%Y-%m-%dT%H:%M:%S").replace(tzinfo=UTC)
+    except ValueError as exc:
+        raise DecodeError(f"not an RFC 3339 UTC time: {text[:40]!r}") from exc
+    return int(moment.timestamp()) * 1000
 
 
 class _Sync(StreamSync):
@@ -203,7 +208,7 @@ class CoinbaseProtocol(BookProtocol[_Sync]):
             (f"{LEVEL2}:{product}",),
             _Sync(resubscribe),
         )
-        self._times = _DayCache()
+        self._times = _TimeCache()
         self._sequence: int | None = None
         self.event_time_ms: int | None = None
         """The venue's ``event_time`` of the newest applied update (ms since the epoch);
