@@ -68,6 +68,9 @@ class VenueConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_on
     """Silence after which the connection is presumed dead and reopened (at least stale_after)."""
     healthy_after: Annotated[float, msgspec.Meta(ge=0)] = 60.0
     """A connection that stayed up this long resets the reconnect backoff."""
+    jwt: str | None = None
+    """A venue token sent with the subscriptions (Coinbase: a CDP API key's JWT; public
+    market data needs none). Never logged; venues that take none ignore it."""
 
     def __post_init__(self) -> None:
         # Python callers may still pass the old names (files are rewritten on decode).
