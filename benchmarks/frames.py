@@ -21,10 +21,20 @@ from typing import Final, Literal
 
 from dragonflybot.sim.binance_venue import COMBINED, BinanceProtocol, BinanceRenderer, depth_streams
 from dragonflybot.sim.bitstamp_venue import BitstampProtocol, BitstampRenderer, book_channels
+from dragonflybot.sim.bybit_venue import BybitProtocol as BybitSimProtocol
+from dragonflybot.sim.bybit_venue import BybitRenderer
+from dragonflybot.sim.bybit_venue import topics as bybit_topics
 from dragonflybot.sim.capture import CaptureWriter, RecordKind
+from dragonflybot.sim.coinbase_venue import CoinbaseProtocol as CoinbaseSimProtocol
+from dragonflybot.sim.coinbase_venue import CoinbaseRenderer, CoinbaseSession
+from dragonflybot.sim.coinbase_venue import products as coinbase_products
+from dragonflybot.sim.faults import Faults
+from dragonflybot.sim.frames import FrameKind, Outgoing
 from dragonflybot.sim.instruments import instrument_spec
 from dragonflybot.sim.lineformat import read_lines
 from dragonflybot.sim.market import FairPrice, MarketParams, VenueMarket
+from dragonflybot.sim.protocol import Session
+from dragonflybot.venues import bybit, coinbase
 
 Venue = Literal["binance", "bitstamp"]
 Mode = Literal["diff", "snapshot"]
@@ -182,4 +192,107 @@ def write_capture(
         for i, row in enumerate(texts):
             for j, text in enumerate(row):
                 writer.write(RecordKind.WS_IN, now + i * 1000 + j, ws_url, text.encode())
+    return path
+
+
+# --- venues whose snapshot comes on the stream (Coinbase, Bybit) -------------------------
+
+StreamVenue = Literal["coinbase", "bybit"]
+STREAM_VENUES: Final[tuple[StreamVenue, ...]] = ("coinbase", "bybit")
+
+
+@dataclass(frozen=True)
+class StreamSet:
+    """One book's stream: the subscription's ack and snapshot, then the update frames."""
+
+    venue: StreamVenue
+    label: str
+    ack: str
+    snapshot: str
+    frames: tuple[str, ...]
+
+
+class _StreamGenerator:
+    """A stream venue's market and renderer, driven by hand (no sockets, no clock)."""
+
+    def __init__(self, venue: StreamVenue, instrument: str) -> None:
+        spec = instrument_spec(instrument)
+        fair = FairPrice(SEED, spec)
+        self.market = VenueMarket(
+            venue, spec, fair, seed=SEED, epoch_ns=EPOCH_NS, params=MarketParams(depth=SIM_DEPTH)
+        )
+        markets = {instrument: self.market}
+        self.coinbase: CoinbaseRenderer | None = None
+        self.bybit: BybitRenderer | None = None
+        self.session = CoinbaseSession()
+        if venue == "coinbase":
+            self.coinbase_protocol = CoinbaseSimProtocol(coinbase_products(spec))
+            self.coinbase = CoinbaseRenderer(self.coinbase_protocol, markets)
+            self.key = (next(iter(coinbase_products(spec))), "level2")
+            self.ack = self._numbered(
+                self.coinbase_protocol.on_text(
+                    self.session,
+                    coinbase.request("subscribe", self.key[0], coinbase.LEVEL2),
+                    Faults(),
+                ).replies[0]
+            )
+        else:
+            bybit_protocol = BybitSimProtocol(bybit_topics(spec))
+            self.bybit = BybitRenderer(bybit_protocol, markets)
+            self.key = (bybit.topic_of(bybit.DEFAULT_DEPTH, bybit.symbol_of(spec.name)), "")
+            self.ack = bybit_protocol.on_text(
+                Session(), bybit.request("subscribe", self.key[0]), Faults()
+            ).replies[0]
+        self.time_ns = EPOCH_NS
+
+    def _numbered(self, text: str) -> str:
+        """Coinbase: the text as sent on one connection (``sequence_num`` written)."""
+        frame = Outgoing(text, FrameKind.DIFF)
+        return self.coinbase_protocol.number(self.session, frame).text
+
+    def snapshot(self, *, numbered: bool = True) -> str:
+        if self.coinbase is not None:
+            text = self.coinbase.snapshot(self.key, self.market).text
+            return self._numbered(text) if numbered else text
+        assert self.bybit is not None
+        return self.bybit.snapshot(self.key, self.market).text
+
+    def next_frame(self, *, numbered: bool = True) -> str:
+        self.time_ns += 100_000
+        update = self.market.step(self.time_ns)
+        if self.coinbase is not None:
+            text = self.coinbase.render(self.key, self.market, update).text
+            return self._numbered(text) if numbered else text
+        assert self.bybit is not None
+        return self.bybit.render(self.key, self.market, update).text
+
+
+def stream_set(venue: StreamVenue, count: int, instrument: str = "ethbtc") -> StreamSet:
+    """``count`` simulated update frames of one book, exactly as one connection gets them."""
+    gen = _StreamGenerator(venue, instrument)
+    snapshot = gen.snapshot()
+    frames = tuple(gen.next_frame() for _ in range(count))
+    return StreamSet(venue, f"{venue.capitalize()} simulated", gen.ack, snapshot, frames)
+
+
+def write_stream_capture(
+    path: Path, venue: StreamVenue, instruments: tuple[str, ...], count: int
+) -> Path:
+    """A capture of a stream venue: per instrument its snapshot, then ``count`` updates
+    (interleaved). Coinbase frames are left unnumbered: the simulator writes each
+    connection's ``sequence_num`` as it sends them, as the venue does."""
+    path.unlink(missing_ok=True)  # the writer appends
+    gens = [_StreamGenerator(venue, name) for name in instruments]
+    ws_url = "ws://simulated" if venue == "coinbase" else "ws://simulated/v5/public/spot"
+    now = time.time_ns()
+    with CaptureWriter.open(path) as writer:
+        writer.write(RecordKind.META, now, "", b'{"venue":"%s"}' % venue.encode())
+        writer.write(RecordKind.CONNECT, now, ws_url, b"")
+        for j, gen in enumerate(gens):
+            text = gen.snapshot(numbered=False)
+            writer.write(RecordKind.WS_IN, now + j, ws_url, text.encode())
+        for i in range(count):
+            for j, gen in enumerate(gens):
+                text = gen.next_frame(numbered=False)
+                writer.write(RecordKind.WS_IN, now + (i + 1) * 1000 + j, ws_url, text.encode())
     return path

@@ -16,6 +16,10 @@ with no sockets, so they compare per-frame processing only:
 
 Each repeat starts from fresh books loaded from the symbol's REST snapshot (untimed, like
 cryptofeed's ``_snapshot``); the timed frames are those received after the snapshot.
+
+Coinbase and Bybit (book snapshot on the stream) are measured the same way on simulated
+frames (``benchmarks.frames.stream_set``): the floor and our listener path, from a book
+synced on the stream's snapshot (untimed).
 """
 
 from __future__ import annotations
@@ -27,13 +31,13 @@ from typing import Any, Final
 
 import msgspec
 
-from benchmarks.frames import DiffSet, SymbolFrames, diff_sets
+from benchmarks.frames import STREAM_VENUES, DiffSet, StreamSet, SymbolFrames, diff_sets, stream_set
 from benchmarks.harness import Options, Suite, Table, Timing, measure
 from dragonflybot.core.view import VenueUpdate
 from dragonflybot.feed.publisher import ViewPublisher
 from dragonflybot.feed.stats import FeedStats
 from dragonflybot.mailbox import Mailbox
-from dragonflybot.venues import binance, bitstamp
+from dragonflybot.venues import binance, bitstamp, bybit, coinbase
 from dragonflybot.venues.base import BookChanged, FetchSnapshot, VenueProtocol
 
 TOP: Final = 10
@@ -230,18 +234,70 @@ def compare(data: DiffSet, options: Options, cf_version: str | None) -> list[lis
     return rows
 
 
+# --- venues whose snapshot comes on the stream -------------------------------------------
+
+_cb_frame = msgspec.json.Decoder(coinbase.L2Frame)
+_by_frame = msgspec.json.Decoder(bybit.BookMessage)
+
+
+def _stream_protocol(data: StreamSet) -> VenueProtocol:
+    if data.venue == "coinbase":
+        return coinbase.CoinbaseProtocol("ETH-BTC")
+    return bybit.BybitProtocol("ETH-BTC")
+
+
+def synced_stream_listener(data: StreamSet) -> tuple[VenueProtocol, ViewPublisher]:
+    """A protocol subscribed and synced on its stream's snapshot (untimed), and the feed's
+    change-forwarder."""
+    protocol = _stream_protocol(data)
+    protocol.connection_made()
+    protocol.receive(data.ack)
+    protocol.receive(data.snapshot)
+    assert protocol.has_book
+    publisher = ViewPublisher(data.venue, TOP, Mailbox[VenueUpdate](), FeedStats())
+    return protocol, publisher
+
+
+def compare_stream(data: StreamSet, options: Options) -> list[list[str]]:
+    frames = list(data.frames)
+    count = len(frames)
+    decoder = _cb_frame if data.venue == "coinbase" else _by_frame
+
+    def decode(_: None) -> None:
+        for text in frames:
+            decoder.decode(text)
+
+    t_decode = measure(decode, lambda: None, ops=count, options=options)
+
+    def ours(state: tuple[VenueProtocol, ViewPublisher]) -> None:
+        listener_path(frames, *state)
+
+    t_ours = measure(ours, lambda: synced_stream_listener(data), ops=count, options=options)
+    label = f"{data.label} (1 book, {count} frames)"
+    return [
+        [label, "msgspec decode only (floor)", t_decode.us(), f"{t_decode.per_second:,.0f}", "—"],
+        [label, "dragonflybot listener, top-10", t_ours.us(), f"{t_ours.per_second:,.0f}", "—"],
+    ]
+
+
 def run(options: Options) -> list[Table]:
     cf_version = cryptofeed_version()
     table = Table(
         "Per-frame processing, in process (same frames for all)",
         "Diff frames handed over without sockets, from fresh books loaded from each symbol's "
         "REST snapshot; only frames received after the snapshot are timed. *vs cryptofeed*: "
-        "cryptofeed's time per frame divided by this row's (higher is faster). "
+        "cryptofeed's time per frame divided by this row's (higher is faster). Coinbase and "
+        "Bybit: simulated frames (snapshot on the stream, then updates; no peer compared). "
         + ("" if cf_version else "cryptofeed could not be imported here, so it was skipped."),
         ["frames", "path", "µs/frame", "frames/s", "vs cryptofeed"],
     )
     for data in diff_sets(options.samples):
         table.rows.extend(compare(data, options, cf_version))
+    # Coinbase and Bybit: no recordings of their current APIs exist (venues.md), so their
+    # frames are the simulator's; cryptofeed is not compared on them (its Coinbase and
+    # Bybit feeds speak other API versions).
+    for venue in STREAM_VENUES:
+        table.rows.extend(compare_stream(stream_set(venue, 2000), options))
     return [table]
 
 

@@ -143,7 +143,7 @@ def split_run(endpoints: dict[str, tuple[str, str]], mode: str, bus_url: str) ->
     feed_mode = throughput.FEED_MODE[mode]
     plan: rig.Plan = [
         (name, rig.free_port(), [(v, feed_mode, *endpoints[v]) for v in venues])
-        for name, venues in throughput.LAYOUTS[4]
+        for name, venues in throughput.LAYOUTS["4"]
     ]
     aggregator, *feeds = started = start_roles(
         [
@@ -212,7 +212,7 @@ def throughput_table(options: Options) -> Table:
                 single: list[dict[str, float]] = []
                 split: list[dict[str, float]] = []
                 for _ in range(repeats):  # alternate, so load on the machine hits both alike
-                    single.append(throughput.one_run(endpoints, 4, mode))
+                    single.append(throughput.one_run(endpoints, "4", mode))
                     split.append(split_run(endpoints, mode, bus_url))
                 ratio = statistics.median(s["rate"] for s in split) / statistics.median(
                     s["rate"] for s in single

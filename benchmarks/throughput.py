@@ -17,18 +17,23 @@ from pathlib import Path
 from typing import Any, Final
 
 from benchmarks import rig
-from benchmarks.frames import Mode, write_capture
+from benchmarks.frames import STREAM_VENUES, Mode, write_capture, write_stream_capture
 from benchmarks.harness import Options, Suite, Table, spread
+from dragonflybot.venues.registry import VENUES
 
 FEED_MODE: Final = {"diff": "depth", "snapshot": "top"}
 """The feed mode serving each kind of captured stream."""
 
 INSTRUMENTS: Final = ("ethbtc", "btcusdt")
-LAYOUTS: Final[dict[int, list[tuple[str, tuple[str, ...]]]]] = {
-    1: [("ethbtc", ("binance",))],
-    2: [("ethbtc", ("binance", "bitstamp"))],
-    4: [("ethbtc", ("binance", "bitstamp")), ("btcusdt", ("binance", "bitstamp"))],
+ALL: Final = f"{len(VENUES)}: all, one book"
+LAYOUTS: Final[dict[str, list[tuple[str, tuple[str, ...]]]]] = {
+    "1": [("ethbtc", ("binance",))],
+    "2": [("ethbtc", ("binance", "bitstamp"))],
+    "4": [("ethbtc", ("binance", "bitstamp")), ("btcusdt", ("binance", "bitstamp"))],
+    ALL: [("ethbtc", tuple(VENUES))],
 }
+"""Venue connections -> (instrument, its venues). The last: every registered venue in one
+consolidated book (diff mode only: the stream venues have one book stream for both modes)."""
 
 
 def captures(mode: Mode, count: int) -> list[str]:
@@ -42,10 +47,18 @@ def captures(mode: Mode, count: int) -> list[str]:
             write_capture(tmp, venue, INSTRUMENTS, mode, count)
             tmp.rename(path)
         paths.append(str(path))
+    if mode == "diff":
+        for stream_venue in STREAM_VENUES:
+            path = folder / f"{stream_venue}-{count}.dfbcap"
+            if not path.exists():
+                tmp = path.with_suffix(".tmp")
+                write_stream_capture(tmp, stream_venue, INSTRUMENTS[:1], count)
+                tmp.rename(path)
+            paths.append(str(path))
     return paths
 
 
-def one_run(endpoints: dict[str, tuple[str, str]], venues: int, mode: str) -> dict[str, float]:
+def one_run(endpoints: dict[str, tuple[str, str]], venues: str, mode: str) -> dict[str, float]:
     plan: rig.Plan = []
     for name, names in LAYOUTS[venues]:
         plan.append((name, rig.free_port(), [(v, FEED_MODE[mode], *endpoints[v]) for v in names]))
@@ -75,7 +88,9 @@ def run(options: Options) -> list[Table]:
         "service reads them (diff: `<sym>@depth@100ms` / `diff_order_book_<pair>`; snapshot: "
         "`depth20` / `order_book`). 1 venue: Binance ethbtc; 2: Binance + Bitstamp ethbtc; 4: "
         "both venues for ethbtc and btcusdt (two instruments, two aggregators, two gRPC "
-        f"streams). Service pinned to one core; median (min-max) of {repeats} runs. "
+        f"streams); *{ALL}* (diff only): every registered venue "
+        f"({', '.join(VENUES)}) in one ethbtc book, Coinbase and Bybit from their stream "
+        f"snapshot then updates. Service pinned to one core; median (min-max) of {repeats} runs. "
         "*Summaries*: Summaries the grpcio client received per run (conflated: a client gets "
         "the newest book, not every one).",
         ["mode", "venues", "venue frames/s", "service CPU µs/frame", "Summaries received"],
@@ -86,14 +101,14 @@ def run(options: Options) -> list[Table]:
             replay=tuple(paths), as_fast_as_possible=True, ws_backend="wsproto"
         )
         try:
-            for venues in (1, 2, 4):
+            for venues in ("1", "2", "4", ALL) if mode == "diff" else ("1", "2", "4"):
                 runs: list[dict[str, Any]] = [
                     one_run(endpoints, venues, mode) for _ in range(repeats)
                 ]
                 table.rows.append(
                     [
                         mode,
-                        str(venues),
+                        venues,
                         spread([r["rate"] for r in runs], ",.0f"),
                         spread([r["cpu_us"] for r in runs], ".2f"),
                         spread([r["summaries"] for r in runs], ",.0f"),

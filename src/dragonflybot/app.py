@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import ssl
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from types import MappingProxyType
 from typing import Any, Protocol
@@ -58,6 +59,7 @@ from dragonflybot.service import (
     StreamStats,
     SummaryPublisher,
 )
+from dragonflybot.service.security import TokenCheck, server_security
 from dragonflybot.venues.registry import VENUES, lookup
 from dragonflybot.venues.spec import VenueSpec
 
@@ -142,6 +144,8 @@ class InstrumentRuntime:
         *,
         max_client_rate: float = 0.0,
         limits: LimitsConfig | None = None,
+        tls: ssl.SSLContext | None = None,
+        auth: TokenCheck | None = None,
     ) -> None:
         self.plan = plan
         self.publisher = SummaryPublisher()
@@ -156,6 +160,8 @@ class InstrumentRuntime:
             plan.host,
             plan.port,
             limits=limits,
+            tls=tls,
+            auth=auth,
         )
         self.aggregator_stats = AggregatorStats()
         self.feed_stats: dict[str, FeedStats] = {v.name: FeedStats() for v in plan.venues}
@@ -228,8 +234,15 @@ async def run_app(
             "(the CLI's --simulate), which starts the simulator and points the feeds at it"
         )
     plans = plan_topology(config, venues)
+    tls, auth = server_security(config)
     runtimes = [
-        InstrumentRuntime(plan, max_client_rate=config.max_client_rate, limits=config.limits)
+        InstrumentRuntime(
+            plan,
+            max_client_rate=config.max_client_rate,
+            limits=config.limits,
+            tls=tls,
+            auth=auth,
+        )
         for plan in plans
     ]
     registry = build_registry(runtimes)

@@ -70,6 +70,7 @@ from dragonflybot.errors import ConfigError
 from dragonflybot.feed import run_feed
 from dragonflybot.metrics import build_registry, serve_metrics
 from dragonflybot.metrics.bus import BusCollector, BusEndpoint
+from dragonflybot.service.security import server_security
 from dragonflybot.venues.registry import VENUES
 from dragonflybot.venues.spec import VenueSpec
 
@@ -311,11 +312,14 @@ async def run_roles(
     bus_config(roles.bus)  # a bad URL fails here, before anything starts
     feeding = Role.FEED in roles.roles
     serving = Role.SERVE in roles.roles
+    tls, auth = server_security(config) if serving else (None, None)
     runtimes = [
         InstrumentRuntime(
             feed_plan(plan, roles.feed_venues) if feeding else attrs.evolve(plan, venues=()),
             max_client_rate=config.max_client_rate,
             limits=config.limits,
+            tls=tls,
+            auth=auth,
         )
         for plan in plans
     ]

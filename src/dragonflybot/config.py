@@ -68,6 +68,9 @@ class VenueConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_on
     """Silence after which the connection is presumed dead and reopened (at least stale_after)."""
     healthy_after: Annotated[float, msgspec.Meta(ge=0)] = 60.0
     """A connection that stayed up this long resets the reconnect backoff."""
+    jwt: str | None = None
+    """A venue token sent with the subscriptions (Coinbase: a CDP API key's JWT; public
+    market data needs none). Never logged; venues that take none ignore it."""
 
     def __post_init__(self) -> None:
         # Python callers may still pass the old names (files are rewritten on decode).
@@ -143,6 +146,31 @@ class LimitsConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_o
     """Seconds a connection may stay without an open stream before GOAWAY and close."""
     request_timeout: Annotated[float, msgspec.Meta(gt=0, le=300)] = 10.0
     """Seconds a stream gets to send its (single) request message after its headers."""
+    keepalive_interval: Annotated[float, msgspec.Meta(gt=0, le=86_400)] = 30.0
+    """Seconds a connection may be silent (no frame received) before the server sends
+    an HTTP/2 PING to find out whether the client is still there."""
+    keepalive_timeout: Annotated[float, msgspec.Meta(gt=0, le=3_600)] = 20.0
+    """Seconds the client has to answer that PING; then the connection is closed (a dead
+    client's streams and slot are freed)."""
+
+
+class TlsConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
+    """``[tls]``: serve gRPC over TLS (every instrument's server; docs/security.md)."""
+
+    cert_file: str
+    """PEM certificate chain of the server (leaf first)."""
+    key_file: str
+    """PEM private key of ``cert_file`` (unencrypted)."""
+    client_ca_file: str | None = None
+    """PEM CA certificates: when set, every client must present a certificate they
+    signed (mutual TLS); ``None``: client certificates are not asked for."""
+
+
+class AuthConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
+    """``[auth]``: require ``authorization: Bearer <token>`` on every call but health."""
+
+    token_file: str
+    """File holding the token (one line; surrounding whitespace ignored)."""
 
 
 class BusSettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
@@ -193,6 +221,10 @@ class AppConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only
     """Seconds streams get to end with a status before the rest is cancelled."""
     limits: LimitsConfig = msgspec.field(default_factory=LimitsConfig)
     """What each gRPC server grants its clients (connections, streams, sizes, rates)."""
+    tls: TlsConfig | None = None
+    """TLS for the gRPC servers; ``None``: plaintext (h2c)."""
+    auth: AuthConfig | None = None
+    """Bearer-token authentication for the gRPC servers; ``None``: none."""
     bus: BusSettings | None = None
     """The Redis bus for multi-process deployments; ``None``: one process, no bus."""
 

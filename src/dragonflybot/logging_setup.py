@@ -28,8 +28,12 @@ _STANDARD: Final = frozenset(
 _BARE: Final = re.compile(r"[A-Za-z0-9_.:/@+\-]+")
 """Values written without quotes; anything else is quoted with JSON string escapes."""
 
-QUIET_LOGGERS: Final = ("httpx", "httpcore", "hpack", "purerpc")
+QUIET_LOGGERS: Final = ("httpx", "httpcore", "purerpc")
 """Libraries that log one line per request or frame: only their warnings, unless debugging."""
+
+SECRET_LOGGERS: Final = ("hpack",)
+"""Libraries whose debug lines carry secrets (hpack logs every header block it decodes,
+``authorization: Bearer <token>`` included): only their warnings, even when debugging."""
 
 
 def _timestamp(record: logging.LogRecord) -> str:
@@ -127,4 +131,6 @@ def configure_logging(
     quiet = logging.NOTSET if level == "DEBUG" else logging.WARNING
     for name in QUIET_LOGGERS:
         logging.getLogger(name).setLevel(quiet)
+    for name in SECRET_LOGGERS:
+        logging.getLogger(name).setLevel(logging.WARNING)
     return handler

@@ -117,3 +117,11 @@ def test_configure_logging_switches_format_without_duplicating_lines() -> None:
     assert json.loads(lines[0])["msg"] == "hello there"
     assert json.loads(lines[0])["k"] == 1
     assert logging.getLogger("httpx").level == logging.WARNING
+
+
+@pytest.mark.usefixtures("restore_logging")
+def test_hpack_never_logs_headers_even_when_debugging() -> None:
+    """hpack's debug lines carry every header, bearer tokens included."""
+    configure_logging("DEBUG", "text", io.StringIO())
+    assert logging.getLogger("hpack").getEffectiveLevel() == logging.WARNING
+    assert logging.getLogger("purerpc").getEffectiveLevel() == logging.DEBUG

@@ -135,6 +135,7 @@ def test_standalone_sim_recorded_then_ctrl_c(tmp_path: Path) -> None:
 def test_fault_flags_build_each_venues_faults() -> None:
     from dragonflybot.cli.sim import _sim_parser, sim_config_from_args
     from dragonflybot.sim import Faults
+    from dragonflybot.venues.registry import VENUES
 
     args = _sim_parser().parse_args(
         [
@@ -159,6 +160,8 @@ def test_fault_flags_build_each_venues_faults() -> None:
             malformed_every=40, reject_subscriptions=True, stall_after=10, stall_seconds=2.5
         ),
         "bitstamp": Faults(gap_every=2, malformed_every=40),
+        # A flag without a venue applies to every simulated (registered) venue.
+        **{v: Faults(malformed_every=40) for v in VENUES if v not in ("binance", "bitstamp")},
     }
 
 

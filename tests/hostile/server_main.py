@@ -2,12 +2,13 @@
 
     python tests/hostile/server_main.py '<LimitsConfig as JSON>' [NOFILE]
 
-Serves ``BookSummary`` and Health on 127.0.0.1 (an ephemeral port, printed as
-``PORT <n>``) from a fake venue that changes its book every 10 ms, so a watching
-client sees ~100 Summaries per second. ``NOFILE`` lowers ``RLIMIT_NOFILE`` first
-(the EMFILE test). SIGTERM or SIGINT: streams end with UNAVAILABLE, GOAWAY, exit 0.
-A separate process, so that what an attack does to the server (memory, descriptors,
-a stall, an exit) is measured from the outside, as an operator would see it.
+Serves ``BookSummary``, Health and reflection (bidirectional) on 127.0.0.1 (an
+ephemeral port, printed as ``PORT <n>``) from a fake venue that changes its book
+every 10 ms, so a watching client sees ~100 Summaries per second. ``NOFILE``
+lowers ``RLIMIT_NOFILE`` first (the EMFILE test). SIGTERM or SIGINT: streams end
+with UNAVAILABLE, GOAWAY, exit 0. A separate process, so that what an attack does
+to the server (memory, descriptors, a stall, an exit) is measured from the outside,
+as an operator would see it.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from dragonflybot.core.book import Level
 from dragonflybot.core.fixed import ONE
 from dragonflybot.core.view import VenueUpdate, VenueView
 from dragonflybot.service import BookSummaryService, GrpcServer, HealthService, SummaryPublisher
+from dragonflybot.service.reflection import reflection_servicers
 
 DEPTH = 10
 PERIOD = 0.01
@@ -54,8 +56,9 @@ async def _feed(send: trio.MemorySendChannel[VenueUpdate]) -> None:
 async def main(limits: LimitsConfig) -> None:
     publisher = SummaryPublisher()
     send, receive = trio.open_memory_channel[VenueUpdate](100)
+    servicers = [BookSummaryService(publisher.books), HealthService(publisher.serving)]
     server = GrpcServer(
-        [BookSummaryService(publisher.books), HealthService(publisher.serving)],
+        [*servicers, *reflection_servicers(servicers)],
         "127.0.0.1",
         0,
         limits=limits,

@@ -10,8 +10,10 @@ from dragonflybot.venues import binance, bitstamp
 from dragonflybot.venues.registry import VENUES, create_protocol, lookup
 
 
-def test_registry_holds_both_venues_with_production_defaults() -> None:
-    assert set(VENUES) == {"binance", "bitstamp"}
+def test_registry_holds_the_venues_with_production_defaults() -> None:
+    assert {"binance", "bitstamp", "coinbase", "bybit"} <= set(VENUES)
+    assert lookup("coinbase").default_ws_url == "wss://advanced-trade-ws.coinbase.com"
+    assert lookup("bybit").default_ws_url == "wss://stream.bybit.com/v5/public/spot"
     assert lookup("binance").default_ws_url == "wss://stream.binance.com:9443/stream"
     assert lookup("bitstamp").default_rest_url == "https://www.bitstamp.net"
 

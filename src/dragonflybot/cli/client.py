@@ -19,13 +19,14 @@ from collections.abc import Sequence
 import trio
 
 from dragonflybot.aggregator.fanout import Fanout
-from dragonflybot.cli import options
+from dragonflybot.cli import options, security_flags
 from dragonflybot.cli.common import EXIT_OK, OneLineParser, run, setup_logging, until_signal
 from dragonflybot.cli.display import print_json_lines, show_live_table
 from dragonflybot.config import DEFAULT_LISTEN, format_listen, parse_listen
 from dragonflybot.errors import ConfigError
 from dragonflybot.instrument import canonical
 from dragonflybot.service.book_client import ReceivedSummary, follow_any_book
+from dragonflybot.service.channel import ChannelSecurity
 
 PROG = "dragonflybot-grpc-client"
 
@@ -68,6 +69,7 @@ def build_parser(prog: str = PROG) -> argparse.ArgumentParser:
     )
     parser.add_argument("--log-level", type=str.upper, default="WARNING", help="default: WARNING")
     options.add_observability_flags(parser, metrics=False)
+    security_flags.add_client_flags(parser)
     return parser
 
 
@@ -102,6 +104,7 @@ async def follow_and_show(
     retry: bool = False,
     connect_timeout: float = 5.0,
     instrument: str | None = None,
+    security: ChannelSecurity | None = None,
 ) -> None:
     """Follow the stream and display it until ``count`` books (0: until cancelled).
 
@@ -113,7 +116,11 @@ async def follow_and_show(
     async with trio.open_nursery() as nursery:
         nursery.start_soon(
             lambda: follow_any_book(
-                [(host, port), *alternates], books, retry=retry, connect_timeout=connect_timeout
+                [(host, port), *alternates],
+                books,
+                retry=retry,
+                connect_timeout=connect_timeout,
+                security=security,
             )
         )
         if table:
@@ -135,6 +142,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     async def watch() -> int:
         """Follow and show until done or SIGINT/SIGTERM (both a normal end: exit 0)."""
+        security = security_flags.client_security(args)
         await until_signal(
             lambda: follow_and_show(
                 host,
@@ -145,6 +153,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 retry=args.retry,
                 connect_timeout=args.connect_timeout,
                 instrument=args.instrument,
+                security=security,
             )
         )
         return EXIT_OK

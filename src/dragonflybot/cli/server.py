@@ -15,7 +15,7 @@ import argparse
 from collections.abc import Sequence
 
 from dragonflybot.app import plan_topology
-from dragonflybot.cli import options
+from dragonflybot.cli import options, security_flags
 from dragonflybot.cli.common import OneLineParser, fail, serve_main
 from dragonflybot.cli.roles import add_bus_flag, gateway_roles, role_runner
 from dragonflybot.config import DEFAULT_LISTEN, AppConfig
@@ -72,6 +72,7 @@ def build_parser(prog: str = PROG) -> argparse.ArgumentParser:
     )
     parser.add_argument("--log-level", type=str.upper, choices=LOG_LEVELS, help="default: INFO")
     options.add_observability_flags(parser)
+    security_flags.add_server_flags(parser)
     add_bus_flag(parser, optional_url=True)
     return parser
 
@@ -91,6 +92,7 @@ def config_from_args(args: argparse.Namespace) -> AppConfig:
         max_client_rate=args.client_max_rate,
         max_connections=args.max_connections,
     )
+    config = security_flags.apply_server_flags(config, args)
     plan_topology(config)
     return config
 

@@ -55,8 +55,8 @@ def _port(text: str) -> int:
 def _sim_parser() -> _Parser:
     parser = _Parser(
         prog="dragonflybot sim",
-        description="Run simulated Binance/Bitstamp venues (or replay a capture) and print "
-        "their endpoints; serve until Ctrl-C.",
+        description=f"Run simulated venues ({', '.join(VENUES)}), or replay a capture, and "
+        "print their endpoints; serve until Ctrl-C.",
     )
     parser.add_argument("--venue", action="append", choices=VENUES, help="repeatable; default: all")
     parser.add_argument("--instrument", action="append", help="repeatable; default: ethbtc")
@@ -136,6 +136,9 @@ _FAULT_HELP: Final = {
     "reconnect_grace": "seconds between the reconnect notice and the close",
     "reject_subscriptions": "answer every subscription with the venue's error",
     "max_frames_per_second": "throttle each connection to this many frames per second",
+    "quiet_market": "the venue's market stands still (a quiet product; connections stay open)",
+    "restart_every": "publish every Nth update as the venue's service-restart message "
+    "(Bybit: a snapshot with u == 1)",
 }
 
 

@@ -125,6 +125,21 @@ SERVER_COUNTERS: tuple[tuple[str, Callable[[ServerStats], int], str], ...] = (
         "Request messages over max_receive_message (RESOURCE_EXHAUSTED).",
     ),
     (
+        "grpc_tls_failures",
+        lambda s: s.tls_failures,
+        "TLS handshakes that failed (no or an untrusted client certificate, not TLS).",
+    ),
+    (
+        "grpc_unauthenticated",
+        lambda s: s.unauthenticated,
+        "Calls refused with UNAUTHENTICATED (no bearer token or a wrong one).",
+    ),
+    (
+        "grpc_keepalive_timeouts",
+        lambda s: s.keepalive_timeouts,
+        "gRPC connections closed for not answering a keepalive PING in time.",
+    ),
+    (
         "grpc_internal_errors",
         lambda s: s.internal_errors,
         "gRPC connections ended by an unexpected server error (a bug; logged).",

@@ -23,7 +23,7 @@ from dragonflybot.aggregator.fanout import Fanout
 from dragonflybot.client import Backoff
 from dragonflybot.config import format_listen
 from dragonflybot.errors import TransportError
-from dragonflybot.service.channel import open_channel
+from dragonflybot.service.channel import ChannelSecurity, open_channel
 from dragonflybot.service.messages import Empty
 from dragonflybot.service.proto.orderbook_grpc import OrderbookAggregatorStub
 from dragonflybot.service.purerpc_adapter import GRPCError, RpcFailedError
@@ -59,6 +59,7 @@ async def follow_book(
     retry: bool = False,
     connect_timeout: float = 5.0,
     backoff: Backoff | None = None,
+    security: ChannelSecurity | None = None,
 ) -> None:
     """Receive ``host:port``'s book stream into ``out`` until cancelled.
 
@@ -67,7 +68,12 @@ async def follow_book(
     logs the failure and tries again after an exponential backoff with jitter.
     """
     await follow_any_book(
-        [(host, port)], out, retry=retry, connect_timeout=connect_timeout, backoff=backoff
+        [(host, port)],
+        out,
+        retry=retry,
+        connect_timeout=connect_timeout,
+        backoff=backoff,
+        security=security,
     )
 
 
@@ -78,6 +84,7 @@ async def follow_any_book(
     retry: bool = False,
     connect_timeout: float = 5.0,
     backoff: Backoff | None = None,
+    security: ChannelSecurity | None = None,
 ) -> None:
     """``follow_book`` over several servers serving the same book (gateways on one bus).
 
@@ -95,7 +102,7 @@ async def follow_any_book(
     while True:
         host, port = servers[index]
         before = counter[0]
-        error = await _attempt(host, port, out, counter, connect_timeout, backoff)
+        error = await _attempt(host, port, out, counter, connect_timeout, backoff, security)
         # A server that delivered something is a fresh start for the round.
         failed_in_round = 1 if counter[0] != before else failed_in_round + 1
         index = (index + 1) % len(servers)
@@ -118,14 +125,17 @@ async def _attempt(
     counter: list[int],
     connect_timeout: float,
     backoff: Backoff,
+    security: ChannelSecurity | None,
 ) -> TransportError:
     """One connection: returns why it ended (it always ends with an error)."""
     try:
-        async with open_channel(host, port, connect_timeout=connect_timeout) as channel:
+        async with open_channel(
+            host, port, connect_timeout=connect_timeout, security=security
+        ) as channel:
             backoff.connected(trio.current_time())
             stub = OrderbookAggregatorStub(channel)  # type: ignore[no-untyped-call]
             try:
-                async for summary in stub.BookSummary(Empty()):
+                async for summary in stub.BookSummary(Empty(), metadata=channel.metadata):
                     counter[0] += 1
                     out.publish(ReceivedSummary(summary, counter[0], time.monotonic_ns()))
             except RpcFailedError as exc:

@@ -27,16 +27,28 @@ How one connection is kept cheap and isolated:
   reset floods and oversized header blocks end the connection with GOAWAY
   ENHANCE_YOUR_CALM;
 * a request message is capped at ``max_receive_message`` (RESOURCE_EXHAUSTED,
-  decided on the declared length), received data is acknowledged at once (so
-  what a stream buffers is bounded by that cap), and a stream's state is freed
-  the moment it ends or the client resets it (its handler is cancelled);
+  decided on the declared length), and a stream's state is freed the moment it
+  ends or the client resets it (its handler is cancelled);
+* a unary request's data is acknowledged at once (what it buffers is bounded by
+  the message cap). A client-streaming (bidirectional) stream's data is
+  acknowledged only while its handler keeps up (``INBOUND_QUEUE`` messages
+  waiting at most): past that the client's window closes, so a client flooding
+  a bidirectional stream is throttled by HTTP/2 flow control, not buffered. Such
+  a stream holds a slot of the stream limit; waiting longer than
+  ``idle_timeout`` for its next request ends it (DEADLINE_EXCEEDED);
 * a malformed request (method, content type, ``te``, path, ``grpc-timeout``,
   ``-bin`` header, encoding, a body that is not the request type) gets its status
   on its own stream; a broken HTTP/2 connection gets GOAWAY from h2 and ends
   alone; nothing here raises past ``serve`` but cancellation;
-* a connection that does not complete the handshake (preface and SETTINGS) in
-  ``handshake_timeout``, or has no open stream for ``idle_timeout``, gets GOAWAY
-  and is closed.
+* a connection that does not complete the handshake (TLS if configured, then
+  preface and SETTINGS) in ``handshake_timeout``, or has no open stream for
+  ``idle_timeout``, gets GOAWAY and is closed;
+* a client silent for ``keepalive_interval`` gets a PING; without its ACK within
+  ``keepalive_timeout`` the connection is closed (a vanished or frozen client
+  would otherwise hold its streams, and their slots, for ever);
+* with a ``TokenCheck`` every call but the open services (health) needs the
+  bearer token: UNAUTHENTICATED before any task starts, charged like a malformed
+  request, so guessing tokens is cut as rapid reset.
 
 Streams run in their own tasks. A server stream takes its next message only
 when the previous one has left the process (``wait_drained``; see ``pacing``),
@@ -57,6 +69,10 @@ from __future__ import annotations
 import functools
 import logging
 import math
+import os
+import ssl
+from collections import deque
+from collections.abc import AsyncGenerator
 from contextlib import aclosing, suppress
 from typing import Any, Final
 
@@ -69,6 +85,7 @@ import h2.events
 import h2.exceptions
 import h2.settings
 import trio
+from anyio.streams.tls import TLSStream
 
 from dragonflybot.config import LimitsConfig
 from dragonflybot.service.grpcwire import (
@@ -86,6 +103,7 @@ from dragonflybot.service.grpcwire import (
 from dragonflybot.service.guard import SMALL_DATA, Flood, FrameGuard
 from dragonflybot.service.pacing import tune_socket
 from dragonflybot.service.purerpc_adapter import MethodEntry, Methods, RpcFailedError, StatusCode
+from dragonflybot.service.security import TokenCheck
 from dragonflybot.service.stats import LogThrottle, ServerStats
 
 log = logging.getLogger(__name__)
@@ -110,6 +128,14 @@ CLOSE_GRACE: Final = 1.0
 
 SHUTDOWN_MESSAGE: Final = "server is shutting down"
 
+MALFORMED_MESSAGE: Final = "malformed request message"
+"""The status message of a request body that is not the request type (docs/api-v1.md)."""
+
+INBOUND_QUEUE: Final = 4
+"""Request messages a client-streaming stream may have waiting for its handler before the
+server stops acknowledging its DATA: past it the client's window closes and the client
+waits (HTTP/2 flow control), so a flood is throttled, never buffered without bound."""
+
 
 class _StreamGone(Exception):
     """The stream was reset or the connection lost while a handler used it."""
@@ -132,6 +158,7 @@ class _Stream:
         "request",
         "scope",
         "shutdown",
+        "unacked",
     )
 
     def __init__(self, stream_id: int, request: Request, entry: MethodEntry, max_message: int):
@@ -139,13 +166,16 @@ class _Stream:
         self.request = request
         self.entry = entry
         self.reader = MessageReader(max_message)
-        self.messages: list[bytes] = []
+        self.messages: deque[bytes] = deque()
         self.error: WireError | None = None
         self.remote_ended = False
         self.headers_sent = False
         self.mid_message = False
         self.gone = False
         self.shutdown = False
+        self.unacked = 0
+        """Flow-controlled bytes received but not acknowledged: held back while the
+        inbound queue is full (client-streaming methods only)."""
         self.scope = trio.CancelScope()
         self.lot = trio.lowlevel.ParkingLot()
         """Wakes the handler when the request body or an error arrives."""
@@ -161,11 +191,19 @@ class Connection:
         limits: LimitsConfig | None = None,
         stats: ServerStats | None = None,
         throttle: LogThrottle | None = None,
+        *,
+        tls: ssl.SSLContext | None = None,
+        auth: TokenCheck | None = None,
     ) -> None:
-        """``stats`` and ``throttle`` are the server's, shared by its connections."""
+        """``stats`` and ``throttle`` are the server's, shared by its connections. With
+        ``tls`` the connection begins with a TLS handshake (within ``handshake_timeout``);
+        with ``auth`` every call to a service it does not leave open needs the token."""
         self._methods = methods
         self._throttle = throttle if throttle is not None else LogThrottle()
-        self._sock = socket_stream
+        self._raw = socket_stream
+        self._sock: anyio.abc.ByteStream = socket_stream
+        self._tls = tls
+        self._auth = auth
         self._limits = limits if limits is not None else LimitsConfig()
         self.stats = stats if stats is not None else ServerStats()
         self._h2 = _new_h2(self._limits)
@@ -187,11 +225,17 @@ class Connection:
         self._idle = trio.Event()
         self._idle.set()
         self._read_scope = trio.CancelScope()
+        self._tls_scope = trio.CancelScope()
+        """Cancelled by ``shutdown``: a TLS handshake in progress is not waited for."""
         self._timer = trio.CancelScope()
         self._nursery: trio.Nursery | None = None
         self._closing = False
         self._handshaken = False
         self._quiet_since = trio.current_time()
+        self._heard = self._quiet_since
+        """When the client's last bytes arrived (keepalive PINGs follow its silence)."""
+        self._ping_ack = trio.Event()
+        self._ping_data = b""
         self.peer = _peer_name(socket_stream)
 
     @property
@@ -213,11 +257,17 @@ class Connection:
 
         Always closes the socket; raises nothing but cancellation.
         """
-        tune_socket(self._sock)
+        tune_socket(self._raw)
+        if self._tls is not None and not await self._start_tls():
+            with trio.CancelScope(shield=True):
+                await self._raw.aclose()
+            self._broken = True
+            return
         try:
             async with self._sock, trio.open_nursery() as nursery:
                 self._nursery = nursery
                 nursery.start_soon(self._writer)
+                nursery.start_soon(self._keepalive)
                 self._h2.initiate_connection()
                 # h2 would end the whole connection for one stream over the limit; the
                 # limit is advertised above and enforced in ``_on_request`` instead.
@@ -252,6 +302,54 @@ class Connection:
             self._nursery = None
         log.debug("connection %s closed", self.peer)
 
+    async def _start_tls(self) -> bool:
+        """The TLS handshake, within ``handshake_timeout``; False (counted) if it fails."""
+        assert self._tls is not None
+        self._tls_scope.deadline = trio.current_time() + self._limits.handshake_timeout
+        with self._tls_scope:
+            try:
+                self._sock = await TLSStream.wrap(
+                    self._raw, server_side=True, ssl_context=self._tls, standard_compatible=False
+                )
+            except (ssl.SSLError, anyio.EndOfStream, anyio.BrokenResourceError, OSError) as exc:
+                self.stats.tls_failures += 1
+                reason = _tls_reason(exc)
+                self._log(
+                    logging.INFO, "connection %s: TLS handshake failed: %s", self.peer, reason
+                )
+                return False
+            return True
+        if not self._closing:
+            self.stats.connections_timed_out += 1
+            log.debug("connection %s: TLS handshake timeout", self.peer)
+        return False
+
+    async def _keepalive(self) -> None:
+        """PING a client silent for ``keepalive_interval``; close if it does not answer.
+
+        A client that vanished without a FIN (a pulled cable, a frozen process, a NAT
+        that forgot the flow) would otherwise keep its connection and streams for ever,
+        and a stream waiting on its window never notices.
+        """
+        interval = self._limits.keepalive_interval
+        while True:
+            await trio.sleep_until(self._heard + interval)
+            if trio.current_time() < self._heard + interval:
+                continue  # the client spoke meanwhile
+            self._ping_ack = trio.Event()
+            self._ping_data = os.urandom(8)
+            with suppress(h2.exceptions.ProtocolError):
+                self._h2.ping(self._ping_data)
+            self._flush()
+            with trio.move_on_after(self._limits.keepalive_timeout):
+                await self._ping_ack.wait()
+                continue
+            self.stats.keepalive_timeouts += 1
+            self._log(logging.INFO, "connection %s: no answer to a keepalive PING", self.peer)
+            self._goaway(h2.errors.ErrorCodes.NO_ERROR, b"keepalive timeout")
+            self._read_scope.cancel()
+            return
+
     # --- reading -----------------------------------------------------------------------
 
     async def _read_loop(self) -> None:
@@ -267,6 +365,7 @@ class Connection:
                 ):
                     return
                 now = trio.current_time()
+                self._heard = now
                 try:
                     self._guard.feed(data, now)
                     events = self._h2.receive_data(data)
@@ -334,6 +433,9 @@ class Connection:
                 self._quiet_since = now
                 self._update_timer()
             self._window_lot.unpark_all()
+        elif isinstance(event, h2.events.PingAckReceived):
+            if event.ping_data == self._ping_data:
+                self._ping_ack.set()
         elif isinstance(event, h2.events.ConnectionTerminated):
             log.debug("connection %s: client sent GOAWAY (%s)", self.peer, event.error_code)
             raise _PeerDone
@@ -358,6 +460,14 @@ class Connection:
             self._reject(stream_id, rejection, event.stream_ended is not None)
             self._guard.charge_reset(now)
             return
+        if self._auth is not None:
+            refusal = self._auth.check(checked.service, checked.headers)
+            if refusal is not None:
+                # Charged like a malformed request: guessing tokens is cut as a flood.
+                self.stats.unauthenticated += 1
+                self._reject(stream_id, refusal, event.stream_ended is not None, counted=False)
+                self._guard.charge_reset(now)
+                return
         stream = _Stream(stream_id, checked, entry, self._limits.max_receive_message)
         stream.remote_ended = event.stream_ended is not None
         self._streams[stream_id] = stream
@@ -379,8 +489,11 @@ class Connection:
                 self._nursery.start_soon(self._run_stream, stream)
         self._starting.clear()
 
-    def _reject(self, stream_id: int, rejection: Rejection, ended: bool) -> None:
-        self.stats.requests_rejected += 1
+    def _reject(
+        self, stream_id: int, rejection: Rejection, ended: bool, *, counted: bool = True
+    ) -> None:
+        if counted:
+            self.stats.requests_rejected += 1
         headers = trailers_only(rejection.code, rejection.message, rejection.http_status)
         with suppress(h2.exceptions.ProtocolError):
             self._h2.send_headers(stream_id, headers, end_stream=True)
@@ -388,27 +501,47 @@ class Connection:
                 self._h2.reset_stream(stream_id, h2.errors.ErrorCodes.NO_ERROR)
 
     def _on_data(self, event: h2.events.DataReceived) -> None:
-        # Acknowledged at once: what a stream keeps is bounded by the message cap.
-        with suppress(h2.exceptions.ProtocolError):
-            self._h2.acknowledge_received_data(event.flow_controlled_length, event.stream_id)
         stream = self._streams.get(event.stream_id)
+        size = event.flow_controlled_length
         if stream is None or stream.error is not None:
+            self._acknowledge(event.stream_id, size)
             return
         try:
             before = len(stream.messages)
             stream.messages.extend(stream.reader.feed(event.data))
-            if len(stream.messages) > before and event.flow_controlled_length < SMALL_DATA:
-                self._guard.credit(1)  # a small DATA frame, but it completed the request
-            if len(stream.messages) > 1:
-                # Every method here takes one request: a second is an error now, not
-                # a list that grows with what the client sends.
+            if len(stream.messages) > before and size < SMALL_DATA:
+                self._guard.credit(1)  # a small DATA frame, but it completed a request
+            if len(stream.messages) > 1 and not stream.entry.client_streaming:
+                # A unary request is one message: a second is an error now, not a list
+                # that grows with what the client sends.
                 raise WireError(StatusCode.INVALID_ARGUMENT, "more than one request message")
         except WireError as exc:
             stream.error = exc
+            stream.messages.clear()
             stream.reader = MessageReader(0)  # drop what was buffered
+        if stream.error is None and len(stream.messages) > INBOUND_QUEUE:
+            # The handler is behind: hold the acknowledgment back until it catches up
+            # (``_consumed``), so the client's window closes instead of our memory growing.
+            stream.unacked += size
+        else:
+            # Acknowledged at once: what the stream keeps is bounded by the message cap.
+            self._acknowledge(stream.id, size + stream.unacked)
+            stream.unacked = 0
         if event.stream_ended is not None:
             stream.remote_ended = True
         stream.lot.unpark_all()
+
+    def _acknowledge(self, stream_id: int, size: int) -> None:
+        if size:
+            with suppress(h2.exceptions.ProtocolError, ValueError):
+                self._h2.acknowledge_received_data(size, stream_id)
+
+    def _consumed(self, stream: _Stream) -> None:
+        """The handler took a request message: reopen the window once the queue has room."""
+        if stream.unacked and len(stream.messages) <= INBOUND_QUEUE and not stream.gone:
+            self._acknowledge(stream.id, stream.unacked)
+            stream.unacked = 0
+            self._flush()
 
     def _on_reset(self, stream_id: int, now: float) -> None:
         self.stats.streams_reset += 1
@@ -418,6 +551,7 @@ class Connection:
         stream.gone = True
         stream.scope.cancel()
         stream.lot.unpark_all()
+        self._release(stream)
         self._stream_left()
         if stream.headers_sent:
             self._guard.credit(1)  # an answered call cancelled: part of its honest life
@@ -436,13 +570,31 @@ class Connection:
         except _StreamGone:
             pass
         finally:
+            self._release(stream)
             if self._streams.pop(stream.id, None) is not None:
                 self._stream_left()
+
+    def _release(self, stream: _Stream) -> None:
+        """Acknowledge what a finished stream held back: the connection's window is shared,
+        so bytes never acknowledged would shrink it for every later stream."""
+        stream.messages.clear()
+        if stream.unacked and not self._broken:
+            self._acknowledge(stream.id, stream.unacked)
+            stream.unacked = 0
+            self._flush()
 
     async def _serve_stream(self, stream: _Stream) -> None:
         now = trio.current_time()
         timeout = stream.request.timeout
         deadline = now + timeout if timeout is not None else math.inf
+        if stream.entry.client_streaming:
+            with trio.move_on_at(deadline) as call:
+                async with aclosing(self._requests(stream)) as requests:
+                    code, message = await self._call(stream, requests)
+            if call.cancelled_caught:
+                code, message = StatusCode.DEADLINE_EXCEEDED, "deadline exceeded"
+            self._end(stream, code, message)
+            return
         with trio.move_on_at(min(deadline, now + self._limits.request_timeout)) as waiting:
             payload = await self._request_message(stream)
         if waiting.cancelled_caught:
@@ -455,7 +607,7 @@ class Connection:
             request = stream.entry.request_type.FromString(payload)
         except Exception:  # protobuf's DecodeError and friends: the body is not the type
             self.stats.requests_rejected += 1
-            self._end(stream, StatusCode.INVALID_ARGUMENT, "request is not a valid message")
+            self._end(stream, StatusCode.INVALID_ARGUMENT, MALFORMED_MESSAGE)
             return
         with trio.move_on_at(deadline) as call:
             code, message = await self._call(stream, request)
@@ -482,7 +634,39 @@ class Connection:
         stream.reader = MessageReader(0)
         return payload
 
+    async def _requests(self, stream: _Stream) -> AsyncGenerator[Any]:
+        """A client-streaming method's requests, decoded, as the handler asks for them.
+
+        Each wait for the next message is bounded by ``idle_timeout``: an idle stream
+        holds a slot of the stream limit, so it may not hold it for ever. A bad message
+        (oversized, not the request type, cut short) raises ``WireError``, which ends
+        the call with its status whatever the handler does with it.
+        """
+        decode = stream.entry.request_type.FromString
+        idle = self._limits.idle_timeout
+        while True:
+            with trio.move_on_after(idle) as waiting:
+                while not stream.messages and stream.error is None and not stream.remote_ended:
+                    await stream.lot.park()
+            if waiting.cancelled_caught:
+                raise WireError(StatusCode.DEADLINE_EXCEEDED, f"no request message for {idle:g} s")
+            if stream.messages:
+                payload = stream.messages.popleft()
+                self._consumed(stream)
+                try:
+                    request = decode(payload)
+                except Exception as exc:  # protobuf's DecodeError and friends
+                    raise WireError(StatusCode.INVALID_ARGUMENT, MALFORMED_MESSAGE) from exc
+                yield request
+                continue
+            if stream.error is not None:
+                raise stream.error
+            if stream.reader.partial:
+                raise WireError(StatusCode.INVALID_ARGUMENT, "the request stream ended mid-message")
+            return
+
     async def _call(self, stream: _Stream, request: Any) -> tuple[StatusCode, str]:
+        """Run the handler with ``request`` (a message, or an async iterator of them)."""
         method = functools.partial(stream.entry.handler, request=stream.request)
         name = f"{stream.request.service}/{stream.request.method}"
         try:
@@ -494,6 +678,11 @@ class Connection:
                         await self._send_message(stream, _framed(message))
         except RpcFailedError as exc:
             return exc.status.status_code, exc.status.status_message or ""
+        except WireError as exc:  # from ``_requests``: the client's fault, not the handler's
+            self.stats.requests_rejected += 1
+            if exc.code == StatusCode.RESOURCE_EXHAUSTED:
+                self.stats.messages_too_large += 1
+            return exc.code, exc.message
         except _StreamGone:
             raise
         except Exception:
@@ -616,6 +805,7 @@ class Connection:
         if self._closing:
             return
         self._closing = True
+        self._tls_scope.cancel()
         if self._nursery is not None:
             self._nursery.start_soon(self._close_gracefully)
 
@@ -656,6 +846,16 @@ def _framed(message: Any) -> bytes:
     if isinstance(message, Framed):
         return message.data
     return frame_message(message.SerializeToString())
+
+
+def _tls_reason(exc: BaseException) -> str:
+    """Why a handshake failed, in words (anyio may wrap the ``SSLError``)."""
+    cause = exc if isinstance(exc, ssl.SSLError) else exc.__cause__ or exc.__context__
+    if isinstance(cause, ssl.SSLError):
+        return cause.reason or str(cause)
+    if isinstance(exc, anyio.EndOfStream):
+        return "closed by the client"
+    return repr(exc)
 
 
 def _peer_name(stream: anyio.abc.SocketStream) -> str:

@@ -36,8 +36,15 @@ __all__ = [
     "method_table",
 ]
 
-SERVED_CARDINALITIES: Final = frozenset({Cardinality.UNARY_UNARY, Cardinality.UNARY_STREAM})
-"""What the server dispatches: every method the services here define takes one request."""
+SERVED_CARDINALITIES: Final = frozenset(
+    {
+        Cardinality.UNARY_UNARY,
+        Cardinality.UNARY_STREAM,
+        Cardinality.STREAM_UNARY,
+        Cardinality.STREAM_STREAM,
+    }
+)
+"""What the server dispatches: all four kinds (reflection is bidirectional)."""
 
 
 @attrs.frozen(slots=True)
@@ -50,7 +57,11 @@ class MethodEntry:
     request_type: Any
     """The protobuf class of the request (``FromString`` decodes it)."""
     streaming: bool
-    """True for unary-stream (an async generator), False for unary-unary (a coroutine)."""
+    """True when the method answers with a stream (an async generator), False when it
+    returns one message (a coroutine)."""
+    client_streaming: bool = False
+    """True when the method takes a stream of requests (an async iterator of messages)
+    instead of one request message."""
 
 
 Methods = Mapping[tuple[str, str], MethodEntry]
@@ -58,11 +69,7 @@ Methods = Mapping[tuple[str, str], MethodEntry]
 
 
 def method_table(servicers: Iterable[Any]) -> dict[tuple[str, str], MethodEntry]:
-    """The methods of purerpc servicers (generated classes) that the server can serve.
-
-    Client-streaming methods are left out (none is defined here): a call to one
-    gets UNIMPLEMENTED like any unknown method.
-    """
+    """The methods of purerpc servicers (generated classes) that the server serves."""
     table: dict[tuple[str, str], MethodEntry] = {}
     for servicer in servicers:
         service = servicer.service
@@ -73,7 +80,8 @@ def method_table(servicers: Iterable[Any]) -> dict[tuple[str, str], MethodEntry]
             table[(service.name, name)] = MethodEntry(
                 bound.method_fn,
                 bound.signature.request_type,
-                cardinality == Cardinality.UNARY_STREAM,
+                cardinality in (Cardinality.UNARY_STREAM, Cardinality.STREAM_STREAM),
+                cardinality in (Cardinality.STREAM_UNARY, Cardinality.STREAM_STREAM),
             )
     return table
 

@@ -12,7 +12,12 @@ The accept loop never ends the process: running out of file descriptors
 does, 100 ms at a time, logged once per burst. anyio reports some of these as
 ``BrokenResourceError`` with the ``OSError`` as its cause, so both are caught.
 Past ``max_connections`` a new connection gets SETTINGS and GOAWAY
-(ENHANCE_YOUR_CALM) and is closed at once, without a task.
+(ENHANCE_YOUR_CALM) and is closed at once, without a task (over TLS, where those
+bytes would be garbage before a handshake, it is only closed).
+
+TLS and token checks (``security``) are per connection and per call; the
+handshake runs in the connection's task, bounded by ``handshake_timeout``, so a
+client that connects and sends nothing costs a slot for that long at most.
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import logging
+import ssl
 from collections.abc import Iterable
 from typing import Any, Final
 
@@ -32,6 +38,7 @@ from dragonflybot.config import LimitsConfig, format_listen
 from dragonflybot.errors import ServiceError
 from dragonflybot.service.connection import Connection
 from dragonflybot.service.purerpc_adapter import Methods, method_table
+from dragonflybot.service.security import TokenCheck
 from dragonflybot.service.stats import LogThrottle, ServerStats
 
 log = logging.getLogger(__name__)
@@ -67,8 +74,14 @@ class GrpcServer:
         *,
         limits: LimitsConfig | None = None,
         stats: ServerStats | None = None,
+        tls: ssl.SSLContext | None = None,
+        auth: TokenCheck | None = None,
     ) -> None:
+        """``tls``: serve over TLS (``security.server_tls_context``); ``auth``: require
+        the bearer token on every call but the open ones (``security.TokenCheck``)."""
         self._methods = methods_of(servicers)
+        self.tls = tls
+        self.auth = auth
         self.host = host
         self.port = port
         self.limits = limits if limits is not None else LimitsConfig()
@@ -148,7 +161,15 @@ class GrpcServer:
                 continue
             self._refusing = False
             self.stats.connections_accepted += 1
-            connection = Connection(self._methods, stream, self.limits, self.stats, self._throttle)
+            connection = Connection(
+                self._methods,
+                stream,
+                self.limits,
+                self.stats,
+                self._throttle,
+                tls=self.tls,
+                auth=self.auth,
+            )
             self._connections.add(connection)
             nursery.start_soon(self._serve_connection, connection)
 
@@ -162,8 +183,9 @@ class GrpcServer:
                 self.address,
                 len(self._connections),
             )
-        with contextlib.suppress(OSError):  # peer gone or buffer full: the close says enough
-            stream.extra(anyio.abc.SocketAttribute.raw_socket).send(REFUSAL)
+        if self.tls is None:
+            with contextlib.suppress(OSError):  # peer gone or buffer full: the close says enough
+                stream.extra(anyio.abc.SocketAttribute.raw_socket).send(REFUSAL)
         with trio.CancelScope(shield=True):
             await stream.aclose()
 

@@ -40,6 +40,12 @@ class ServerStats:
     """Connections cut for a header block over ``max_header_list``."""
     floods_unread: int = 0
     """Connections cut for asking for more than they read (queued replies over a bound)."""
+    tls_failures: int = 0
+    """TLS handshakes that failed (no or an untrusted client certificate, not TLS at all)."""
+    unauthenticated: int = 0
+    """Calls refused with UNAUTHENTICATED: no bearer token, or a wrong one."""
+    keepalive_timeouts: int = 0
+    """Connections closed for not answering a keepalive PING in ``keepalive_timeout``."""
     internal_errors: int = 0
     """Connections ended by an unexpected error in the server (a bug; logged with traceback)."""
 

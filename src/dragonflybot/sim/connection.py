@@ -188,8 +188,10 @@ class ClientConnection:
                 text = await self.socket.receive()
                 reaction = protocol.on_text(self.session, text, self.host.faults)
                 self.unsubscribe(reaction.unsubscribe)
-                self.subscribe(reaction.subscribe)
+                # Replies first: a venue whose snapshot is sent on subscription (queued by
+                # ``subscribe``) acknowledges before the snapshot, as the real ones do.
                 self.outbox.put_many(Outgoing(r, FrameKind.CONTROL) for r in reaction.replies)
+                self.subscribe(reaction.subscribe)
         except TransportError:
             self.close()
 
@@ -197,6 +199,9 @@ class ClientConnection:
         host = self.host
         outbox = self.outbox
         decide = self.faults_state.decide
+        protocol = host.protocol
+        numbered = protocol.numbers_frames
+        session = self.session
         async with trio.open_nursery() as later:
             while True:
                 throttle = host.faults.max_frames_per_second
@@ -219,6 +224,10 @@ class ClientConnection:
                 texts: list[str] = []
                 done: list[Outgoing] = []
                 for frame in frames:
+                    if numbered:
+                        # Numbered before the faults decide: a frame a gap fault omits
+                        # still takes its number, so the client sees the gap.
+                        frame = protocol.number(session, frame)
                     for action, value in decide(frame, faults):
                         if isinstance(value, str):
                             texts.append(value)

@@ -49,9 +49,16 @@ class Faults(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=Tr
     """Answer every subscription with the venue's error reply."""
     max_frames_per_second: float | None = None
     """Throttle: frames beyond this rate wait in the connection's queue."""
+    quiet_market: bool = False
+    """The venue's market stands still: no updates for any of its products, while its
+    connections stay open (acks, heartbeats and pongs still flow): a quiet product."""
+    restart_every: int | None = None
+    """Every Nth market update is published as the venue's service-restart message
+    (Bybit: a snapshot with ``u == 1`` that replaces the book); a venue without such a
+    message publishes it as usual."""
 
     def __post_init__(self) -> None:
-        for name in ("drop_after", "gap_every", "malformed_every", "stall_after"):
+        for name in ("drop_after", "gap_every", "malformed_every", "stall_after", "restart_every"):
             value = getattr(self, name)
             if value is not None and value < 1:
                 raise ConfigError(f"faults.{name} must be >= 1, got {value}")

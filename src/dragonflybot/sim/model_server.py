@@ -13,6 +13,7 @@ import math
 import time
 from collections import deque
 from collections.abc import Mapping
+from functools import partial
 from typing import Final
 
 import trio
@@ -20,7 +21,8 @@ import trio
 from dragonflybot.core.book import FullDepthBook
 from dragonflybot.sim.config import SimConfig
 from dragonflybot.sim.connection import ClientConnection
-from dragonflybot.sim.frames import Outgoing
+from dragonflybot.sim.faults import Faults
+from dragonflybot.sim.frames import FrameKind, Outgoing
 from dragonflybot.sim.http import HttpResponse
 from dragonflybot.sim.market import FairPrice, Update, VenueMarket
 from dragonflybot.sim.plugin import Renderer, SimVenue
@@ -91,7 +93,7 @@ class ModelVenueServer(VenueServer):
 
     async def background(self, nursery: trio.Nursery) -> None:
         self._build_markets()
-        if self.config.start_paused:
+        if self.config.start_paused or self.faults.quiet_market:
             self.pause()
         nursery.start_soon(self._drive)
         await trio.lowlevel.checkpoint()
@@ -106,6 +108,30 @@ class ModelVenueServer(VenueServer):
     def subscribe(self, conn: ClientConnection, key: Key) -> None:
         instrument = self.protocol.catalog[key[0]]
         self._subs[instrument].setdefault(key, set()).add(conn)
+        snapshot = self._sim.subscribed
+        if snapshot is not None and self._renderer is not None:
+            frame = snapshot(self._renderer, key, self.markets[instrument])
+            if frame is not None:
+                # The book as of now includes every update still pending: written, it
+                # publishes through the newest of them.
+                pending = self._pending[instrument]
+                conn.outbox.put(frame._replace(update=pending[-1] if pending else None))
+
+    def connection_opened(self, conn: ClientConnection, nursery: trio.Nursery) -> None:
+        super().connection_opened(conn, nursery)
+        if self._sim.heartbeat is not None:
+            nursery.start_soon(self._heartbeats, conn)
+
+    async def _heartbeats(self, conn: ClientConnection) -> None:
+        """The venue's unasked heartbeat frames for one connection (paused or not)."""
+        heartbeat = self._sim.heartbeat
+        assert heartbeat is not None
+        while True:
+            await trio.sleep(self._sim.heartbeat_every)
+            conn.outbox.put_many(
+                Outgoing(text, FrameKind.CONTROL)
+                for text in heartbeat(self.protocol, conn.session, self.time_ms())
+            )
 
     def unsubscribe(self, conn: ClientConnection, key: Key) -> None:
         subs = self._subs[self.protocol.catalog[key[0]]]
@@ -142,6 +168,10 @@ class ModelVenueServer(VenueServer):
         market = self.markets[instrument]
         assert self._renderer is not None
         render = self._renderer.render
+        restart = self._sim.restart
+        every = self.faults.restart_every
+        if restart is not None and every is not None and update.seq % every == 0:
+            render = partial(restart, self._renderer)
         for key, conns in subs.items():
             frame = render(key, market, update)
             for conn in conns:
@@ -193,6 +223,14 @@ class ModelVenueServer(VenueServer):
                 behind,
                 self._lag_skips,
             )
+
+    def set_faults(self, faults: Faults) -> None:
+        # A quiet market is a paused one: its schedule resumes without a burst.
+        if faults.quiet_market and not self.faults.quiet_market:
+            self.pause()
+        elif self.faults.quiet_market and not faults.quiet_market:
+            self.resume()
+        super().set_faults(faults)
 
     def pause(self) -> None:
         if not self._paused:

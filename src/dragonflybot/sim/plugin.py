@@ -21,7 +21,7 @@ from dragonflybot.sim.frames import FrameKind, Outgoing
 from dragonflybot.sim.http import HttpResponse
 from dragonflybot.sim.instruments import InstrumentSpec
 from dragonflybot.sim.market import Update, VenueMarket
-from dragonflybot.sim.protocol import Key, VenueProtocol
+from dragonflybot.sim.protocol import Key, Session, VenueProtocol
 from dragonflybot.venues.spec import VenueSpec
 
 BROADCAST: Final = ""
@@ -79,6 +79,18 @@ class SimVenue:
     """A recorded URL path of this venue (for URLs whose host names no venue)."""
     connect_channels: Callable[[str], list[str]] = _no_channels
     """Streams a recorded connection URL itself subscribed to."""
+    subscribed: Callable[[Renderer, Key, VenueMarket], Outgoing | None] | None = None
+    """A venue whose book snapshot comes on the stream (Kraken, OKX, Coinbase, Bybit): the
+    frame sent to a client right after it subscribes to ``key`` (the whole book as of
+    now), before the updates that follow. ``None``: a subscription sends no snapshot."""
+    restart: Callable[[Renderer, Key, VenueMarket, Update], Outgoing] | None = None
+    """The venue's "service restarted" message carrying ``update`` (Bybit: a snapshot
+    with ``u == 1``), sent instead of the usual frame under ``Faults.restart_every``."""
+    heartbeat: Callable[[VenueProtocol, Session, int], list[str]] | None = None
+    """Frames the venue sends a connection unasked every ``heartbeat_every`` seconds
+    (Coinbase's ``heartbeats`` channel), whether or not its products change; called with
+    the venue's time in ms."""
+    heartbeat_every: float = 1.0
 
 
 def load_sim_venue(spec: VenueSpec) -> SimVenue:

@@ -57,6 +57,9 @@ class VenueProtocol(abc.ABC):
     """
 
     name: ClassVar[str]
+    numbers_frames: ClassVar[bool] = False
+    """Whether every frame of a connection carries a per-connection sequence number
+    (Coinbase's ``sequence_num``), written by ``number`` when the frame is sent."""
 
     def __init__(self, catalog: Mapping[str, str]) -> None:
         self.catalog = catalog
@@ -82,6 +85,12 @@ class VenueProtocol(abc.ABC):
     @abc.abstractmethod
     def wrong_types(self, frame: Outgoing, key: Key) -> str:
         """A frame on ``key`` shaped like ``frame`` whose fields have the wrong types."""
+
+    def number(self, session: Session, frame: Outgoing) -> Outgoing:
+        """``frame`` with this connection's next sequence number in it (only called when
+        ``numbers_frames``); frames are shared between connections, so numbering is per
+        send, not per render."""
+        return frame
 
     def garbage(self, session: Session, variant: int, frame: Outgoing) -> str:
         """Malformed frame number ``variant`` (bad JSON, wrong types, negative price) to
