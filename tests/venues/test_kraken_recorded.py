@@ -39,9 +39,7 @@ def frames(samples: Path) -> list[tuple[float, kraken_v1.V1Book]]:
 
 
 def v1_levels(levels: list[tuple[str, str]]) -> list[WireLevel]:
-    return [
-        WireLevel(parse_fixed(p), parse_fixed(q), kraken_checksum.v1_token(p, q)) for p, q in levels
-    ]
+    return [(parse_fixed(p), parse_fixed(q), kraken_checksum.v1_token(p, q)) for p, q in levels]
 
 
 def v1_checksum(book: WireBook) -> int:

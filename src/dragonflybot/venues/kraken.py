@@ -422,9 +422,7 @@ class KrakenProtocol(StreamBookProtocol):
             qty = to_fixed(level.qty)
             if not price:
                 raise DecodeError("price zero")
-            out.append(
-                WireLevel(price, qty, token(price, qty, price_unit, qty_unit) if qty else "")
-            )
+            out.append((price, qty, token(price, qty, price_unit, qty_unit) if qty else ""))
         return out
 
 

@@ -54,6 +54,11 @@ PING: Final = "ping"
 PONG: Final = "pong"
 _INST_ID: Final = re.compile(r"[A-Z0-9]{1,20}(-[A-Z0-9]{1,20}){1,3}", re.ASCII)
 
+MEMO_LIMIT: Final = 8192
+"""Strings remembered per memo (emptied when full: a hostile feed costs no memory)."""
+MEMO_LONGEST: Final = 40
+"""Longer strings are parsed every time (no venue sends them)."""
+
 SignedChecksum = Annotated[int, msgspec.Meta(ge=-(1 << 31), le=(1 << 31) - 1)]
 SeqId = Annotated[int, msgspec.Meta(ge=-1)]
 RawLevel = tuple[str, ...]
@@ -132,9 +137,6 @@ def verify(book: WireBook, expected: int) -> str | None:
 class OkxProtocol(StreamBookProtocol):
     """Sans-I/O OKX v5 client for one instrument's ``books``."""
 
-    PRICE_MEMO: Final = 8192
-    """Price strings remembered with their parsed value (a level's price repeats often)."""
-
     def __init__(
         self,
         instrument: str,
@@ -159,6 +161,7 @@ class OkxProtocol(StreamBookProtocol):
         """``seqId`` of the last applied message (``None``: no book, or a feed without ids)."""
         self._resubscribing = False
         self._prices: dict[str, Fixed] = {}
+        self._sizes: dict[str, Fixed] = {}
 
     @classmethod
     def from_config(cls, config: VenueConfig, instrument: str) -> OkxProtocol:
@@ -284,21 +287,42 @@ class OkxProtocol(StreamBookProtocol):
         return f"seqId chain broken: book at {last}, update has prevSeqId {prev} (seqId {seq})"
 
     def _levels(self, raw: Sequence[RawLevel]) -> list[WireLevel]:
-        memo = self._prices
+        """Parse ``[price, size, ...]`` levels; raises ``DecodeError`` on the first bad one.
+
+        Both strings are looked up in bounded memos first: prices repeat from message
+        to message, and so do sizes (round lots, and every removal's ``"0"``); only a
+        string that parsed is remembered, so a value is validated exactly as the
+        first time.
+        """
+        prices = self._prices
+        sizes = self._sizes
+        get_price = prices.get
+        get_size = sizes.get
         out: list[WireLevel] = []
-        for level in raw:
-            if len(level) < 2:
-                raise DecodeError(f"level {list(level)[:4]} has no size")
-            price_text = level[0]
-            size_text = level[1]
-            price = memo.get(price_text)
-            if price is None:
-                price = parse(price_text)
-                if not price:
-                    raise DecodeError("price zero")
-                if len(memo) >= self.PRICE_MEMO:
-                    memo.clear()
-                memo[price_text] = price
-            size = parse(size_text)
-            out.append(WireLevel(price, size, f"{price_text}:{size_text}" if size else ""))
+        append = out.append
+        try:
+            for level in raw:
+                price_text = level[0]
+                size_text = level[1]
+                price = get_price(price_text)
+                if price is None:
+                    price = _remember(prices, price_text)
+                    if not price:
+                        del prices[price_text]
+                        raise DecodeError("price zero")
+                size = get_size(size_text)
+                if size is None:
+                    size = _remember(sizes, size_text)
+                append((price, size, f"{price_text}:{size_text}" if size else ""))
+        except IndexError:
+            raise DecodeError("a level without a size") from None
         return out
+
+
+def _remember(memo: dict[str, Fixed], text: str) -> Fixed:
+    value = parse(text)
+    if len(text) <= MEMO_LONGEST:
+        if len(memo) >= MEMO_LIMIT:
+            memo.clear()
+        memo[text] = value
+    return value
