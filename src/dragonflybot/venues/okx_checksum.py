@@ -30,18 +30,16 @@ def to_signed(value: int) -> int:
 
 
 def checksum_text(bid_texts: Sequence[str], ask_texts: Sequence[str]) -> str:
-    """The interleaved string of up to ``LEVELS`` bids and asks, best first."""
-    nb = len(bid_texts)
-    na = len(ask_texts)
-    if nb == na:
-        parts = [text for pair in zip(bid_texts, ask_texts, strict=True) for text in pair]
-    else:
-        parts = []
-        for i in range(max(nb, na)):
-            if i < nb:
-                parts.append(bid_texts[i])
-            if i < na:
-                parts.append(ask_texts[i])
+    """The interleaved string of up to ``LEVELS`` bids and asks, best first.
+
+    Interleaved by slice assignment (in C); past the shorter side only the longer
+    one has levels, so its rest follows in order.
+    """
+    both = min(len(bid_texts), len(ask_texts))
+    parts = [""] * (2 * both)
+    parts[0::2] = bid_texts[:both]
+    parts[1::2] = ask_texts[:both]
+    parts += bid_texts[both:] or ask_texts[both:]
     return ":".join(parts)
 
 

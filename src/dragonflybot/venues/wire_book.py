@@ -133,8 +133,10 @@ class WireSide:
 
     def wires(self, n: int) -> list[str]:
         """The wire texts of the best ``n`` levels, best first."""
-        wires = self._wires
-        return [wires[key] for key in self._keys[:n]]
+        keys = self._keys[:n]
+        if len(keys) > 1:
+            return list(itemgetter(*keys)(self._wires))
+        return [self._wires[key] for key in keys]
 
     def clear(self) -> None:
         self._levels.clear()
