@@ -388,3 +388,44 @@ def test_bad_timestamp_is_malformed() -> None:
 
 def test_scale_is_what_fixed_uses() -> None:
     assert kraken_checksum.MAX_PRECISION == SCALE
+
+
+def test_instrument_data_tolerates_odd_entries_but_needs_our_precisions() -> None:
+    protocol = KrakenProtocol("ETH-BTC")
+    protocol.connection_made()
+    frame = (
+        '{"channel":"instrument","type":"snapshot","data":{"assets":[{"id":"BTC"}],'
+        '"pairs":[{"symbol":"ODD/USD","status":"delisted"},{"symbol":"ETH/BTC"}]}}'
+    )
+    assert kinds(protocol.receive(frame)) == [Skipped]
+    assert protocol.precision is None
+    good = frame.replace(
+        '{"symbol":"ETH/BTC"}', '{"symbol":"ETH/BTC","price_precision":5,"qty_precision":8}'
+    )
+    assert [m["params"]["channel"] for m in sent(protocol.receive(good))] == ["book"]
+    bad = (
+        '{"channel":"instrument","type":"snapshot",'
+        '"data":{"pairs":[{"symbol":"ETH/BTC","price_precision":-1}]}}'
+    )
+    assert kinds(protocol.receive(bad)) == [Skipped]
+
+
+def test_a_failure_on_one_pair_leaves_another_pair_publishing() -> None:
+    """Two pairs on one stream of frames: a bad checksum on one resyncs that one only."""
+    eth, eth_wire = live()
+    btc = KrakenProtocol("BTC-USD", price_precision=1, qty_precision=8)
+    btc.connection_made()
+    btc.receive(kraken_wire.subscribe_ack(1, "book", "BTC/USD", 10))
+    btc_wire = kraken_wire.KrakenBookWire("BTC/USD", price_precision=1, qty_precision=8)
+    frames = [
+        btc_wire.snapshot([pa("45285.2", "1")], [pa("45285.3", "2")]),
+        eth_wire.update([pa("0.0498", "1")], [], corrupt=True),
+        btc_wire.update([pa("45285.1", "3")], []),
+    ]
+    seen = {id(eth): [], id(btc): []}  # type: dict[int, list[type]]
+    for frame in frames:
+        for protocol in (eth, btc):
+            seen[id(protocol)] += kinds(protocol.receive(frame))
+    assert BookReset in seen[id(eth)] and not eth.has_book
+    assert seen[id(btc)] == [BookChanged, Ignored, BookChanged]
+    assert btc.has_book and btc.counters.gaps == 0

@@ -95,11 +95,15 @@ class BookMessage(msgspec.Struct):
 
 
 class PairInfo(msgspec.Struct):
-    """A pair of the ``instrument`` channel, only what the checksum needs."""
+    """A pair of the ``instrument`` channel, only what the checksum needs.
 
-    symbol: str
-    price_precision: Precision
-    qty_precision: Precision
+    Optional so that one odd entry among the venue's hundreds of pairs cannot make
+    the whole list undecodable; our own pair's entry is checked when used.
+    """
+
+    symbol: str | None = None
+    price_precision: Precision | None = None
+    qty_precision: Precision | None = None
 
 
 class InstrumentData(msgspec.Struct):
@@ -366,6 +370,8 @@ class KrakenProtocol(StreamBookProtocol):
                 return [SubscriptionRejected(self.streams[0], f"{self.symbol} is not listed")]
             return [Ignored(f"instrument {msg.type} without {self.symbol}")]
         pair = found[-1]
+        if pair.price_precision is None or pair.qty_precision is None:
+            return self._skip(f"instrument {msg.type}: {self.symbol} without its precisions")
         precision = (pair.price_precision, pair.qty_precision)
         if self.precision is None:
             self._set_precision(precision)
