@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from decimal import Decimal
 from typing import Any
 
 import pytest
@@ -30,6 +31,7 @@ from dragonflybot.venues.base import (
 )
 from dragonflybot.venues.kraken import KrakenProtocol, book_depth, pair_symbol, to_fixed
 from dragonflybot.venues.stream_sync import MAX_FAILURES_IN_ROW
+from dragonflybot.venues.wire_book import WireBook
 
 SYMBOL = "ETH/BTC"
 
@@ -200,8 +202,6 @@ def test_to_fixed_is_exact(value: Any) -> None:
 
 @pytest.mark.parametrize("text", ["NaN", "Infinity", "-1", "1e40", "0.0000000000000000001"])
 def test_to_fixed_refuses(text: str) -> None:
-    from decimal import Decimal
-
     with pytest.raises(DecodeError):
         to_fixed(Decimal(text))
 
@@ -429,3 +429,38 @@ def test_a_failure_on_one_pair_leaves_another_pair_publishing() -> None:
     assert BookReset in seen[id(eth)] and not eth.has_book
     assert seen[id(btc)] == [BookChanged, Ignored, BookChanged]
     assert btc.has_book and btc.counters.gaps == 0
+
+
+@given(
+    st.dictionaries(st.integers(1, 10**7), st.integers(1, 10**9), max_size=15),
+    st.dictionaries(st.integers(1, 10**7), st.integers(1, 10**9), max_size=15),
+    st.integers(0, 8),
+    st.integers(0, 8),
+)
+def test_book_checksum_from_wire_strings_equals_checksum_from_values(
+    bids: dict[int, int], asks: dict[int, int], pp: int, qp: int
+) -> None:
+    """A book held as fixed-width wire strings (v1) and as values at the pair's precision
+    (v2, as the simulator writes it) has one checksum."""
+    pu = kraken_checksum.scale_unit(pp)
+    qu = kraken_checksum.scale_unit(qp)
+    book = WireBook()
+    book.load(
+        [
+            (p * pu, q * qu, kraken_checksum.v1_token(_width(p, pp), _width(q, qp)))
+            for p, q in bids.items()
+        ],
+        [
+            (p * pu, q * qu, kraken_checksum.v1_token(_width(p, pp), _width(q, qp)))
+            for p, q in asks.items()
+        ],
+    )
+    n = kraken_checksum.LEVELS
+    from_wire = kraken_checksum.checksum(book.asks.wires(n), book.bids.wires(n))
+    from_values = kraken_wire.checksum_of(
+        [(p * pu, q * qu) for p, q in sorted(bids.items(), reverse=True)],
+        [(p * pu, q * qu) for p, q in sorted(asks.items())],
+        pp,
+        qp,
+    )
+    assert from_wire == from_values
