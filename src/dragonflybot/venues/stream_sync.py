@@ -171,6 +171,7 @@ class StreamBookProtocol(VenueProtocol):
 
     mode: Mode = "diff"
     """The book is kept from updates; the snapshot comes in the stream, not from REST."""
+    counters: StreamCounters
 
     def __init__(
         self, venue: str, ws_url: str, rest_url: str, streams: tuple[str, ...], sync: StreamSync
