@@ -312,24 +312,22 @@ class KrakenProtocol(StreamBookProtocol):
         # A book message in one decode; anything else is sorted out by ``_receive_any``.
         try:
             msg = _book_decoder.decode(frame)
-        except msgspec.DecodeError:
-            return self._receive_any(frame)
+        except msgspec.DecodeError as exc:
+            return self._receive_any(frame, exc)
         if msg.channel != BOOK:
-            return self._receive_any(frame)
+            return self._receive_any(frame, None)
         return self._on_book(msg)
 
-    def _receive_any(self, frame: str | bytes) -> list[Event]:
+    def _receive_any(self, frame: str | bytes, book_error: Exception | None) -> list[Event]:
+        """Anything but a well-formed book message; ``book_error`` says why it was not one."""
         try:
             msg = _envelope_decoder.decode(frame)
         except msgspec.DecodeError as exc:
             return self._skip(f"not a Kraken v2 frame: {exc}")
         channel = msg.channel
         if channel == BOOK:
-            try:
-                _book_decoder.decode(frame)
-            except msgspec.DecodeError as exc:
-                return self._skip_book(f"malformed book message: {exc}", snapshot=_is_snap(msg))
-            return self._skip("book message decoded on the second try")  # pragma: no cover
+            snapshot = msg.type == "snapshot"
+            return self._skip_book(f"malformed book message: {book_error}", snapshot=snapshot)
         if channel == INSTRUMENT:
             return self._on_instrument(frame)
         if channel is not None:
@@ -430,7 +428,3 @@ class KrakenProtocol(StreamBookProtocol):
                 raise DecodeError("price zero")
             out.append((price, qty, token(price, qty, price_unit, qty_unit) if qty else ""))
         return out
-
-
-def _is_snap(msg: Envelope) -> bool:
-    return msg.type == "snapshot"

@@ -187,14 +187,15 @@ class OkxProtocol(StreamBookProtocol):
     def receive(self, frame: str | bytes) -> list[Event]:
         try:
             msg = _book_decoder.decode(frame)
-        except msgspec.DecodeError:
-            return self._receive_any(frame)
+        except msgspec.DecodeError as exc:
+            return self._receive_any(frame, exc)
         arg = msg.arg
         if arg.channel != CHANNEL or arg.instId != self.inst_id:
             return [Ignored(f"{arg.channel} data for {arg.instId}")]
         return self._on_book(msg)
 
-    def _receive_any(self, frame: str | bytes) -> list[Event]:
+    def _receive_any(self, frame: str | bytes, book_error: Exception) -> list[Event]:
+        """Anything but a well-formed books message; ``book_error`` says why it was not one."""
         if frame == PONG or frame == b"pong":
             return [Ignored(PONG)]
         try:
@@ -208,12 +209,8 @@ class OkxProtocol(StreamBookProtocol):
             return self._skip("neither channel data nor an event")
         if arg.channel != CHANNEL or arg.instId != self.inst_id:
             return [Ignored(f"{arg.channel} data for {arg.instId}")]
-        try:
-            _book_decoder.decode(frame)
-        except msgspec.DecodeError as exc:
-            snapshot = msg.action == "snapshot"
-            return self._skip_book(f"malformed books message: {exc}", snapshot=snapshot)
-        return self._skip("books message decoded on the second try")  # pragma: no cover
+        snapshot = msg.action == "snapshot"
+        return self._skip_book(f"malformed books message: {book_error}", snapshot=snapshot)
 
     def _on_event(self, msg: Envelope) -> list[Event]:
         event = msg.event
