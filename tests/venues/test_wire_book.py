@@ -70,8 +70,8 @@ def test_book_matches_a_dict_model(
             assert book.top_asks(n) == tuple(
                 Level(p, asks[p][0]) for p in best(asks, bids=False)[:n]
             )
-            assert book.bids.wires(n) == [bids[p][1] for p in best(bids, bids=True)[:n]]
-            assert book.asks.wires(n) == [asks[p][1] for p in best(asks, bids=False)[:n]]
+            assert list(book.bids.wires(n)) == [bids[p][1] for p in best(bids, bids=True)[:n]]
+            assert list(book.asks.wires(n)) == [asks[p][1] for p in best(asks, bids=False)[:n]]
         assert book.bids_dict() == {p: a for p, (a, _) in bids.items()}
         assert book.asks_dict() == {p: a for p, (a, _) in asks.items()}
         assert book.depth == (len(bids), len(asks))
@@ -83,7 +83,8 @@ def test_truncating_below_a_cached_read_drops_it() -> None:
     book = WireBook()
     book.load([(p, 1, f"{p}") for p in range(1, 21)], [(p, 1, f"{p}") for p in range(21, 41)])
     assert len(book.top_bids(15)) == 15 and len(book.top_asks(15)) == 15
+    assert len(book.bids.wires(15)) == 15
     book.truncate(10)
     assert book.top_bids(15) == tuple(Level(p, 1) for p in range(20, 10, -1))
     assert book.top_asks(15) == tuple(Level(p, 1) for p in range(21, 31))
-    assert book.bids.wires(15) == [str(p) for p in range(20, 10, -1)]
+    assert list(book.bids.wires(15)) == [str(p) for p in range(20, 10, -1)]

@@ -36,12 +36,24 @@ and a tuple display costs a tenth of a NamedTuple's constructor."""
 class WireSide:
     """One side: levels and wire texts by sort key (price, or minus price for bids).
 
-    The last top-``n`` read is cached like ``core.book``'s sides: a change behind
-    the cached edge leaves it valid, because the listener reads the top after every
-    message and most messages change deeper levels.
+    The last top-``n`` read is cached like ``core.book``'s sides, and so is the last
+    read of the best wire texts (the checksum's input): a change behind the cached
+    edge leaves a cache valid, because the listener reads the top and the checksum
+    after every message and most messages change deeper levels.
     """
 
-    __slots__ = ("_edge", "_keys", "_levels", "_negate", "_top", "_top_n", "_wires")
+    __slots__ = (
+        "_edge",
+        "_keys",
+        "_levels",
+        "_negate",
+        "_top",
+        "_top_n",
+        "_wedge",
+        "_wires",
+        "_wtop",
+        "_wtop_n",
+    )
 
     def __init__(self, *, descending: bool) -> None:
         self._negate = descending
@@ -51,6 +63,9 @@ class WireSide:
         self._top: Side | None = None
         self._top_n = 0
         self._edge: Fixed | None = None
+        self._wtop: tuple[str, ...] | None = None
+        self._wtop_n = 0
+        self._wedge: Fixed | None = None
 
     def __len__(self) -> int:
         return len(self._keys)
@@ -63,6 +78,8 @@ class WireSide:
         negate = self._negate
         cached = self._top is not None
         edge = self._edge
+        wcached = self._wtop is not None
+        wedge = self._wedge
         for price, amount, wire in changes:
             key = -price if negate else price
             old = wires.get(key)
@@ -82,6 +99,9 @@ class WireSide:
             if cached and (edge is None or key <= edge):
                 cached = False
                 self._top = None
+            if wcached and (wedge is None or key <= wedge):
+                wcached = False
+                self._wtop = None
 
     def load(self, changes: Iterable[WireLevel]) -> None:
         """Replace the side (later levels win, amount zero removes)."""
@@ -100,6 +120,7 @@ class WireSide:
         self._wires = wires
         self._keys = sorted(levels)
         self._top = None
+        self._wtop = None
 
     def truncate(self, depth: int) -> None:
         """Keep the best ``depth`` levels only."""
@@ -114,6 +135,8 @@ class WireSide:
         del keys[depth:]
         if self._top is not None and (self._edge is None or self._top_n > depth):
             self._top = None
+        if self._wtop is not None and (self._wedge is None or self._wtop_n > depth):
+            self._wtop = None
 
     def top(self, n: int) -> Side:
         cached = self._top
@@ -131,18 +154,29 @@ class WireSide:
             self._edge = keys[-1] if len(keys) == n else None
         return top
 
-    def wires(self, n: int) -> list[str]:
+    def wires(self, n: int) -> tuple[str, ...]:
         """The wire texts of the best ``n`` levels, best first."""
+        cached = self._wtop
+        if cached is not None and n == self._wtop_n:
+            return cached
         keys = self._keys[:n]
+        out: tuple[str, ...]
         if len(keys) > 1:
-            return list(itemgetter(*keys)(self._wires))
-        return [self._wires[key] for key in keys]
+            out = itemgetter(*keys)(self._wires)
+        else:
+            out = tuple(map(self._wires.__getitem__, keys))
+        if n > 0:
+            self._wtop = out
+            self._wtop_n = n
+            self._wedge = keys[-1] if len(keys) == n else None
+        return out
 
     def clear(self) -> None:
         self._levels.clear()
         self._wires.clear()
         self._keys.clear()
         self._top = None
+        self._wtop = None
 
     def items(self) -> dict[Fixed, Fixed]:
         return {price: amount for price, amount in self._levels.values()}
