@@ -309,7 +309,12 @@ class OkxProtocol(StreamBookProtocol):
                         raise DecodeError("price zero")
                 size = get_size(size_text)
                 if size is None:
-                    size = _remember(sizes, size_text)
+                    # ``_remember`` inlined: most sizes are new, so this runs per level.
+                    size = parse(size_text)
+                    if len(size_text) <= MEMO_LONGEST:
+                        if len(sizes) >= MEMO_LIMIT:
+                            sizes.clear()
+                        sizes[size_text] = size
                 append((price, size, f"{price_text}:{size_text}" if size else ""))
         except IndexError:
             raise DecodeError("a level without a size") from None
