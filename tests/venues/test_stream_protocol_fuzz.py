@@ -114,9 +114,10 @@ def check(protocol: StreamBookProtocol, frame: str | bytes) -> None:
 
 
 def claimed_checksum(frame: str | bytes) -> object:
+    """The frame's ``checksum``; absent counts as OKX's 0 (the field may go one day)."""
     try:
-        return json.loads(frame)["data"][0]["checksum"]
-    except (ValueError, LookupError, TypeError):
+        return json.loads(frame)["data"][0].get("checksum", 0)
+    except (ValueError, LookupError, TypeError, AttributeError):
         return None
 
 
