@@ -35,14 +35,13 @@ import msgspec
 from benchmarks.harness import Options, Suite, Table, measure
 from benchmarks.peers import cryptofeed_version
 from dragonflybot.core.view import VenueUpdate
-from dragonflybot.feed.handoff import LatestValue
 from dragonflybot.feed.publisher import ViewPublisher
 from dragonflybot.feed.stats import FeedStats
+from dragonflybot.mailbox import Mailbox
 from dragonflybot.sim import kraken_v1, kraken_wire, okx_wire
 from dragonflybot.venues.base import BookChanged
 from dragonflybot.venues.kraken import KrakenProtocol
 from dragonflybot.venues.okx import OkxProtocol
-from dragonflybot.venues.stream_sync import StreamBookProtocol
 
 TOP: Final = 10
 
@@ -102,7 +101,7 @@ def okx_books(samples: Path) -> list[Book]:
 # --- ours ---------------------------------------------------------------------------------
 
 
-def _kraken_protocol(book: Book) -> StreamBookProtocol:
+def _kraken_protocol(book: Book) -> KrakenProtocol | OkxProtocol:
     pp, qp = book.precision
     protocol = KrakenProtocol(
         "x",
@@ -117,7 +116,7 @@ def _kraken_protocol(book: Book) -> StreamBookProtocol:
     return protocol
 
 
-def _okx_protocol(book: Book) -> StreamBookProtocol:
+def _okx_protocol(book: Book) -> KrakenProtocol | OkxProtocol:
     protocol = OkxProtocol("x", symbol=book.key)
     protocol.connection_made()
     protocol.receive(okx_wire.subscribe_ack(book.key))
@@ -125,14 +124,14 @@ def _okx_protocol(book: Book) -> StreamBookProtocol:
     return protocol
 
 
-Listener = tuple[StreamBookProtocol, ViewPublisher]
+Listener = tuple[KrakenProtocol | OkxProtocol, ViewPublisher]
 
 
 def listeners(venue: str, books: list[Book]) -> list[Listener]:
     out = []
     for book in books:
         protocol = _kraken_protocol(book) if venue == "kraken" else _okx_protocol(book)
-        publisher = ViewPublisher(venue, TOP, LatestValue[VenueUpdate](), FeedStats())
+        publisher = ViewPublisher(venue, TOP, Mailbox[VenueUpdate](), FeedStats())
         out.append((protocol, publisher))
     return out
 
@@ -148,7 +147,7 @@ def run_ours(state: list[Listener], frames: list[list[str]]) -> int:
                     publish(protocol, event.event_time_ms, 0)
                     changes += 1
                     break
-        if protocol.counters.checksum_failures:
+        if protocol.sync.counters.checksum_failures:
             raise AssertionError(f"{protocol.venue}: a recorded checksum failed")
     return changes
 

@@ -68,6 +68,11 @@ class VenueConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_on
     """Silence after which the connection is presumed dead and reopened (at least stale_after)."""
     healthy_after: Annotated[float, msgspec.Meta(ge=0)] = 60.0
     """A connection that stayed up this long resets the reconnect backoff."""
+    price_precision: Annotated[int, msgspec.Meta(ge=0, le=18)] | None = None
+    """Decimals of the pair's prices, for a checksum over formatted values (Kraken v2);
+    ``None``: the venue publishes it (Kraken's ``instrument`` channel)."""
+    qty_precision: Annotated[int, msgspec.Meta(ge=0, le=18)] | None = None
+    """Decimals of the pair's quantities (set with ``price_precision``)."""
 
     def __post_init__(self) -> None:
         # Python callers may still pass the old names (files are rewritten on decode).

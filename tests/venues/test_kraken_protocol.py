@@ -11,7 +11,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from dragonflybot.config import VenueConfig
-from dragonflybot.core.book import Level
+from dragonflybot.core.book import FullDepthBook, Level
 from dragonflybot.core.fixed import SCALE, parse
 from dragonflybot.errors import ConfigError, DecodeError
 from dragonflybot.sim import kraken_wire
@@ -23,15 +23,15 @@ from dragonflybot.venues.base import (
     Event,
     Ignored,
     ReconnectNow,
+    Resubscribe,
     SendText,
     Skipped,
     Subscribed,
     SubscriptionRejected,
     VenueNotice,
 )
+from dragonflybot.venues.book_sync import MAX_FAILURES_IN_ROW
 from dragonflybot.venues.kraken import KrakenProtocol, book_depth, pair_symbol, to_fixed
-from dragonflybot.venues.stream_sync import MAX_FAILURES_IN_ROW
-from dragonflybot.venues.wire_book import WireBook
 
 SYMBOL = "ETH/BTC"
 
@@ -41,7 +41,13 @@ def kinds(events: list[Event]) -> list[type]:
 
 
 def sent(events: list[Event]) -> list[dict[str, Any]]:
-    return [json.loads(e.text) for e in events if isinstance(e, SendText)]
+    out = []
+    for e in events:
+        if isinstance(e, SendText):
+            out.append(json.loads(e.text))
+        elif isinstance(e, Resubscribe):
+            out += [json.loads(text) for text in e.frames]
+    return out
 
 
 def pa(price: str, qty: str) -> tuple[int, int]:
@@ -94,8 +100,9 @@ def test_symbols_and_depths() -> None:
     assert pair_symbol("ETH-BTC") == "ETH/BTC"
     assert pair_symbol("eth-btc") == "ETH/BTC"
     assert pair_symbol("ethbtc", "ETH/BTC") == "ETH/BTC"
+    assert pair_symbol("ethbtc") == "ETH/BTC"  # canonical first: v2 spells it BTC, not XBT
     with pytest.raises(ConfigError, match="set the venue's symbol"):
-        pair_symbol("ethbtc")
+        pair_symbol("ETH-BTC", "ethbtc")
     assert [book_depth(n) for n in (None, 1, 10, 11, 25, 500, 1000)] == [
         10,
         10,
@@ -235,19 +242,19 @@ def test_levels_out_of_depth_are_cut_without_a_delete() -> None:
     bids = [pa(f"0.04{90 - i}00", "1") for i in range(10)]
     asks = [pa(f"0.05{10 + i}00", "1") for i in range(10)]
     assert kinds(protocol.receive(wire.snapshot(bids, asks))) == [BookChanged]
-    assert protocol.book.depth == (10, 10)
+    assert protocol.full_book.depth == (10, 10)
     # A better bid pushes the 10th out: Kraken sends the new level only.
     events = protocol.receive(wire.update([pa("0.04950", "7")], []))
     assert kinds(events) == [BookChanged]
-    assert protocol.book.depth == (10, 10)
-    assert parse("0.0481") not in protocol.book.bids_dict()
-    assert protocol.book.bids_dict() == dict(wire.top_bids())
+    assert protocol.full_book.depth == (10, 10)
+    assert parse("0.0481") not in protocol.full_book.bids_dict()
+    assert protocol.full_book.bids_dict() == dict(wire.top_bids())
 
 
 def test_checksum_mismatch_discards_and_resubscribes_that_pair() -> None:
     protocol, wire = live()
     events = protocol.receive(wire.update([pa("0.04995", "1")], [], corrupt=True))
-    assert kinds(events) == [BookReset, SendText, SendText]
+    assert kinds(events) == [BookReset, Resubscribe]
     assert isinstance(events[0], BookReset) and events[0].gap
     assert "checksum mismatch" in events[0].reason
     assert [(m["method"], m["params"]["symbol"]) for m in sent(events)] == [
@@ -273,7 +280,7 @@ def test_failing_again_and_again_reconnects_instead() -> None:
     protocol, wire = live()
     for _ in range(MAX_FAILURES_IN_ROW):
         events = protocol.receive(wire.snapshot(wire.top_bids(), wire.top_asks(), corrupt=True))
-        assert kinds(events) == [BookReset, SendText, SendText]
+        assert kinds(events) == [BookReset, Resubscribe]
     events = protocol.receive(wire.snapshot(wire.top_bids(), wire.top_asks(), corrupt=True))
     assert kinds(events) == [BookReset, ReconnectNow]
     # A verified message in between starts the count again.
@@ -317,7 +324,7 @@ def test_precision_change_resubscribes() -> None:
     same = kraken_wire.instrument_snapshot([(SYMBOL, 5, 8)], kind="update")
     assert kinds(protocol.receive(same)) == [Ignored]
     changed = kraken_wire.instrument_snapshot([(SYMBOL, 6, 8)], kind="update")
-    assert kinds(protocol.receive(changed)) == [BookReset, SendText, SendText]
+    assert kinds(protocol.receive(changed)) == [BookReset, Resubscribe]
     assert protocol.precision == (6, 8)
 
 
@@ -361,13 +368,13 @@ def test_garbage_is_skipped_and_the_book_kept(frame: str) -> None:
 )
 def test_a_malformed_book_update_is_skipped_whole_and_resyncs(level: str) -> None:
     protocol, _ = live()
-    before = protocol.book.bids_dict()
+    before = protocol.full_book.bids_dict()
     frame = (
         '{"channel":"book","type":"update","data":[{"symbol":"ETH/BTC",'
         f'"bids":[{{"price":0.0498,"qty":1}},{level}],"asks":[],"checksum":1}}]}}'
     )
     events = protocol.receive(frame)
-    assert kinds(events) == [Skipped, BookReset, SendText, SendText]
+    assert kinds(events) == [Skipped, BookReset, Resubscribe]
     assert not protocol.has_book
     assert before != {}
 
@@ -377,7 +384,7 @@ def test_a_malformed_snapshot_resubscribes_since_no_other_snapshot_comes() -> No
     protocol.connection_made()
     protocol.receive(kraken_wire.subscribe_ack(1, "book", SYMBOL, 10))
     frame = '{"channel":"book","type":"snapshot","data":[{"symbol":"ETH/BTC","bids":[],"asks":[]}]}'
-    assert kinds(protocol.receive(frame)) == [Skipped, BookReset, SendText, SendText]
+    assert kinds(protocol.receive(frame)) == [Skipped, BookReset, Resubscribe]
 
 
 def test_bad_timestamp_is_malformed() -> None:
@@ -444,8 +451,8 @@ def test_book_checksum_from_wire_strings_equals_checksum_from_values(
     (v2, as the simulator writes it) has one checksum."""
     pu = kraken_checksum.scale_unit(pp)
     qu = kraken_checksum.scale_unit(qp)
-    book = WireBook()
-    book.load(
+    book = FullDepthBook(keep_wire=True)
+    book.load_wire(
         [
             (p * pu, q * qu, kraken_checksum.v1_token(_width(p, pp), _width(q, qp)))
             for p, q in bids.items()
@@ -456,7 +463,7 @@ def test_book_checksum_from_wire_strings_equals_checksum_from_values(
         ],
     )
     n = kraken_checksum.LEVELS
-    from_wire = kraken_checksum.checksum(book.asks.wires(n), book.bids.wires(n))
+    from_wire = kraken_checksum.checksum(*reversed(book.wires(n)))
     from_values = kraken_wire.checksum_of(
         [(p * pu, q * qu) for p, q in sorted(bids.items(), reverse=True)],
         [(p * pu, q * qu) for p, q in sorted(asks.items())],

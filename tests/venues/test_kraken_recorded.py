@@ -17,12 +17,12 @@ from pathlib import Path
 
 import pytest
 
+from dragonflybot.core.book import FullDepthBook, WireLevel
 from dragonflybot.core.fixed import parse as parse_fixed
 from dragonflybot.sim import kraken_v1, kraken_wire
 from dragonflybot.venues import kraken_checksum
 from dragonflybot.venues.base import BookChanged, BookReset, SendText
 from dragonflybot.venues.kraken import KrakenProtocol
-from dragonflybot.venues.wire_book import WireBook, WireLevel
 
 RECORDED_CHECKSUMS = 4269
 RECORDING = "KRAKEN.ws.50.0"
@@ -42,20 +42,20 @@ def v1_levels(levels: list[tuple[str, str]]) -> list[WireLevel]:
     return [(parse_fixed(p), parse_fixed(q), kraken_checksum.v1_token(p, q)) for p, q in levels]
 
 
-def v1_checksum(book: WireBook) -> int:
+def v1_checksum(book: FullDepthBook) -> int:
     n = kraken_checksum.LEVELS
-    return kraken_checksum.checksum(book.asks.wires(n), book.bids.wires(n))
+    return kraken_checksum.checksum(*reversed(book.wires(n)))
 
 
 def test_every_recorded_v1_checksum_matches(samples_dir: Path) -> None:
-    books: dict[str, WireBook] = defaultdict(WireBook)
+    books: dict[str, FullDepthBook] = defaultdict(lambda: FullDepthBook(keep_wire=True))
     matched = 0
     for _, msg in frames(samples_dir):
         book = books[msg.pair]
         if msg.snapshot:
-            book.load(v1_levels(msg.bids), v1_levels(msg.asks))
+            book.load_wire(v1_levels(msg.bids), v1_levels(msg.asks))
         else:
-            book.apply(v1_levels(msg.bids), v1_levels(msg.asks))
+            book.apply_wire(v1_levels(msg.bids), v1_levels(msg.asks))
         book.truncate(msg.depth)
         if msg.checksum is not None:
             assert v1_checksum(book) == msg.checksum, (msg.pair, matched)
@@ -66,12 +66,12 @@ def test_every_recorded_v1_checksum_matches(samples_dir: Path) -> None:
 
 def test_a_corrupted_recorded_checksum_is_caught(samples_dir: Path) -> None:
     """The same replay with one quantity string altered in one update fails at that update."""
-    books: dict[str, WireBook] = defaultdict(WireBook)
+    books: dict[str, FullDepthBook] = defaultdict(lambda: FullDepthBook(keep_wire=True))
     updates = 0
     for _, msg in frames(samples_dir):
         book = books[msg.pair]
         if msg.snapshot:
-            book.load(v1_levels(msg.bids), v1_levels(msg.asks))
+            book.load_wire(v1_levels(msg.bids), v1_levels(msg.asks))
             continue
         levels = msg.asks or msg.bids
         updates += 1
@@ -80,7 +80,7 @@ def test_a_corrupted_recorded_checksum_is_caught(samples_dir: Path) -> None:
             price, qty = levels[0]
             altered = qty[:-1] + ("1" if qty[-1] != "1" else "2")
             levels[0] = (price, altered)
-        book.apply(v1_levels(msg.bids), v1_levels(msg.asks))
+        book.apply_wire(v1_levels(msg.bids), v1_levels(msg.asks))
         book.truncate(msg.depth)
         if updates >= 100 and msg.checksum is not None and v1_checksum(book) != msg.checksum:
             return
@@ -135,7 +135,7 @@ def test_recording_rewritten_as_v2_verifies_in_the_protocol(samples_dir: Path) -
         if not msg.snapshot:
             assert protocol.counters.verified == before + 1
             verified += 1
-        assert protocol.book.bids_dict() == ref["bids"]
-        assert protocol.book.asks_dict() == ref["asks"]
+        assert protocol.full_book.bids_dict() == ref["bids"]
+        assert protocol.full_book.asks_dict() == ref["asks"]
     assert verified == RECORDED_CHECKSUMS
     assert sum(p.counters.checksum_failures for p in protocols.values()) == 0

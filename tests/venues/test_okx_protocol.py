@@ -22,6 +22,7 @@ from dragonflybot.venues.base import (
     Event,
     Ignored,
     ReconnectNow,
+    Resubscribe,
     SendText,
     Skipped,
     Subscribed,
@@ -38,7 +39,13 @@ def kinds(events: list[Event]) -> list[type]:
 
 
 def sent(events: list[Event]) -> list[dict[str, Any]]:
-    return [json.loads(e.text) for e in events if isinstance(e, SendText)]
+    out = []
+    for e in events:
+        if isinstance(e, SendText):
+            out.append(json.loads(e.text))
+        elif isinstance(e, Resubscribe):
+            out += [json.loads(text) for text in e.frames]
+    return out
 
 
 def pa(price: str, size: str) -> tuple[int, int]:
@@ -66,8 +73,9 @@ def test_naming_and_config() -> None:
     assert inst_id_of("eth-btc") == "ETH-BTC"
     assert inst_id_of("ETH/BTC") == "ETH-BTC"
     assert inst_id_of("x", "BTC-USD-220527") == "BTC-USD-220527"
+    assert inst_id_of("ethbtc") == "ETH-BTC"  # compact names split on the known quotes
     with pytest.raises(ConfigError, match="set the venue's symbol"):
-        inst_id_of("ethbtc")
+        inst_id_of("ETH-BTC", "eth btc")
     with pytest.raises(ConfigError, match="25"):
         OkxProtocol("ETH-BTC", depth=10)
     protocol = OkxProtocol.from_config(VenueConfig(name="okx", symbol="UNI-USD-SWAP"), "x")
@@ -109,22 +117,22 @@ def test_updates_keepalive_and_restart_follow_the_chain() -> None:
     assert kinds(protocol.receive(wire.update([], [pa("0.0502", "1")]))) == [BookChanged]
     assert protocol.last_seq == 5
     assert kinds(protocol.receive(wire.update([], [pa("0.0503", "1")]))) == [BookChanged]
-    assert protocol.counters.chain_breaks == 0
+    assert protocol.counters.gaps == 0
 
 
 def test_a_gap_resubscribes_that_instrument() -> None:
     protocol, wire = live()
     events = protocol.receive(wire.update([pa("0.0497", "1")], [], gap=True))
-    assert kinds(events) == [BookReset, SendText, SendText]
-    assert isinstance(events[0], BookReset) and "seqId chain" in events[0].reason
+    assert kinds(events) == [BookReset, Resubscribe]
+    assert isinstance(events[0], BookReset) and "sequence break" in events[0].reason
     assert [m["op"] for m in sent(events)] == ["unsubscribe", "subscribe"]
-    assert protocol.counters.chain_breaks == 1 and not protocol.has_book
+    assert protocol.counters.gaps == 1 and not protocol.has_book
     assert kinds(protocol.receive(wire.update([pa("0.0496", "1")], []))) == [Dropped]
     assert kinds(protocol.receive(okx_wire.unsubscribe_ack(INST))) == [Ignored]
     assert kinds(protocol.receive(okx_wire.subscribe_ack(INST))) == [Ignored]
     snap = wire.snapshot(wire.top_bids(), wire.top_asks())
     assert kinds(protocol.receive(snap)) == [BookChanged]
-    assert protocol.book.bids_dict() == dict(wire.top_bids())
+    assert protocol.full_book.bids_dict() == dict(wire.top_bids())
 
 
 def test_an_update_claiming_a_fresh_sequence_is_a_break() -> None:
@@ -145,11 +153,11 @@ def test_an_update_with_seq_but_no_prev_is_a_break() -> None:
 def test_checksum_mismatch_resubscribes_and_zero_means_none() -> None:
     protocol, wire = live()
     events = protocol.receive(wire.update([], [pa("0.0502", "2")], corrupt=True))
-    assert kinds(events) == [BookReset, SendText, SendText]
+    assert kinds(events) == [BookReset, Resubscribe]
     assert protocol.counters.checksum_failures == 1
     unchecked, wire0 = live(checksum=False)
     assert kinds(unchecked.receive(wire0.update([pa("0.0497", "1")], []))) == [BookChanged]
-    assert unchecked.counters.verified == 0 and unchecked.counters.applied == 2
+    assert unchecked.counters.verified == 0 and unchecked.counters.applied == 1
 
 
 def test_no_sequence_ids_no_chain_check() -> None:
@@ -211,5 +219,5 @@ def test_a_malformed_update_is_skipped_whole_and_resyncs(level: str) -> None:
         f'"asks":[],"bids":[["0.0497","1","0","1"],{level}],"ts":"1","checksum":0,'
         f'"prevSeqId":{wire.seq},"seqId":{wire.seq + 1}}}]}}'
     )
-    assert kinds(protocol.receive(frame)) == [Skipped, BookReset, SendText, SendText]
-    assert parse("0.0497") not in protocol.book.bids_dict()
+    assert kinds(protocol.receive(frame)) == [Skipped, BookReset, Resubscribe]
+    assert parse("0.0497") not in protocol.full_book.bids_dict()

@@ -22,7 +22,6 @@ from dragonflybot.sim import kraken_wire, okx_wire
 from dragonflybot.venues.base import BookChanged, BookReset, Event
 from dragonflybot.venues.kraken import KrakenProtocol
 from dragonflybot.venues.okx import OkxProtocol
-from dragonflybot.venues.stream_sync import StreamBookProtocol
 
 FUZZ = settings(
     max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow], database=None
@@ -96,9 +95,9 @@ def okx_live() -> tuple[OkxProtocol, str]:
     return protocol, wire.update([pa("0.05", "0"), pa("0.0498", "4")], [pa("0.0502", "1")])
 
 
-def check(protocol: StreamBookProtocol, frame: str | bytes) -> None:
+def check(protocol: KrakenProtocol | OkxProtocol, frame: str | bytes) -> None:
     had_book = protocol.has_book
-    before = (protocol.book.bids_dict(), protocol.book.asks_dict())
+    before = (protocol.full_book.bids_dict(), protocol.full_book.asks_dict())
     verified = protocol.counters.verified
     events: list[Event] = protocol.receive(frame)
     kinds = [type(e) for e in events]
@@ -106,7 +105,7 @@ def check(protocol: StreamBookProtocol, frame: str | bytes) -> None:
         # Lost just now, and said so; or already gone (an update is then dropped).
         assert BookReset in kinds if had_book else BookChanged not in kinds
         return
-    after = (protocol.book.bids_dict(), protocol.book.asks_dict())
+    after = (protocol.full_book.bids_dict(), protocol.full_book.asks_dict())
     if after != before:
         assert BookChanged in kinds
         # Verified, unless the frame says it carries no checksum (OKX's 0, as since 2026).
@@ -124,7 +123,7 @@ def claimed_checksum(frame: str | bytes) -> object:
 @FUZZ
 @given(data=st.data(), venue=st.sampled_from(["kraken", "okx"]))
 def test_hostile_frames(data: st.DataObject, venue: str) -> None:
-    protocol: StreamBookProtocol
+    protocol: KrakenProtocol | OkxProtocol
     protocol, valid = kraken_live() if venue == "kraken" else okx_live()
     kind = data.draw(st.sampled_from(["bytes", "json", "mutated", "mutated", "mutated"]))
     frame: str | bytes

@@ -31,12 +31,11 @@ from dragonflybot.venues.base import (
     Dropped,
     Event,
     ReconnectNow,
-    SendText,
+    Resubscribe,
     Subscribed,
 )
 from dragonflybot.venues.kraken import KrakenProtocol
 from dragonflybot.venues.okx import OkxProtocol
-from dragonflybot.venues.stream_sync import StreamBookProtocol
 
 PP, QP = 2, 3
 PRICE_UNIT = 10 ** (SCALE - PP)
@@ -56,7 +55,7 @@ SNAP_BIDS = levels(1, 40, removals=False)
 SNAP_ASKS = levels(41, 80, removals=False)
 BID_CHANGES = levels(1, 40, removals=True)
 ASK_CHANGES = levels(41, 80, removals=True)
-RESET_KINDS = ([BookReset, SendText, SendText], [BookReset, ReconnectNow])
+RESET_KINDS = ([BookReset, Resubscribe], [BookReset, ReconnectNow])
 
 
 def kinds(events: list[Event]) -> list[type]:
@@ -66,7 +65,7 @@ def kinds(events: list[Event]) -> list[type]:
 class StreamMachine(RuleBasedStateMachine):
     """What both venues share: the model flags and the delivery check."""
 
-    protocol: StreamBookProtocol
+    protocol: KrakenProtocol | OkxProtocol
 
     def __init__(self) -> None:
         super().__init__()
@@ -154,7 +153,7 @@ class KrakenSync(StreamMachine):
     def published_book_is_the_venues(self) -> None:
         if not hasattr(self, "wire"):
             return
-        book = self.kraken.book
+        book = self.kraken.full_book
         assert self.protocol.has_book == self.expect_book
         if not self.expect_book:
             return
@@ -169,7 +168,7 @@ class KrakenSync(StreamMachine):
         if self.unverified:
             return
         n = kraken_checksum.LEVELS
-        ours = "".join(book.asks.wires(n)) + "".join(book.bids.wires(n))
+        ours = "".join(book.wires(n)[1]) + "".join(book.wires(n)[0])
         unit = kraken_checksum.v2_token
         theirs = "".join(unit(p, q, PRICE_UNIT, QTY_UNIT) for p, q in self.wire.top_asks()[:n])
         theirs += "".join(unit(p, q, PRICE_UNIT, QTY_UNIT) for p, q in self.wire.top_bids()[:n])
@@ -244,7 +243,7 @@ class OkxSync(StreamMachine):
     def published_book_is_the_venues(self) -> None:
         if not hasattr(self, "wire"):
             return
-        book = self.okx.book
+        book = self.okx.full_book
         assert self.protocol.has_book == self.expect_book
         if not self.expect_book:
             return
@@ -257,7 +256,7 @@ class OkxSync(StreamMachine):
             )
         if self.wire.with_checksum and not self.unverified:
             n = okx_checksum.LEVELS
-            ours = okx_checksum.checksum_text(book.bids.wires(n), book.asks.wires(n))
+            ours = okx_checksum.checksum_text(*book.wires(n))
             truth = self.wire
             theirs = okx_checksum.checksum_text(
                 [okx_checksum.level_text(*truth.bids[p]) for p, _ in truth.top_bids(n)],

@@ -26,7 +26,7 @@ Wire schema here is shared by the feed and the simulator (``sim.kraken_wire``).
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from decimal import Decimal
 from typing import Annotated, Final, Literal
@@ -34,12 +34,13 @@ from typing import Annotated, Final, Literal
 import msgspec
 
 from dragonflybot.config import VenueConfig
+from dragonflybot.core.book import WireLevel
 from dragonflybot.core.fixed import ONE, SCALE, Fixed
 from dragonflybot.errors import ConfigError, DecodeError
+from dragonflybot.instrument import canonical
 from dragonflybot.venues import kraken_checksum
 from dragonflybot.venues.base import (
     BAD_INPUT,
-    BookReset,
     Event,
     Ignored,
     ReconnectNow,
@@ -47,8 +48,9 @@ from dragonflybot.venues.base import (
     SubscriptionRejected,
     VenueNotice,
 )
-from dragonflybot.venues.stream_sync import StreamBookProtocol, StreamSync
-from dragonflybot.venues.wire_book import WireBook, WireLevel
+from dragonflybot.venues.book_protocol import BookProtocol
+from dragonflybot.venues.book_sync import StreamSync
+from dragonflybot.venues.spec import VenueSpec
 
 NAME: Final = "kraken"
 DEFAULT_WS_URL: Final = "wss://ws.kraken.com/v2"
@@ -178,10 +180,10 @@ def book_depth(levels: int | None) -> int:
 def pair_symbol(instrument: str, symbol: str | None = None) -> str:
     """The v2 symbol (``ETH/BTC``) of a canonical instrument (``ETH-BTC``) or an explicit one.
 
-    A compact name (``ethbtc``) cannot be split safely (quote lengths vary), so it
-    needs ``symbol`` set.
+    v2 spells Bitcoin ``BTC`` (v1 and REST say ``XBT``): the canonical assets are used
+    as they are. A compact name (``ethbtc``) is split on the known quote assets.
     """
-    text = symbol if symbol is not None else instrument.upper().replace("-", "/")
+    text = symbol if symbol is not None else canonical(instrument).replace("-", "/")
     if not _SYMBOL.fullmatch(text):
         raise ConfigError(
             f"{NAME}: symbol must look like 'ETH/BTC' (or the instrument like 'ETH-BTC'); "
@@ -215,18 +217,34 @@ def event_time_ms(timestamp: str | None) -> int | None:
         raise DecodeError(f"bad timestamp {timestamp[:40]!r}") from exc
 
 
-def verify(book: WireBook, expected: int) -> str | None:
-    """The integrity hook: CRC32 over the best 10 asks then bids."""
-    levels = kraken_checksum.LEVELS
-    got = kraken_checksum.checksum(book.asks.wires(levels), book.bids.wires(levels))
-    return None if got == expected else f"computed {got}, venue sent {expected}"
+class KrakenSync(StreamSync):
+    """The ``book`` book: cut to the subscribed depth, CRC32 over the top 10 after each message."""
+
+    update_name = "book updates"
+
+    def __init__(self, frames: Callable[[], tuple[str, ...]], depth: int) -> None:
+        super().__init__(keep_wire=True, depth=depth)
+        self._frames = frames
+
+    def resubscribe_frames(self) -> tuple[str, ...]:
+        return self._frames()
+
+    def integrity(self) -> str | None:
+        """CRC32 over the best 10 asks then bids, written at the pair's precision."""
+        failure = super().integrity()
+        if failure is not None or self.checksum is None:
+            return failure
+        bids, asks = self.book.wires(kraken_checksum.LEVELS)
+        got = kraken_checksum.checksum(asks, bids)
+        return None if got == self.checksum else self.checksum_mismatch(got)
 
 
 RequestKind = Literal["book", "instrument", "unsubscribe"]
 
 
-class KrakenProtocol(StreamBookProtocol):
-    """Sans-I/O Kraken v2 client for one pair's ``book``."""
+class KrakenProtocol(BookProtocol[KrakenSync]):
+    """Sans-I/O Kraken v2 client for one pair's ``book`` (mode ignored: the book always
+    comes whole from the stream, cut to the subscribed depth)."""
 
     def __init__(
         self,
@@ -258,10 +276,11 @@ class KrakenProtocol(StreamBookProtocol):
         if self._configured is not None:
             self._set_precision(self._configured)
         stream = f"{BOOK}-{self.depth}:{self.symbol}"
-        sync = StreamSync(BOOK, verify, self._resubscribe_texts, depth=self.depth)
+        sync = KrakenSync(self._resubscribe_texts, self.depth)
         super().__init__(
-            NAME, ws_url or DEFAULT_WS_URL, rest_url or DEFAULT_REST_URL, (stream,), sync
+            NAME, "depth", ws_url or DEFAULT_WS_URL, rest_url or DEFAULT_REST_URL, (stream,), sync
         )
+        self.sync = sync
         self._req_id = 0
         self._pending: dict[int, RequestKind] = {}
 
@@ -273,6 +292,8 @@ class KrakenProtocol(StreamBookProtocol):
             rest_url=config.rest_url,
             symbol=config.symbol,
             depth=config.depth,
+            price_precision=config.price_precision,
+            qty_precision=config.qty_precision,
         )
 
     # --- requests -----------------------------------------------------------------------
@@ -285,18 +306,20 @@ class KrakenProtocol(StreamBookProtocol):
     def _book_subscribe(self) -> str:
         return book_request("subscribe", self.symbol, self.depth, self._request_id("book"))
 
-    def _subscribe_texts(self) -> list[str]:
+    def _subscribe_text(self) -> str:
+        """The book's subscription when the precision is configured, else the
+        ``instrument`` channel's (the book follows once the pair's precisions arrive)."""
         self._pending.clear()
         if self._configured is not None:
-            return [self._book_subscribe()]
+            return self._book_subscribe()
         self.precision = None
-        return [instrument_request(self._request_id("instrument"))]
+        return instrument_request(self._request_id("instrument"))
 
-    def _resubscribe_texts(self) -> list[str]:
+    def _resubscribe_texts(self) -> tuple[str, ...]:
         unsubscribe = book_request(
             "unsubscribe", self.symbol, self.depth, self._request_id("unsubscribe")
         )
-        return [unsubscribe, self._book_subscribe()]
+        return (unsubscribe, self._book_subscribe())
 
     def heartbeat(self) -> str:
         return ping_request()
@@ -378,7 +401,7 @@ class KrakenProtocol(StreamBookProtocol):
             return [Ignored(f"instrument {msg.type}: {self.symbol} unchanged")]
         self._set_precision(precision)
         # Book tokens were written with the old precision: start over from a snapshot.
-        return self.sync.fail(f"{self.symbol} precision changed to {precision}")
+        return self.sync.integrity_failed(f"{self.symbol} precision changed to {precision}")
 
     def _on_book(self, msg: BookMessage) -> list[Event]:
         kind = msg.type
@@ -394,8 +417,8 @@ class KrakenProtocol(StreamBookProtocol):
                     continue
                 parsed.append(
                     (
-                        self._levels(data.bids),
-                        self._levels(data.asks),
+                        self._wire_levels(data.bids),
+                        self._wire_levels(data.asks),
                         data.checksum,
                         event_time_ms(data.timestamp),
                     )
@@ -408,15 +431,14 @@ class KrakenProtocol(StreamBookProtocol):
         sync = self.sync
         for bids, asks, checksum, event_ms in parsed:
             if snapshot:
-                applied = sync.on_snapshot(bids, asks, checksum, event_ms)
+                events += sync.on_wire_snapshot(0, bids, asks, event_ms, checksum)
             else:
-                applied = sync.on_update(bids, asks, checksum, event_ms)
-            events.extend(applied)
-            if type(applied[0]) is BookReset:
-                break
+                events += sync.on_wire_update(0, 0, bids, asks, event_ms, checksum)
+            if sync.position is None:
+                break  # dropped, or discarded and resubscribed: the rest is moot
         return events
 
-    def _levels(self, raw: Sequence[PriceQty]) -> list[WireLevel]:
+    def _wire_levels(self, raw: Sequence[PriceQty]) -> list[WireLevel]:
         price_unit = self._price_unit
         qty_unit = self._qty_unit
         token = kraken_checksum.v2_token
@@ -428,3 +450,19 @@ class KrakenProtocol(StreamBookProtocol):
                 raise DecodeError("price zero")
             out.append((price, qty, token(price, qty, price_unit, qty_unit) if qty else ""))
         return out
+
+
+def symbol_of(instrument: str) -> str:
+    """``ETH-BTC`` -> Kraken v2's ``ETH/BTC``."""
+    return pair_symbol(instrument)
+
+
+SPEC: Final = VenueSpec(
+    name=NAME,
+    create=KrakenProtocol.from_config,
+    default_ws_url=DEFAULT_WS_URL,
+    default_rest_url=DEFAULT_REST_URL,
+    symbol=symbol_of,
+    sim="dragonflybot.sim.kraken_venue:SIM_VENUE",
+    url_hosts=("kraken",),
+)

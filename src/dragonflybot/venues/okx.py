@@ -23,19 +23,19 @@ Wire schema here is shared by the feed and the simulator (``sim.okx_wire``).
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Annotated, Final
 
 import msgspec
 
 from dragonflybot.config import VenueConfig
+from dragonflybot.core.book import WireLevel
 from dragonflybot.core.fixed import Fixed, parse
 from dragonflybot.errors import ConfigError, DecodeError
+from dragonflybot.instrument import canonical
 from dragonflybot.venues import okx_checksum
 from dragonflybot.venues.base import (
     BAD_INPUT,
-    BookChanged,
-    BookReset,
     Event,
     Ignored,
     ReconnectNow,
@@ -43,8 +43,9 @@ from dragonflybot.venues.base import (
     VenueNotice,
     parse_int,
 )
-from dragonflybot.venues.stream_sync import StreamBookProtocol, StreamSync
-from dragonflybot.venues.wire_book import WireBook, WireLevel
+from dragonflybot.venues.book_protocol import BookProtocol
+from dragonflybot.venues.book_sync import StreamSync
+from dragonflybot.venues.spec import VenueSpec
 
 NAME: Final = "okx"
 DEFAULT_WS_URL: Final = "wss://ws.okx.com:8443/ws/v5/public"
@@ -118,7 +119,7 @@ def book_request(op: str, inst_id: str) -> str:
 
 def inst_id_of(instrument: str, symbol: str | None = None) -> str:
     """The OKX ``instId`` (``ETH-BTC``) of a canonical instrument or an explicit symbol."""
-    text = symbol if symbol is not None else instrument.upper().replace("/", "-")
+    text = symbol if symbol is not None else canonical(instrument)
     if not _INST_ID.fullmatch(text):
         raise ConfigError(
             f"{NAME}: instId must look like 'ETH-BTC' (or the instrument like 'ETH-BTC'); "
@@ -127,15 +128,48 @@ def inst_id_of(instrument: str, symbol: str | None = None) -> str:
     return text
 
 
-def verify(book: WireBook, expected: int) -> str | None:
-    """The integrity hook: signed CRC32 over the best 25 bids and asks interleaved."""
-    levels = okx_checksum.LEVELS
-    got = okx_checksum.checksum(book.bids.wires(levels), book.asks.wires(levels))
-    return None if got == expected else f"computed {got}, venue sent {expected}"
+NO_IDS: Final = -2
+"""Position of a book whose messages carry no ``seqId`` (OKX before ids, the 2022
+recording): the checksum is its only guard, and the next message with ids starts
+the chain."""
+NO_PREV: Final = -3
+"""``first`` of an update that has a ``seqId`` but no ``prevSeqId``: never continues."""
 
 
-class OkxProtocol(StreamBookProtocol):
-    """Sans-I/O OKX v5 client for one instrument's ``books``."""
+class OkxSync(StreamSync):
+    """The ``books`` book: ``prevSeqId`` chain before applying, CRC32 after."""
+
+    update_name = "books update"
+
+    def __init__(self, frames: Callable[[], tuple[str, ...]], depth: int | None) -> None:
+        super().__init__(keep_wire=True, depth=depth)
+        self._frames = frames
+
+    def resubscribe_frames(self) -> tuple[str, ...]:
+        return self._frames()
+
+    def continues(self, position: int, first: int, last: int) -> bool:
+        """``prevSeqId`` equals the book's ``seqId``: that one rule accepts the keepalive
+        (equal ids) and the maintenance restart (``seqId`` going back while the chain
+        holds). ``prevSeqId == -1`` only a snapshot may carry."""
+        if first == NO_IDS:
+            return True
+        if first == NO_PREV or first == -1:
+            return False
+        return position == NO_IDS or first == position
+
+    def integrity(self) -> str | None:
+        """Signed CRC32 over the best 25 bids and asks interleaved (when OKX sent one)."""
+        failure = super().integrity()
+        if failure is not None or self.checksum is None:
+            return failure
+        got = okx_checksum.checksum(*self.book.wires(okx_checksum.LEVELS))
+        return None if got == self.checksum else self.checksum_mismatch(got)
+
+
+class OkxProtocol(BookProtocol[OkxSync]):
+    """Sans-I/O OKX v5 client for one instrument's ``books`` (mode ignored: the book
+    always comes whole from the stream)."""
 
     def __init__(
         self,
@@ -149,16 +183,16 @@ class OkxProtocol(StreamBookProtocol):
         self.inst_id = inst_id_of(instrument, symbol)
         if depth is not None and depth < okx_checksum.LEVELS:
             raise ConfigError(f"{NAME}: depth must keep the {okx_checksum.LEVELS} checked levels")
-        sync = StreamSync(CHANNEL, verify, self._resubscribe_texts, depth=depth)
+        sync = OkxSync(self._resubscribe_texts, depth)
         super().__init__(
             NAME,
+            "depth",
             ws_url or DEFAULT_WS_URL,
             rest_url or DEFAULT_REST_URL,
             (f"{CHANNEL}:{self.inst_id}",),
             sync,
         )
-        self.last_seq: int | None = None
-        """``seqId`` of the last applied message (``None``: no book, or a feed without ids)."""
+        self.sync = sync
         self._resubscribing = False
         self._prices: dict[str, Fixed] = {}
         self._sizes: dict[str, Fixed] = {}
@@ -167,17 +201,21 @@ class OkxProtocol(StreamBookProtocol):
     def from_config(cls, config: VenueConfig, instrument: str) -> OkxProtocol:
         return cls(instrument, ws_url=config.ws_url, rest_url=config.rest_url, symbol=config.symbol)
 
+    @property
+    def last_seq(self) -> int | None:
+        """``seqId`` of the last applied message (``None``: no book, or a feed without ids)."""
+        position = self.sync.position
+        return None if position is None or position == NO_IDS else position
+
     # --- requests -----------------------------------------------------------------------
 
-    def _subscribe_texts(self) -> list[str]:
-        self.last_seq = None
+    def _subscribe_text(self) -> str:
         self._resubscribing = False
-        return [book_request("subscribe", self.inst_id)]
+        return book_request("subscribe", self.inst_id)
 
-    def _resubscribe_texts(self) -> list[str]:
-        self.last_seq = None
+    def _resubscribe_texts(self) -> tuple[str, ...]:
         self._resubscribing = True
-        return [book_request("unsubscribe", self.inst_id), book_request("subscribe", self.inst_id)]
+        return (book_request("unsubscribe", self.inst_id), book_request("subscribe", self.inst_id))
 
     def heartbeat(self) -> str:
         return PING
@@ -249,7 +287,9 @@ class OkxProtocol(StreamBookProtocol):
         try:
             for data in msg.data:
                 ts = parse_int(data.ts, "ts") if data.ts is not None else None
-                parsed.append((self._levels(data.bids), self._levels(data.asks), data, ts))
+                parsed.append(
+                    (self._wire_levels(data.bids), self._wire_levels(data.asks), data, ts)
+                )
         except BAD_INPUT as exc:
             return self._skip_book(f"malformed books {action}: {exc}", snapshot=snapshot)
         events: list[Event] = []
@@ -258,32 +298,20 @@ class OkxProtocol(StreamBookProtocol):
             checksum = data.checksum or None
             seq = data.seqId
             if snapshot:
-                applied = sync.on_snapshot(bids, asks, checksum, ts)
+                position = NO_IDS if seq is None else seq
+                events += sync.on_wire_snapshot(position, bids, asks, ts, checksum)
             else:
-                if seq is not None and sync.live:
-                    broken = self._chain_break(seq, data.prevSeqId)
-                    if broken is not None:
-                        events.extend(sync.chain_break(broken))
-                        break
-                applied = sync.on_update(bids, asks, checksum, ts)
-            events.extend(applied)
-            first = applied[0]
-            if type(first) is BookChanged:
-                self.last_seq = seq
-            elif type(first) is BookReset:
-                break
+                if seq is None:
+                    first = last = NO_IDS
+                else:
+                    prev = data.prevSeqId
+                    first, last = (NO_PREV if prev is None else prev), seq
+                events += sync.on_wire_update(first, last, bids, asks, ts, checksum)
+            if sync.position is None:
+                break  # dropped, or discarded and resubscribed: the rest is moot
         return events
 
-    def _chain_break(self, seq: int, prev: int | None) -> str | None:
-        last = self.last_seq
-        if prev is None:
-            return f"update seqId {seq} without prevSeqId"
-        if last is None or prev == last:
-            # ``last is None``: the snapshot carried no ids; the chain starts here.
-            return None
-        return f"seqId chain broken: book at {last}, update has prevSeqId {prev} (seqId {seq})"
-
-    def _levels(self, raw: Sequence[RawLevel]) -> list[WireLevel]:
+    def _wire_levels(self, raw: Sequence[RawLevel]) -> list[WireLevel]:
         """Parse ``[price, size, ...]`` levels; raises ``DecodeError`` on the first bad one.
 
         Both strings are looked up in bounded memos first: prices repeat from message
@@ -328,3 +356,19 @@ def _remember(memo: dict[str, Fixed], text: str) -> Fixed:
             memo.clear()
         memo[text] = value
     return value
+
+
+def symbol_of(instrument: str) -> str:
+    """A canonical instrument's ``instId``: ``ETH-BTC`` is already OKX's spelling."""
+    return inst_id_of(instrument)
+
+
+SPEC: Final = VenueSpec(
+    name=NAME,
+    create=OkxProtocol.from_config,
+    default_ws_url=DEFAULT_WS_URL,
+    default_rest_url=DEFAULT_REST_URL,
+    symbol=symbol_of,
+    sim="dragonflybot.sim.okx_venue:SIM_VENUE",
+    url_hosts=("okx",),
+)
