@@ -136,6 +136,8 @@ _FAULT_HELP: Final = {
     "reconnect_grace": "seconds between the reconnect notice and the close",
     "reject_subscriptions": "answer every subscription with the venue's error",
     "max_frames_per_second": "throttle each connection to this many frames per second",
+    "corrupt_book_every": "alter a level in every Nth book frame, keeping the venue's checksum",
+    "fault_instrument": "limit --gap-every and --corrupt-book-every to this instrument",
 }
 
 

@@ -144,6 +144,8 @@ class ModelVenueServer(VenueServer):
         render = self._renderer.render
         for key, conns in subs.items():
             frame = render(key, market, update)
+            if frame is None:
+                continue  # a depth-limited stream this update did not reach
             for conn in conns:
                 conn.outbox.put(frame)
 

@@ -104,6 +104,13 @@ class OkxBookWire:
         self.seq = self._advance()
         return self._message("update", wire_bids, wire_asks, corrupt, ts_ms, prev, self.seq)
 
+    def current_snapshot(self, *, ts_ms: int = 1_700_000_000_000) -> str:
+        """The book held now as a ``snapshot`` at the current ``seqId`` (what a new
+        subscriber gets while others go on with the same sequence)."""
+        bids = [[*self.bids[p], "0", "1"] for p in sorted(self.bids, reverse=True)]
+        asks = [[*self.asks[p], "0", "1"] for p in sorted(self.asks)]
+        return self._message("snapshot", bids, asks, False, ts_ms, -1, self.seq)
+
     def keepalive(self, *, ts_ms: int = 1_700_000_000_000) -> str:
         """The empty update OKX sends after about 60 s without changes: ``prevSeqId == seqId``."""
         return self._message("update", [], [], False, ts_ms, self.seq, self.seq)
