@@ -27,7 +27,7 @@ def one_error_line(text: str) -> str:
     ("argv", "needle"),
     [
         (["--bogus"], "unrecognized arguments"),
-        (["--venue", "kraken"], "invalid choice"),
+        (["--venue", "nosuch"], "invalid choice"),
         (["--rate", "-3"], "must be > 0"),
         (["--instrument", "ETH-"], "instrument 'ETH-'"),
         (["--instrument", "Eth!"], "instrument 'Eth!'"),
