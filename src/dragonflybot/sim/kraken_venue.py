@@ -128,8 +128,10 @@ class KrakenServerProtocol(VenueProtocol):
         if renderer is not None:
             replies.append(kraken_wire.instrument_snapshot(renderer.pairs()))
             return Reaction(replies, [], [])
-        # A replay: the recorded instrument data is played on its channel.
-        keys: list[Key] = [(kraken.INSTRUMENT, "")] if kraken.INSTRUMENT in self.catalog else []
+        # A replay plays the recorded conversation: the instrument data on its channel,
+        # and the book the recorder subscribed to right after it (a client that waited for
+        # the precisions to subscribe would miss the recorded snapshot otherwise).
+        keys: list[Key] = [(name, "") for name in self.catalog]
         return Reaction(replies, keys, [])
 
     def _book(
@@ -154,7 +156,8 @@ class KrakenServerProtocol(VenueProtocol):
             return Reaction([kraken_wire.error_reply(method, req_id, error)], [], [])
         renderer = self.renderer
         for symbol in params.symbol:
-            key = (book_name(symbol), str(params.depth))
+            # A replay's recorded frames are of one depth, whatever the client asks.
+            key = (book_name(symbol), str(params.depth) if renderer is not None else "")
             keys.append(key)
             replies.append(kraken_wire.subscribe_ack(req_id, kraken.BOOK, symbol, params.depth))
             if renderer is not None:
