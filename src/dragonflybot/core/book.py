@@ -371,14 +371,27 @@ class FullDepthBook:
 
     def apply_wire(self, bids: Iterable[WireLevel], asks: Iterable[WireLevel]) -> None:
         """``apply`` with each level's checksum text."""
-        wbids, wasks = self._wire_sides()
-        wbids.update_wire(bids)
-        wasks.update_wire(asks)
+        if not self.keeps_wire:
+            self._wire_sides()  # raises
+        if bids:
+            self._wbids.update_wire(bids)
+        if asks:
+            self._wasks.update_wire(asks)
 
     def wires(self, n: int) -> tuple[tuple[str, ...], tuple[str, ...]]:
         """The checksum texts of the best ``n`` bids and asks, best first (cached)."""
-        wbids, wasks = self._wire_sides()
-        return wbids.wires(n), wasks.wires(n)
+        if not self.keeps_wire:
+            self._wire_sides()  # raises
+        # The cache checks of ``_WireSide.wires`` inlined: read after every message.
+        wbids = self._wbids
+        bids = wbids._wtop
+        if bids is None or wbids._wtop_n != n:
+            bids = wbids.wires(n)
+        wasks = self._wasks
+        asks = wasks._wtop
+        if asks is None or wasks._wtop_n != n:
+            asks = wasks.wires(n)
+        return bids, asks
 
     def crossed(self) -> bool:
         """The best bid is at or above the best ask (crossed or locked): for one venue's

@@ -265,8 +265,10 @@ class StreamSync(BookSync):
         checksum: int | None = None,
     ) -> list[Event]:
         """``on_update`` with each level's checksum text (``keep_wire=True``)."""
-        refused = self._follows(first, last)
-        if refused is not None:
+        position = self.position
+        if position is None or not self.continues(position, first, last):
+            refused = self._follows(first, last)
+            assert refused is not None
             return refused
         self.book.apply_wire(bids, asks)
         return self._applied(last, event_time_ms, checksum)

@@ -30,7 +30,7 @@ import msgspec
 
 from dragonflybot.config import VenueConfig
 from dragonflybot.core.book import WireLevel
-from dragonflybot.core.fixed import Fixed, parse
+from dragonflybot.core.fixed import SCALE, Fixed, parse
 from dragonflybot.errors import ConfigError, DecodeError
 from dragonflybot.instrument import canonical
 from dragonflybot.venues import okx_checksum
@@ -55,6 +55,7 @@ PING: Final = "ping"
 PONG: Final = "pong"
 _INST_ID: Final = re.compile(r"[A-Z0-9]{1,20}(-[A-Z0-9]{1,20}){1,3}", re.ASCII)
 
+_POW10: Final = tuple(10 ** (SCALE - n) for n in range(SCALE + 1))
 MEMO_LIMIT: Final = 8192
 """Strings remembered per memo (emptied when full: a hostile feed costs no memory)."""
 MEMO_LONGEST: Final = 40
@@ -337,8 +338,21 @@ class OkxProtocol(BookProtocol[OkxSync]):
                         raise DecodeError("price zero")
                 size = get_size(size_text)
                 if size is None:
-                    # ``_remember`` inlined: most sizes are new, so this runs per level.
-                    size = parse(size_text)
+                    # ``parse`` and ``_remember`` inlined: most sizes are new, so this runs
+                    # per level. The checks are ``parse``'s own; anything else goes to it.
+                    whole, dot, frac = size_text.partition(".")
+                    n = len(frac)
+                    if (
+                        dot
+                        and n <= SCALE
+                        and len(whole) <= MEMO_LONGEST
+                        and size_text.isascii()
+                        and whole.isdigit()
+                        and frac.isdigit()
+                    ):
+                        size = int(whole + frac) * _POW10[n]
+                    else:
+                        size = parse(size_text)
                     if len(size_text) <= MEMO_LONGEST:
                         if len(sizes) >= MEMO_LIMIT:
                             sizes.clear()
