@@ -8,7 +8,7 @@ Wire schema here is shared by the feed and the simulator (``sim.kraken_wire``).
   book is cut to the subscribed depth, because Kraken sends no delete for a level
   that falls out of scope, and the CRC32 of the best 10 asks and bids must equal the
   message's ``checksum``; otherwise the book is discarded unpublished and the pair
-  alone is unsubscribed and subscribed again (``stream_sync``).
+  alone is unsubscribed and subscribed again (``book_sync.StreamSync``).
 * v2 sends prices and quantities as JSON numbers; the checksum writes them with the
   pair's ``price_precision`` and ``qty_precision``. Those come from the constructor
   when configured, else from v2's own ``instrument`` channel on the same connection:

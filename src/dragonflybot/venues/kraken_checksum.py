@@ -10,7 +10,7 @@ differs (``shared/venues.md`` 4.4):
   (``v2_token``), which is the value scaled by ``10**precision`` as an integer.
 
 A level's token is its price digits followed by its quantity digits; the book
-keeps that token per level (``WireBook``'s ``wire``), so a checksum is one join
+keeps that token per level (``core.book.WireLevel``'s text), so a checksum is one join
 and one ``zlib.crc32``. The recorded v1 traffic verifies ``checksum`` itself;
 v1 and v2 tokens agree whenever the v1 strings are as wide as the precision,
 which the tests hold on recorded and generated books.
