@@ -219,8 +219,8 @@ def bad_config(tmp_path: Path) -> str:
 
 USAGE_CASES = {
     "unknown venue": (
-        ["--instrument-name", "ethbtc", "--venues", "binance,kraken"],
-        "unknown venue 'kraken'",
+        ["--instrument-name", "ethbtc", "--venues", "binance,nosuch"],
+        "unknown venue 'nosuch'",
     ),
     "bad listen": (["--instrument-name", "ethbtc", "--listen", "localhost"], "bad listen address"),
     "bad port": (

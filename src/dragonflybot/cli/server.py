@@ -17,6 +17,7 @@ from dragonflybot.app import plan_topology
 from dragonflybot.cli import options, security_flags
 from dragonflybot.cli.common import OneLineParser, serve_main
 from dragonflybot.config import DEFAULT_LISTEN, AppConfig
+from dragonflybot.venues.registry import VENUES
 
 PROG = "dragonflybot-grpc-server"
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
@@ -36,7 +37,7 @@ def build_parser(prog: str = PROG) -> argparse.ArgumentParser:
     parser.add_argument(
         "--venues",
         type=options.venue_list,
-        help="comma-separated venues (default: binance,bitstamp)",
+        help=f"comma-separated venues (default: every registered venue, {','.join(VENUES)})",
     )
     parser.add_argument(
         "--depth", type=options.depth, help="consolidated levels per side (default: 10)"
