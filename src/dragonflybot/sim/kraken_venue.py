@@ -92,8 +92,9 @@ class KrakenServerProtocol(VenueProtocol):
     def __init__(self, catalog: Mapping[str, str]) -> None:
         super().__init__(catalog)
         self.renderer: KrakenRenderer | None = None
-        """Set by the model's renderer: subscribing sends the pair's snapshot (a replay
-        has none: the recorded snapshot is played)."""
+        """Set by the model's renderer: the ``instrument`` channel answers with its pairs,
+        and a book key carries the subscribed depth (a replay has no renderer: it plays
+        the recorded conversation, of one depth)."""
 
     def open(self, target: str) -> tuple[Session, list[Key]] | Rejection:
         path = target.partition("?")[0]
@@ -159,9 +160,9 @@ class KrakenServerProtocol(VenueProtocol):
             # A replay's recorded frames are of one depth, whatever the client asks.
             key = (book_name(symbol), str(params.depth) if renderer is not None else "")
             keys.append(key)
+            # The snapshot follows the acks: the model server sends it as the subscription
+            # takes effect (``SIM_VENUE.subscribed``); a replay plays the recorded one.
             replies.append(kraken_wire.subscribe_ack(req_id, kraken.BOOK, symbol, params.depth))
-            if renderer is not None:
-                replies.append(renderer.snapshot(key))
         return Reaction(replies, keys, [])
 
     def wrap(self, key: Key, payload: str) -> tuple[str, int]:
@@ -202,17 +203,17 @@ class KrakenRenderer:
         """``(symbol, price_precision, qty_precision)`` of every pair served."""
         return [(name.partition(":")[2], *p) for name, p in self._precisions.items()]
 
-    def snapshot(self, key: Key) -> str:
+    def snapshot(self, key: Key, market: VenueMarket) -> Outgoing:
         """The pair's book now, cut to the key's depth (a new subscriber's first message).
 
         Also resets the rendering to the market: a key with subscribers is in step with
         it already (every update is rendered), one without them was not rendered."""
-        market = self._markets[key[0]]
         wire = self._wire(key)
         depth = wire.depth
-        return wire.snapshot(
+        text = wire.snapshot(
             market.book.top_bids(depth), market.book.top_asks(depth), time_ms=market.time_us // 1000
         )
+        return Outgoing(text, FrameKind.SNAPSHOT, -1, market.spec.name, key[0])
 
     def _wire(self, key: Key) -> kraken_wire.KrakenBookWire:
         wire = self._wires.get(key)
@@ -311,6 +312,11 @@ def _renderer(protocol: VenueProtocol, markets: Mapping[str, VenueMarket]) -> Re
     return KrakenRenderer(protocol, markets)
 
 
+def _subscribed(renderer: Renderer, key: Key, market: VenueMarket) -> Outgoing:
+    assert isinstance(renderer, KrakenRenderer)
+    return renderer.snapshot(key, market)
+
+
 SIM_VENUE: Final = SimVenue(
     protocol=KrakenServerProtocol,
     ws_path=WS_PATH,
@@ -320,4 +326,5 @@ SIM_VENUE: Final = SimVenue(
     requested=requested,
     rest_key=rest_key,
     owns_path=owns_path,
+    subscribed=_subscribed,
 )

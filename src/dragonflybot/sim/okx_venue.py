@@ -66,12 +66,6 @@ class OkxServerProtocol(VenueProtocol):
 
     name = "okx"
 
-    def __init__(self, catalog: Mapping[str, str]) -> None:
-        super().__init__(catalog)
-        self.renderer: OkxRenderer | None = None
-        """Set by the model's renderer: subscribing sends the snapshot (a replay plays
-        the recorded one)."""
-
     def open(self, target: str) -> tuple[Session, list[Key]] | Rejection:
         path = target.partition("?")[0]
         if path not in (WS_PATH, "", "/"):
@@ -106,9 +100,9 @@ class OkxServerProtocol(VenueProtocol):
                 continue
             if faults.reject_subscriptions:
                 return Reaction([okx_wire.error_reply("60018", "Subscription refused")], [], [])
+            # The snapshot follows the ack: the model server sends it as the subscription
+            # takes effect (``SIM_VENUE.subscribed``); a replay plays the recorded one.
             replies.append(okx_wire.subscribe_ack(inst_id))
-            if self.renderer is not None:
-                replies.append(self.renderer.snapshot(key))
         if request.op == "unsubscribe":
             return Reaction(replies, [], keys)
         return Reaction(replies, keys, [])
@@ -137,20 +131,13 @@ class OkxServerProtocol(VenueProtocol):
 class OkxRenderer:
     """Each subscribed instrument as OKX publishes it (``okx_wire.OkxBookWire``)."""
 
-    def __init__(self, protocol: OkxServerProtocol, markets: Mapping[str, VenueMarket]) -> None:
-        self._markets = {
-            channel_name(inst_id): m
-            for m in markets.values()
-            if (inst_id := inst_id_of(m.spec)) is not None
-        }
+    def __init__(self, markets: Mapping[str, VenueMarket]) -> None:
         self._wires: dict[str, okx_wire.OkxBookWire] = {}
-        protocol.renderer = self
 
-    def snapshot(self, key: Key) -> str:
+    def snapshot(self, key: Key, market: VenueMarket) -> Outgoing:
         """The instrument's book now at the current ``seqId`` (a new subscriber's first
         message); a rendering out of step with the market (nobody was subscribed) is
         reloaded from it first, which starts a new sequence."""
-        market = self._markets[key[0]]
         wire = self._wire(key[0])
         time_ms = market.time_us // 1000
         bids = market.book.top_bids(SNAPSHOT_LEVELS)
@@ -158,8 +145,10 @@ class OkxRenderer:
         if wire.top_bids(SNAPSHOT_LEVELS) != list(bids) or wire.top_asks(SNAPSHOT_LEVELS) != list(
             asks
         ):
-            return wire.snapshot(bids, asks, ts_ms=time_ms)
-        return wire.current_snapshot(ts_ms=time_ms)
+            text = wire.snapshot(bids, asks, ts_ms=time_ms)
+        else:
+            text = wire.current_snapshot(ts_ms=time_ms)
+        return Outgoing(text, FrameKind.SNAPSHOT, -1, market.spec.name, key[0])
 
     def _wire(self, name: str) -> okx_wire.OkxBookWire:
         wire = self._wires.get(name)
@@ -223,8 +212,12 @@ def owns_path(path: str) -> bool:
 
 
 def _renderer(protocol: VenueProtocol, markets: Mapping[str, VenueMarket]) -> Renderer:
-    assert isinstance(protocol, OkxServerProtocol)
-    return OkxRenderer(protocol, markets)
+    return OkxRenderer(markets)
+
+
+def _subscribed(renderer: Renderer, key: Key, market: VenueMarket) -> Outgoing:
+    assert isinstance(renderer, OkxRenderer)
+    return renderer.snapshot(key, market)
 
 
 SIM_VENUE: Final = SimVenue(
@@ -236,4 +229,5 @@ SIM_VENUE: Final = SimVenue(
     requested=requested,
     rest_key=rest_key,
     owns_path=owns_path,
+    subscribed=_subscribed,
 )
