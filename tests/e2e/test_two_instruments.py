@@ -1,7 +1,7 @@
-"""Binance, Bitstamp, Kraken and OKX simulated -> feeds -> aggregator -> gRPC -> grpcio.
+"""Every registered venue simulated -> feeds -> aggregator -> gRPC -> grpcio.
 
 Two instruments in one process. Every Summary a client sees once the market is held
-still is the merge of what the four simulated venues last sent. A corrupted level on
+still is the merge of what the simulated venues last sent. A corrupted level on
 Kraken's ETH-BTC book (the venue's checksum left as it was, ``corrupt_book_every``)
 resubscribes that one book: ETH-BTC's Kraken feed counts resubscriptions, BTC-USDT's
 never does and its stream keeps publishing, and no Summary ever carries the corrupted
@@ -115,7 +115,7 @@ async def wait_live(runtimes: Sequence[Any]) -> None:
                 await trio.sleep(0.01)
 
 
-async def test_four_venues_two_instruments_and_a_checksum_fault_on_one_book() -> None:
+async def test_every_venue_two_instruments_and_a_checksum_fault_on_one_book() -> None:
     config = AppConfig(
         instruments=[
             InstrumentConfig(name=name, depth=DEPTH, listen="127.0.0.1:0") for name in INSTRUMENTS
@@ -160,8 +160,9 @@ async def test_four_venues_two_instruments_and_a_checksum_fault_on_one_book() ->
     assert kraken_bad.sync.integrity_failures >= 3
     assert kraken_bad.reconnects == 0
     assert kraken_good.resubscribes == 0 and kraken_good.sync.integrity_failures == 0
-    for name in ("binance", "bitstamp", "okx"):
-        assert bad.feed_stats[name].resubscribes == 0
+    for name in VENUES:
+        if name != "kraken":
+            assert bad.feed_stats[name].resubscribes == 0, name
     for watcher in watchers.values():
         assert watcher.error is None, watcher.error
         assert watcher.received > 5
