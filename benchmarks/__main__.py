@@ -21,6 +21,7 @@ from benchmarks.harness import Options, Suite
 SUITES: Final = (
     "benchmarks.core",
     "benchmarks.peers",
+    "benchmarks.stream_venues",
     "benchmarks.receive",
     "benchmarks.throughput",
     "benchmarks.latency",

@@ -71,6 +71,11 @@ class VenueConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_on
     jwt: str | None = None
     """A venue token sent with the subscriptions (Coinbase: a CDP API key's JWT; public
     market data needs none). Never logged; venues that take none ignore it."""
+    price_precision: Annotated[int, msgspec.Meta(ge=0, le=18)] | None = None
+    """Decimals of the pair's prices, for a checksum over formatted values (Kraken v2);
+    ``None``: the venue publishes it (Kraken's ``instrument`` channel)."""
+    qty_precision: Annotated[int, msgspec.Meta(ge=0, le=18)] | None = None
+    """Decimals of the pair's quantities (set with ``price_precision``)."""
 
     def __post_init__(self) -> None:
         # Python callers may still pass the old names (files are rewritten on decode).

@@ -27,12 +27,12 @@ def one_error_line(text: str) -> str:
     ("argv", "needle"),
     [
         (["--bogus"], "unrecognized arguments"),
-        (["--venue", "kraken"], "invalid choice"),
+        (["--venue", "nosuch"], "invalid choice"),
         (["--rate", "-3"], "must be > 0"),
         (["--instrument", "ETH-"], "instrument 'ETH-'"),
         (["--instrument", "Eth!"], "instrument 'Eth!'"),
         (["--gap-every", "0"], "faults.gap_every must be >= 1"),
-        (["--gap-every", "kraken=2"], "'kraken' is not simulated here"),
+        (["--gap-every", "okx=2", "--venue", "binance"], "'okx' is not simulated here"),
         (["--drop-probability", "lots"], "--drop-probability (binance)"),
         (["--reject-subscriptions", "maybe"], "--reject-subscriptions"),
         (["--speed", "2", "--as-fast-as-possible"], "not allowed with"),
@@ -151,6 +151,10 @@ def test_fault_flags_build_each_venues_faults() -> None:
             "binance=10",
             "--stall-seconds",
             "binance=2.5",
+            "--corrupt-book-every",
+            "kraken=5",
+            "--fault-instrument",
+            "kraken=eth-btc",
         ]
     )
     config = sim_config_from_args(args)
@@ -160,8 +164,13 @@ def test_fault_flags_build_each_venues_faults() -> None:
             malformed_every=40, reject_subscriptions=True, stall_after=10, stall_seconds=2.5
         ),
         "bitstamp": Faults(gap_every=2, malformed_every=40),
+        "kraken": Faults(malformed_every=40, corrupt_book_every=5, fault_instrument="ethbtc"),
         # A flag without a venue applies to every simulated (registered) venue.
-        **{v: Faults(malformed_every=40) for v in VENUES if v not in ("binance", "bitstamp")},
+        **{
+            v: Faults(malformed_every=40)
+            for v in VENUES
+            if v not in ("binance", "bitstamp", "kraken")
+        },
     }
 
 

@@ -1,7 +1,8 @@
-"""FullDepthBook's optional parts: truncation to a depth, wire strings, the crossed check."""
+"""FullDepthBook's optional parts: truncation to a depth, checksum texts, the crossed check."""
 
 from __future__ import annotations
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -26,19 +27,16 @@ def test_truncated_book_is_the_models_best_levels(
     steps: list[tuple[list[tuple[int, int]], list[tuple[int, int]]]], depth: int, read: int
 ) -> None:
     """After every message + truncate, the book is the model's best ``depth`` per side,
-    and the wire strings are exactly those of the levels held."""
+    and the checksum texts (cached reads included) are exactly those of the levels held."""
     book = FullDepthBook(keep_wire=True)
     bids: dict[int, int] = {}
     asks: dict[int, int] = {}
     for bid_changes, ask_changes in steps:
         book.top(read)  # a cached read must never survive a truncation it should not
-        book.apply(bid_changes, ask_changes)
-        assert book.wire is not None
-        book.wire.apply(
-            bid_changes,
-            ask_changes,
-            [(str(p), str(a)) for p, a in bid_changes],
-            [(str(p), str(a)) for p, a in ask_changes],
+        book.wires(read)
+        book.apply_wire(
+            [(p, a, f"{p}:{a}") for p, a in bid_changes],
+            [(p, a, f"{p}:{a}") for p, a in ask_changes],
         )
         book.truncate(depth)
         model_apply(bids, bid_changes)
@@ -49,23 +47,28 @@ def test_truncated_book_is_the_models_best_levels(
         top_bids, top_asks = book.top(read)
         assert top_bids == tuple(Level(p, bids[p]) for p in sorted(bids, reverse=True)[:read])
         assert top_asks == tuple(Level(p, asks[p]) for p in sorted(asks)[:read])
-        assert book.wire.bids == {p: (str(p), str(a)) for p, a in bids.items()}
-        assert book.wire.asks == {p: (str(p), str(a)) for p, a in asks.items()}
-        assert book.wire.side(top_bids, book.wire.bids) == [
-            (str(lv.price), str(lv.amount)) for lv in top_bids
-        ]
+        wire_bids, wire_asks = book.wires(read)
+        assert wire_bids == tuple(f"{lv.price}:{lv.amount}" for lv in top_bids)
+        assert wire_asks == tuple(f"{lv.price}:{lv.amount}" for lv in top_asks)
+        assert book.wires(depth) == (
+            tuple(f"{p}:{bids[p]}" for p in sorted(bids, reverse=True)),
+            tuple(f"{p}:{asks[p]}" for p in sorted(asks)),
+        )
         crossed = bool(bids) and bool(asks) and max(bids) >= min(asks)
         assert book.crossed() == crossed
 
 
-def test_wire_strings_are_off_by_default_and_cleared_with_the_book() -> None:
-    assert FullDepthBook().wire is None
+def test_checksum_texts_are_off_by_default_and_cleared_with_the_book() -> None:
+    plain = FullDepthBook()
+    assert not plain.keeps_wire
+    with pytest.raises(TypeError):
+        plain.wires(1)
     book = FullDepthBook(keep_wire=True)
-    assert book.wire is not None
-    book.apply([(2, 1)], [(3, 1)])
-    book.wire.apply([(2, 1)], [(3, 1)], [("2.0", "1")], [("3.0", "1")])
+    book.load_wire([(2, 1, "2.0:1")], [(3, 1, "3.0:1")])
+    assert book.wires(5) == (("2.0:1",), ("3.0:1",))
     assert not book.crossed()
-    book.apply([(3, 1)], [])
+    book.apply_wire([(3, 1, "3.0:1")], [])
     assert book.crossed()  # locked: best bid == best ask
+    assert book.wires(5) == (("3.0:1", "2.0:1"), ("3.0:1",))
     book.clear()
-    assert book.wire.bids == {} and book.wire.asks == {} and not book.crossed()
+    assert book.wires(5) == ((), ()) and not book.crossed()

@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import logging
 import zlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from functools import partial
 from typing import Any, Final
@@ -39,8 +39,16 @@ SUBSCRIBE: Final = '{"op":"subscribe"}'
 UNSUBSCRIBE: Final = '{"op":"unsubscribe"}'
 
 
-def checksum(bids: list[WireLevel], asks: list[WireLevel]) -> int:
-    return zlib.crc32(":".join(f"{p}:{a}" for p, a in [*bids[:3], *asks[:3]]).encode())
+def checksum(bids: list[tuple[str, str]], asks: list[tuple[str, str]]) -> int:
+    return checksum_texts([f"{p}:{a}" for p, a in bids], [f"{p}:{a}" for p, a in asks])
+
+
+def checksum_texts(bids: Sequence[str], asks: Sequence[str]) -> int:
+    return zlib.crc32(":".join([*bids[:3], *asks[:3]]).encode())
+
+
+def wired(levels: list[tuple[str, str]]) -> list[WireLevel]:
+    return [(parse(p), parse(a), f"{p}:{a}") for p, a in levels]
 
 
 class Message(msgspec.Struct):
@@ -55,7 +63,6 @@ class Message(msgspec.Struct):
 class Sync(StreamSync):
     def __init__(self) -> None:
         super().__init__(keep_wire=True, depth=10)
-        self.expected = 0
 
     def resubscribe_frames(self) -> tuple[str, ...]:
         return (UNSUBSCRIBE, SUBSCRIBE)
@@ -65,13 +72,10 @@ class Sync(StreamSync):
 
     def integrity(self) -> str | None:
         failure = super().integrity()
-        if failure is not None:
+        if failure is not None or self.checksum is None:
             return failure
-        wire = self.book.wire
-        assert wire is not None
-        bids, asks = self.book.top(3)
-        got = checksum(wire.side(bids, wire.bids), wire.side(asks, wire.asks))
-        return None if got == self.expected else f"checksum mismatch: {got} != {self.expected}"
+        got = checksum_texts(*self.book.wires(3))
+        return None if got == self.checksum else self.checksum_mismatch(got)
 
 
 class StreamexProtocol(BookProtocol[Sync]):
@@ -84,18 +88,17 @@ class StreamexProtocol(BookProtocol[Sync]):
     def receive(self, frame: str | bytes) -> list[Event]:
         try:
             msg = msgspec.json.decode(frame, type=Message)
-            bids = [(parse(p), parse(a)) for p, a in msg.bids]
-            asks = [(parse(p), parse(a)) for p, a in msg.asks]
+            bids = wired(msg.bids)
+            asks = wired(msg.asks)
         except BAD_INPUT as exc:
             return self._skip(str(exc))
         sync = self._diff
         if msg.type == "subscribed":
             return self._acknowledged()
-        sync.expected = msg.checksum
         if msg.type == "snapshot":
-            return sync.on_snapshot(msg.seq, bids, asks, None, (msg.bids, msg.asks))
+            return sync.on_wire_snapshot(msg.seq, bids, asks, None, msg.checksum)
         if msg.type == "update":
-            return sync.on_update(msg.prev, msg.seq, bids, asks, None, (msg.bids, msg.asks))
+            return sync.on_wire_update(msg.prev, msg.seq, bids, asks, None, msg.checksum)
         return [Ignored(msg.type)]
 
 

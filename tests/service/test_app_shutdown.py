@@ -54,7 +54,7 @@ def test_plan_needs_an_instrument_and_known_venues() -> None:
     with pytest.raises(ConfigError, match="no instrument"):
         plan_topology(AppConfig())
     bad = AppConfig(
-        instruments=[InstrumentConfig(name="ethbtc", venues=[VenueConfig(name="kraken")])]
+        instruments=[InstrumentConfig(name="ethbtc", venues=[VenueConfig(name="nosuch")])]
     )
     with pytest.raises(ConfigError, match=r"instruments\[0\]\.venues\[0\]\.name: unknown venue"):
         plan_topology(bad)

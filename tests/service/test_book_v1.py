@@ -271,9 +271,9 @@ async def first_error(stream: Any) -> RpcFailedError:
             ["maximum of 10", "1 to 10"],
         ),
         (
-            {"instrument": "ETH-BTC", "venues": ["kraken"]},
+            {"instrument": "ETH-BTC", "venues": ["nosuch"]},
             StatusCode.INVALID_ARGUMENT,
-            ["'kraken'", "binance, bitstamp"],
+            ["'nosuch'", "binance, bitstamp"],
         ),
         ({"instrument": "ETH-BTC", "max_rate": -1}, StatusCode.INVALID_ARGUMENT, ["max_rate"]),
         (

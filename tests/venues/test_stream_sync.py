@@ -9,11 +9,12 @@ ask for a resubscription of that symbol (never a published wrong book).
 from __future__ import annotations
 
 import zlib
+from collections.abc import Sequence
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from dragonflybot.core.book import PriceAmount, WireLevel
+from dragonflybot.core.book import WireLevel
 from dragonflybot.core.fixed import parse
 from dragonflybot.venues.base import BookChanged, BookReset, Dropped, Event, Resubscribe
 from dragonflybot.venues.book_sync import StreamSync
@@ -21,14 +22,23 @@ from dragonflybot.venues.book_sync import StreamSync
 DEPTH = 5
 
 
-def checksum(bids: list[WireLevel], asks: list[WireLevel]) -> int:
+Text = tuple[str, str]
+"""A level as the venue wrote it: ``(price, size)``."""
+
+
+def checksum_texts(bids: Sequence[str], asks: Sequence[str]) -> int:
+    """CRC32 of the ``price:size`` texts, bids and asks interleaved."""
     parts: list[str] = []
     for i in range(max(len(bids), len(asks))):
         if i < len(bids):
-            parts += bids[i]
+            parts.append(bids[i])
         if i < len(asks):
-            parts += asks[i]
+            parts.append(asks[i])
     return zlib.crc32(":".join(parts).encode())
+
+
+def checksum(bids: list[Text], asks: list[Text]) -> int:
+    return checksum_texts([f"{p}:{s}" for p, s in bids], [f"{p}:{s}" for p, s in asks])
 
 
 class FakeSync(StreamSync):
@@ -36,7 +46,6 @@ class FakeSync(StreamSync):
 
     def __init__(self) -> None:
         super().__init__(keep_wire=True, depth=DEPTH)
-        self.expected: int | None = None
 
     def resubscribe_frames(self) -> tuple[str, ...]:
         return ('{"op":"unsubscribe"}', '{"op":"subscribe"}')
@@ -46,17 +55,14 @@ class FakeSync(StreamSync):
 
     def integrity(self) -> str | None:
         failure = super().integrity()
-        if failure is not None or self.expected is None:
+        if failure is not None or self.checksum is None:
             return failure
-        wire = self.book.wire
-        assert wire is not None
-        bids, asks = self.book.top(3)
-        got = checksum(wire.side(bids, wire.bids), wire.side(asks, wire.asks))
-        return None if got == self.expected else f"checksum {got} != {self.expected}"
+        got = checksum_texts(*self.book.wires(3))
+        return None if got == self.checksum else self.checksum_mismatch(got)
 
 
-def parsed(levels: list[WireLevel]) -> list[PriceAmount]:
-    return [(parse(p), parse(a)) for p, a in levels]
+def wired(levels: list[Text]) -> list[WireLevel]:
+    return [(parse(p), parse(a), f"{p}:{a}") for p, a in levels]
 
 
 bid_prices = st.sampled_from([f"{p}" for p in range(90, 100)])
@@ -76,7 +82,7 @@ steps = st.lists(
 )
 
 
-def model_apply(model: dict[str, str], levels: list[WireLevel]) -> None:
+def model_apply(model: dict[str, str], levels: list[Text]) -> None:
     for price, size in levels:
         if parse(size):
             model[price] = size
@@ -84,7 +90,7 @@ def model_apply(model: dict[str, str], levels: list[WireLevel]) -> None:
             model.pop(price, None)
 
 
-def model_top(model: dict[str, str], *, bids: bool, n: int) -> list[WireLevel]:
+def model_top(model: dict[str, str], *, bids: bool, n: int) -> list[Text]:
     prices = sorted(model, key=parse, reverse=bids)[:n]
     return [(p, model[p]) for p in prices]
 
@@ -92,7 +98,7 @@ def model_top(model: dict[str, str], *, bids: bool, n: int) -> list[WireLevel]:
 @settings(max_examples=200, deadline=None)
 @given(steps)
 def test_published_book_equals_the_model_or_is_resubscribed(
-    script: list[tuple[str, list[WireLevel], list[WireLevel]]],
+    script: list[tuple[str, list[Text], list[Text]]],
 ) -> None:
     sync = FakeSync()
     bids: dict[str, str] = {}
@@ -110,10 +116,8 @@ def test_published_book_equals_the_model_or_is_resubscribed(
             asks = dict(model_top(asks, bids=False, n=DEPTH))
             snap_b = model_top(bids, bids=True, n=DEPTH)
             snap_a = model_top(asks, bids=False, n=DEPTH)
-            sync.expected = checksum(
-                model_top(bids, bids=True, n=3), model_top(asks, bids=False, n=3)
-            )
-            events = sync.on_snapshot(seq, parsed(snap_b), parsed(snap_a), None, (snap_b, snap_a))
+            expected = checksum(model_top(bids, bids=True, n=3), model_top(asks, bids=False, n=3))
+            events = sync.on_wire_snapshot(seq, wired(snap_b), wired(snap_a), None, expected)
             synced = True
         else:
             first = seq + (2 if kind == "gap" else 1)
@@ -123,8 +127,8 @@ def test_published_book_equals_the_model_or_is_resubscribed(
             bids = dict(model_top(bids, bids=True, n=DEPTH))
             asks = dict(model_top(asks, bids=False, n=DEPTH))
             good = checksum(model_top(bids, bids=True, n=3), model_top(asks, bids=False, n=3))
-            sync.expected = good + 1 if kind == "corrupt" else good
-            events = sync.on_update(first, seq, parsed(b), parsed(a), None, (b, a))
+            expected = good + 1 if kind == "corrupt" else good
+            events = sync.on_wire_update(first, seq, wired(b), wired(a), None, expected)
         types = [type(e) for e in events]
         if not synced:
             assert types == [Dropped] and sync.position is None

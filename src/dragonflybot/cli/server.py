@@ -20,6 +20,7 @@ from dragonflybot.cli.common import OneLineParser, fail, serve_main
 from dragonflybot.cli.roles import add_bus_flag, gateway_roles, role_runner
 from dragonflybot.config import DEFAULT_LISTEN, AppConfig
 from dragonflybot.errors import DragonflybotError
+from dragonflybot.venues.registry import VENUES
 
 PROG = "dragonflybot-grpc-server"
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
@@ -39,7 +40,7 @@ def build_parser(prog: str = PROG) -> argparse.ArgumentParser:
     parser.add_argument(
         "--venues",
         type=options.venue_list,
-        help="comma-separated venues (default: binance,bitstamp)",
+        help=f"comma-separated venues (default: every registered venue, {','.join(VENUES)})",
     )
     parser.add_argument(
         "--depth", type=options.depth, help="consolidated levels per side (default: 10)"

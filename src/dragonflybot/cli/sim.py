@@ -139,6 +139,8 @@ _FAULT_HELP: Final = {
     "quiet_market": "the venue's market stands still (a quiet product; connections stay open)",
     "restart_every": "publish every Nth update as the venue's service-restart message "
     "(Bybit: a snapshot with u == 1)",
+    "corrupt_book_every": "alter a level in every Nth book frame, keeping the venue's checksum",
+    "fault_instrument": "limit --gap-every and --corrupt-book-every to this instrument",
 }
 
 

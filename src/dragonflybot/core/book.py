@@ -210,53 +210,122 @@ class _SortedSide:
         return {price: amount for price, amount in self._levels.values()}
 
 
-WireLevel = tuple[str, str]
-"""A level exactly as the venue wrote it: ``(price text, amount text)``."""
+WireLevel = tuple[Fixed, Fixed, str]
+"""A parsed change with its checksum text: ``(price, absolute amount, text)``.
+
+The text is whatever the venue's checksum concatenates for that level, built once
+when the level is parsed (OKX ``price:size`` in the exact strings received, Kraken
+the digits of both values at the pair's precision), so a checksum after a message
+costs no formatting, one read of the best texts and one CRC. A plain tuple: a
+venue builds one per level of every message.
+"""
 
 
-class WireStrings:
-    """The venue's own strings of each level a book holds, by price, for checksums.
+class _WireSide(_SortedSide):
+    """A side that also keeps each level's checksum text, by sort key.
 
-    Kept beside the book, not in it, so a venue without a string checksum (Binance,
-    Bitstamp) pays nothing on its per-frame path; a venue whose checksum is computed
-    over the exact wire strings (OKX, Kraken v1) keeps one of these and updates it
-    with the same levels it applies to the book.
+    Only books of venues with a string checksum use it, so ``_SortedSide`` (the
+    Binance and Bitstamp hot path) pays nothing for it. The last read of the best
+    texts is cached with the same edge rule as the top: a change behind the cached
+    edge keeps it, and most messages change deeper levels.
     """
 
-    __slots__ = ("asks", "bids")
+    __slots__ = ("_wedge", "_wires", "_wtop", "_wtop_n")
 
-    def __init__(self) -> None:
-        self.bids: dict[Fixed, WireLevel] = {}
-        self.asks: dict[Fixed, WireLevel] = {}
+    def __init__(self, *, descending: bool) -> None:
+        super().__init__(descending=descending)
+        self._wires: dict[Fixed, str] = {}
+        self._wtop: tuple[str, ...] | None = None
+        self._wtop_n = 0
+        self._wedge: Fixed | None = None
+
+    def update_wire(self, changes: Iterable[WireLevel]) -> None:
+        """``update`` for levels carrying their text; the same text is the same amount."""
+        levels = self._levels
+        wires = self._wires
+        keys = self._keys
+        negate = self._negate
+        cached = self._top is not None
+        edge = self._edge
+        wcached = self._wtop is not None
+        wedge = self._wedge
+        for price, amount, wire in changes:
+            key = -price if negate else price
+            old = wires.get(key)
+            if amount:
+                if old is None:
+                    insort(keys, key)
+                elif old == wire:
+                    continue
+                levels[key] = _new_level(Level, (price, amount))
+                wires[key] = wire
+            elif old is not None:
+                del levels[key]
+                del wires[key]
+                del keys[bisect_left(keys, key)]
+            else:
+                continue
+            if cached and (edge is None or key <= edge):
+                cached = False
+                self._top = None
+            if wcached and (wedge is None or key <= wedge):
+                wcached = False
+                self._wtop = None
+
+    def build_wire(
+        self, changes: Iterable[WireLevel]
+    ) -> tuple[dict[Fixed, Level], dict[Fixed, str]]:
+        """A snapshot's tables (later levels win, amount zero removes), built apart."""
+        negate = self._negate
+        table: dict[Fixed, Level] = {}
+        wires: dict[Fixed, str] = {}
+        for price, amount, wire in changes:
+            key = -price if negate else price
+            if amount:
+                table[key] = _new_level(Level, (price, amount))
+                wires[key] = wire
+            else:
+                table.pop(key, None)
+                wires.pop(key, None)
+        return table, wires
+
+    def install_wire(self, table: dict[Fixed, Level], wires: dict[Fixed, str]) -> None:
+        self.install(table)
+        self._wires = wires
+        self._wtop = None
+
+    def truncate(self, depth: int) -> list[Fixed]:
+        keys = self._keys
+        if len(keys) <= depth:
+            return []
+        wires = self._wires
+        for key in keys[depth:]:
+            del wires[key]
+        if self._wtop is not None and (self._wedge is None or self._wtop_n > depth):
+            self._wtop = None
+        return super().truncate(depth)
+
+    def wires(self, n: int) -> tuple[str, ...]:
+        """The checksum texts of the best ``n`` levels, best first."""
+        cached = self._wtop
+        if cached is not None and n == self._wtop_n:
+            return cached
+        keys = self._keys[:n]
+        out: tuple[str, ...]
+        if len(keys) > 1:
+            out = itemgetter(*keys)(self._wires)
+        else:
+            out = tuple(map(self._wires.__getitem__, keys))
+        if n > 0:
+            self._wtop = out
+            self._wtop_n = n
+            self._wedge = keys[-1] if len(keys) == n else None
+        return out
 
     def clear(self) -> None:
-        self.bids.clear()
-        self.asks.clear()
-
-    @staticmethod
-    def _update(
-        table: dict[Fixed, WireLevel], parsed: Sequence[PriceAmount], wire: Sequence[WireLevel]
-    ) -> None:
-        for (price, amount), text in zip(parsed, wire, strict=True):
-            if amount:
-                table[price] = text
-            else:
-                table.pop(price, None)
-
-    def apply(
-        self,
-        bids: Sequence[PriceAmount],
-        asks: Sequence[PriceAmount],
-        wire_bids: Sequence[WireLevel],
-        wire_asks: Sequence[WireLevel],
-    ) -> None:
-        """Record the strings of one applied message (same levels, same order)."""
-        self._update(self.bids, bids, wire_bids)
-        self._update(self.asks, asks, wire_asks)
-
-    def side(self, levels: Side, table: dict[Fixed, WireLevel]) -> list[WireLevel]:
-        """The wire strings of ``levels`` (a book's top), best first."""
-        return [table[level.price] for level in levels]
+        super().clear()
+        self._wires.clear()
+        self._wtop = None
 
 
 class FullDepthBook:
@@ -264,23 +333,65 @@ class FullDepthBook:
 
     Amount zero removes a level; removing an unknown level is a no-op. The
     sync rules (which diffs to apply) live in each venue's protocol module; this
-    class only holds state. ``wire`` (off unless asked for) keeps the venue's
-    strings per level for a checksum over them; ``truncate`` keeps the book to a
-    subscribed depth for venues that send no delete for a level falling out of it.
+    class only holds state. With ``keep_wire`` it also keeps each level's checksum
+    text (``WireLevel``), fed by ``load_wire``/``apply_wire`` and read best first by
+    ``wires``; ``truncate`` keeps the book to a subscribed depth for venues that send
+    no delete for a level falling out of it.
     """
 
-    __slots__ = ("_asks", "_bids", "wire")
+    __slots__ = ("_asks", "_bids", "_wasks", "_wbids", "keeps_wire")
 
     def __init__(self, *, keep_wire: bool = False) -> None:
-        self._bids = _SortedSide(descending=True)
-        self._asks = _SortedSide(descending=False)
-        self.wire: WireStrings | None = WireStrings() if keep_wire else None
+        self.keeps_wire = keep_wire
+        if keep_wire:
+            self._wbids = _WireSide(descending=True)
+            self._wasks = _WireSide(descending=False)
+            self._bids: _SortedSide = self._wbids
+            self._asks: _SortedSide = self._wasks
+        else:
+            self._bids = _SortedSide(descending=True)
+            self._asks = _SortedSide(descending=False)
 
     def clear(self) -> None:
         self._bids.clear()
         self._asks.clear()
-        if self.wire is not None:
-            self.wire.clear()
+
+    def _wire_sides(self) -> tuple[_WireSide, _WireSide]:
+        if not self.keeps_wire:
+            raise TypeError("this book keeps no checksum texts (keep_wire=False)")
+        return self._wbids, self._wasks
+
+    def load_wire(self, bids: Iterable[WireLevel], asks: Iterable[WireLevel]) -> None:
+        """``load`` with each level's checksum text; all or nothing."""
+        wbids, wasks = self._wire_sides()
+        bid_tables = wbids.build_wire(bids)
+        ask_tables = wasks.build_wire(asks)
+        wbids.install_wire(*bid_tables)
+        wasks.install_wire(*ask_tables)
+
+    def apply_wire(self, bids: Iterable[WireLevel], asks: Iterable[WireLevel]) -> None:
+        """``apply`` with each level's checksum text."""
+        if not self.keeps_wire:
+            self._wire_sides()  # raises
+        if bids:
+            self._wbids.update_wire(bids)
+        if asks:
+            self._wasks.update_wire(asks)
+
+    def wires(self, n: int) -> tuple[tuple[str, ...], tuple[str, ...]]:
+        """The checksum texts of the best ``n`` bids and asks, best first (cached)."""
+        if not self.keeps_wire:
+            self._wire_sides()  # raises
+        # The cache checks of ``_WireSide.wires`` inlined: read after every message.
+        wbids = self._wbids
+        bids = wbids._wtop
+        if bids is None or wbids._wtop_n != n:
+            bids = wbids.wires(n)
+        wasks = self._wasks
+        asks = wasks._wtop
+        if asks is None or wasks._wtop_n != n:
+            asks = wasks.wires(n)
+        return bids, asks
 
     def crossed(self) -> bool:
         """The best bid is at or above the best ask (crossed or locked): for one venue's
@@ -291,15 +402,9 @@ class FullDepthBook:
         return bool(bids) and bool(asks) and -bids[0] >= asks[0]
 
     def truncate(self, depth: int) -> None:
-        """Keep only the best ``depth`` levels per side (and their wire strings)."""
-        removed_bids = self._bids.truncate(depth)
-        removed_asks = self._asks.truncate(depth)
-        wire = self.wire
-        if wire is not None:
-            for price in removed_bids:
-                wire.bids.pop(price, None)
-            for price in removed_asks:
-                wire.asks.pop(price, None)
+        """Keep only the best ``depth`` levels per side (and their checksum texts)."""
+        self._bids.truncate(depth)
+        self._asks.truncate(depth)
 
     def load(self, bids: Iterable[PriceAmount], asks: Iterable[PriceAmount]) -> None:
         """Replace the whole book with a snapshot (same result as clear + apply).

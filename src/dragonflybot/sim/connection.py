@@ -138,6 +138,7 @@ class ClientConnection:
             random.Random(f"faults:{seed}:{protocol.name}:{index}"),
             lambda variant, frame: protocol.garbage(session, variant, frame),
             lambda: protocol.reconnect_notice(session, host.time_ms()),
+            protocol.corrupt_book,
         )
         self.subscribed = trio.Event()
         """Set at the first subscription (replay playback starts from it)."""

@@ -17,6 +17,7 @@ from typing import Literal
 import msgspec
 
 from dragonflybot.errors import ConfigError
+from dragonflybot.instrument import parse_instrument
 from dragonflybot.sim.frames import FrameKind, Outgoing
 
 
@@ -56,9 +57,27 @@ class Faults(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=Tr
     """Every Nth market update is published as the venue's service-restart message
     (Bybit: a snapshot with ``u == 1`` that replaces the book); a venue without such a
     message publishes it as usual."""
+    corrupt_book_every: int | None = None
+    """Alter one level's amount in every Nth book data frame, leaving the checksum the
+    venue computed over the true book: a client that verifies catches it and resyncs; one
+    that does not holds a wrong book. Venues without a checksum send the frame unaltered."""
+    fault_instrument: str | None = None
+    """Limit ``gap_every`` and ``corrupt_book_every`` to this instrument's frames
+    (``ETH-BTC`` or ``ethbtc``); ``None``: every instrument."""
 
     def __post_init__(self) -> None:
-        for name in ("drop_after", "gap_every", "malformed_every", "stall_after", "restart_every"):
+        if self.fault_instrument is not None:
+            text = self.fault_instrument
+            compact = parse_instrument(text).compact if any(c in text for c in "-/_") else text
+            msgspec.structs.force_setattr(self, "fault_instrument", compact.lower())
+        for name in (
+            "drop_after",
+            "gap_every",
+            "malformed_every",
+            "stall_after",
+            "corrupt_book_every",
+            "restart_every",
+        ):
             value = getattr(self, name)
             if value is not None and value < 1:
                 raise ConfigError(f"faults.{name} must be >= 1, got {value}")
@@ -82,6 +101,15 @@ GARBAGE_VARIANTS = 3
 GarbageMaker = Callable[[int, Outgoing], str]
 """(variant, the data frame the garbage precedes) -> garbage text, venue-specific."""
 
+Corrupter = Callable[[Outgoing], str | None]
+"""A book data frame -> the same frame with one level's amount altered and its checksum
+left as it was, or ``None`` when the venue has no checksum (venue-specific)."""
+
+
+def _no_corruption(frame: Outgoing) -> None:
+    return None
+
+
 Action = (
     tuple[Literal["text"], str]
     | tuple[Literal["frame"], Outgoing]
@@ -96,6 +124,8 @@ class FaultState:
     """Counters and one-shot flags of one connection."""
 
     __slots__ = (
+        "_books",
+        "_corrupt",
         "_diffs",
         "_garbage",
         "_garbage_maker",
@@ -107,9 +137,15 @@ class FaultState:
     )
 
     def __init__(
-        self, rng: random.Random, garbage: GarbageMaker, notice: Callable[[], str]
+        self,
+        rng: random.Random,
+        garbage: GarbageMaker,
+        notice: Callable[[], str],
+        corrupt: Corrupter = _no_corruption,
     ) -> None:
         self._rng = rng
+        self._corrupt = corrupt
+        self._books = 0
         self._garbage_maker = garbage
         self._notice = notice
         self.sent = 0
@@ -131,11 +167,17 @@ class FaultState:
             self._garbage += 1
             if self._count(actions, faults):
                 return actions
-        if frame.kind is FrameKind.DIFF:
+        targeted = faults.fault_instrument is None or frame.instrument == faults.fault_instrument
+        if frame.kind is FrameKind.DIFF and targeted:
             self._diffs += 1
             if faults.gap_every and self._diffs % faults.gap_every == 0:
                 return actions
-        actions.append(("frame", frame))
+        corrupted = None
+        if data and targeted and faults.corrupt_book_every:
+            self._books += 1
+            if self._books % faults.corrupt_book_every == 0:
+                corrupted = self._corrupt(frame)
+        actions.append(("frame", frame) if corrupted is None else ("text", corrupted))
         if self._count(actions, faults):
             return actions
         if data and faults.drop_probability and self._rng.random() < faults.drop_probability:

@@ -174,6 +174,8 @@ class ModelVenueServer(VenueServer):
             render = partial(restart, self._renderer)
         for key, conns in subs.items():
             frame = render(key, market, update)
+            if frame is None:
+                continue  # a depth-limited stream this update did not reach
             for conn in conns:
                 conn.outbox.put(frame)
 

@@ -47,7 +47,10 @@ class ReplayFrame:
 class Renderer(Protocol):
     """Renders market updates as the venue's frames and answers its REST requests."""
 
-    def render(self, key: Key, market: VenueMarket, update: Update) -> Outgoing: ...
+    def render(self, key: Key, market: VenueMarket, update: Update) -> Outgoing | None:
+        """The frame publishing ``update`` on ``key``; ``None`` when the venue sends
+        nothing for it there (Kraken: a change below the subscribed depth)."""
+        ...
 
     def rest(self, method: str, target: str) -> HttpResponse: ...
 

@@ -103,3 +103,9 @@ class VenueProtocol(abc.ABC):
             # The first level of the frame, with a minus sign: same ids, same timestamps.
             return text.replace('[["', '[["-', 1)
         return self.wrong_types(frame, key)
+
+    def corrupt_book(self, frame: Outgoing) -> str | None:
+        """``frame`` (a book data frame) with one level's amount altered and the venue's
+        checksum left as it was; ``None`` (the default): the venue has no checksum, so a
+        client could not tell, and the frame goes out unaltered."""
+        return None

@@ -101,7 +101,7 @@ class BookProtocol(VenueProtocol, Generic[SyncT]):
         self._subscribed = False
         self._top.clear()
         self._have_top = False
-        self._diff.reset()
+        self._diff.connection_made()
         return [SendText(self._subscribe_text())]
 
     def snapshot_received(self, token: int, body: bytes) -> list[Event]:
@@ -114,6 +114,16 @@ class BookProtocol(VenueProtocol, Generic[SyncT]):
     def _skip(self, reason: str) -> list[Event]:
         self.counters.skipped += 1
         return [Skipped(reason)]
+
+    def _skip_book(self, reason: str, *, snapshot: bool = False) -> list[Event]:
+        """A message recognisably for our book but malformed: skipped, and resynced when
+        that leaves a held book behind the venue, or the awaited snapshot lost (a held
+        book is never silently behind, and a stream sends no snapshot unasked)."""
+        self.counters.skipped += 1
+        events: list[Event] = [Skipped(reason)]
+        if self._diff.position is not None or snapshot:
+            events += self._diff.integrity_failed(f"malformed book message: {reason}")
+        return events
 
     def _acknowledged(self) -> list[Event]:
         """Every stream was acknowledged on this connection."""

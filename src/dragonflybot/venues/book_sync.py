@@ -19,7 +19,10 @@ the sync kind knows (``resync``), counted in ``SyncCounters``.
 from __future__ import annotations
 
 import abc
-from typing import ClassVar
+from collections.abc import Sequence
+from typing import ClassVar, Final
+
+import attrs
 
 from dragonflybot.core.book import FullDepthBook, PriceAmount, WireLevel
 from dragonflybot.venues.base import (
@@ -29,6 +32,7 @@ from dragonflybot.venues.base import (
     Event,
     Ignored,
     LevelParser,
+    ReconnectNow,
     Resubscribe,
     SyncCounters,
 )
@@ -60,6 +64,10 @@ class BookSync(abc.ABC):
         """Discard the book: unsynced until the next snapshot."""
         self.book.clear()
         self.position = None
+
+    def connection_made(self) -> None:
+        """A fresh connection: nothing carried over from the last one."""
+        self.reset()
 
     def integrity(self) -> str | None:
         """Run after every applied message: why the book is wrong, or ``None``.
@@ -95,19 +103,47 @@ class BookSync(abc.ABC):
         return [BookChanged(event_time_ms)]
 
 
+@attrs.define
+class StreamCounters(SyncCounters):
+    """``SyncCounters`` plus what only a stream-synced book with a checksum has."""
+
+    verified: int = 0
+    """Messages whose checksum was computed and matched."""
+    checksum_failures: int = 0
+    """Books discarded because the venue's checksum did not match (also in
+    ``integrity_failures``)."""
+
+
+MAX_FAILURES_IN_ROW: Final = 3
+"""Resyncs without one verified message in between before reconnecting instead."""
+
+
 class StreamSync(BookSync):
     """A book whose snapshot arrives on the stream, then updates on the same stream.
 
     A venue module subclasses it and provides ``resubscribe_frames`` (and, to verify a
-    sequence chain, ``continues``; for a checksum, ``integrity``). Its protocol calls
-    ``on_snapshot`` for the subscription's snapshot message and ``on_update`` for each
-    update, with levels already parsed (and the wire strings when the checksum needs
-    them, see ``keep_wire``). Updates before the first snapshot are dropped, counted:
-    the snapshot that follows contains them.
+    sequence chain, ``continues``; for a checksum, ``integrity`` reading ``checksum``,
+    the value the message carried, and the best texts through ``book.wires(n)``). Its
+    protocol calls ``on_snapshot``/``on_update`` (levels parsed to ``(price, amount)``)
+    or, with ``keep_wire=True``, ``on_wire_snapshot``/``on_wire_update`` (levels
+    parsed to ``(price, amount, checksum text)`` in one pass). Updates before the
+    first snapshot are dropped, counted: the snapshot that follows contains them.
+
+    Failing again and again without one verified message in between (a wrong
+    precision, a venue sending bad books) must not loop at the venue's rate limit:
+    after ``MAX_FAILURES_IN_ROW`` resubscriptions the answer is ``ReconnectNow``, and
+    the session's reconnect backoff paces the retries.
     """
 
     update_name: ClassVar[str] = "updates"
     """The stream's update messages as the venue calls them, for drop reasons."""
+
+    def __init__(self, *, keep_wire: bool = False, depth: int | None = None) -> None:
+        super().__init__(keep_wire=keep_wire, depth=depth)
+        self.counters: StreamCounters = StreamCounters()
+        self.checksum: int | None = None
+        """The checksum the message being verified carried (``None``: nothing to check)."""
+        self.failures_in_row = 0
 
     @abc.abstractmethod
     def resubscribe_frames(self) -> tuple[str, ...]:
@@ -118,41 +154,67 @@ class StreamSync(BookSync):
         ``position`` (OKX: ``prevSeqId == position``); by default anything does."""
         return True
 
+    def connection_made(self) -> None:
+        """A fresh connection: no book, and past failures no longer count."""
+        self.reset()
+        self.failures_in_row = 0
+
+    def checksum_mismatch(self, got: int) -> str:
+        """The reason for a failed checksum, counted (for ``integrity``)."""
+        self.counters.checksum_failures += 1
+        return f"checksum mismatch: computed {got}, venue sent {self.checksum}"
+
     def resync(self, reason: str) -> list[Event]:
+        self.failures_in_row += 1
+        if self.failures_in_row > MAX_FAILURES_IN_ROW:
+            self.failures_in_row = 0
+            return [
+                ReconnectNow(f"{MAX_FAILURES_IN_ROW + 1} integrity failures in a row: {reason}")
+            ]
         self.counters.resubscribes += 1
         return [Resubscribe(reason, self.resubscribe_frames())]
+
+    def _loaded(
+        self, position: int, event_time_ms: int | None, checksum: int | None
+    ) -> list[Event]:
+        if self.depth is not None:
+            self.book.truncate(self.depth)
+        self.position = position
+        self.checksum = checksum
+        self.counters.snapshots += 1
+        events = self.verified(event_time_ms)
+        if self.position is not None:
+            self.failures_in_row = 0
+            if checksum is not None:
+                self.counters.verified += 1
+        return events
 
     def on_snapshot(
         self,
         position: int,
-        bids: list[PriceAmount],
-        asks: list[PriceAmount],
+        bids: Sequence[PriceAmount],
+        asks: Sequence[PriceAmount],
         event_time_ms: int | None,
-        wire: tuple[list[WireLevel], list[WireLevel]] | None = None,
+        checksum: int | None = None,
     ) -> list[Event]:
         """The stream's snapshot: the book is now this, at ``position``."""
-        book = self.book
-        book.load(bids, asks)
-        if book.wire is not None:
-            book.wire.clear()
-            if wire is not None:
-                book.wire.apply(bids, asks, *wire)
-        if self.depth is not None:
-            book.truncate(self.depth)
-        self.position = position
-        self.counters.snapshots += 1
-        return self.verified(event_time_ms)
+        self.book.load(bids, asks)
+        return self._loaded(position, event_time_ms, checksum)
 
-    def on_update(
+    def on_wire_snapshot(
         self,
-        first: int,
-        last: int,
-        bids: list[PriceAmount],
-        asks: list[PriceAmount],
+        position: int,
+        bids: Sequence[WireLevel],
+        asks: Sequence[WireLevel],
         event_time_ms: int | None,
-        wire: tuple[list[WireLevel], list[WireLevel]] | None = None,
+        checksum: int | None = None,
     ) -> list[Event]:
-        """One update: applied and verified when it continues the book."""
+        """``on_snapshot`` with each level's checksum text (``keep_wire=True``)."""
+        self.book.load_wire(bids, asks)
+        return self._loaded(position, event_time_ms, checksum)
+
+    def _follows(self, first: int, last: int) -> list[Event] | None:
+        """``None`` when an update may be applied; else what to do instead."""
         position = self.position
         if position is None:
             self.counters.dropped += 1
@@ -162,12 +224,51 @@ class StreamSync(BookSync):
             return self.integrity_failed(
                 f"sequence break: book at {position}, next {self.update_name} {first}..{last}"
             )
-        book = self.book
-        book.apply(bids, asks)
-        if book.wire is not None and wire is not None:
-            book.wire.apply(bids, asks, *wire)
+        return None
+
+    def _applied(self, last: int, event_time_ms: int | None, checksum: int | None) -> list[Event]:
         if self.depth is not None:
-            book.truncate(self.depth)
+            self.book.truncate(self.depth)
         self.position = last
+        self.checksum = checksum
         self.counters.applied += 1
-        return self.verified(event_time_ms)
+        events = self.verified(event_time_ms)
+        if self.failures_in_row and self.position is not None:
+            self.failures_in_row = 0
+        if checksum is not None and self.position is not None:
+            self.counters.verified += 1
+        return events
+
+    def on_update(
+        self,
+        first: int,
+        last: int,
+        bids: Sequence[PriceAmount],
+        asks: Sequence[PriceAmount],
+        event_time_ms: int | None,
+        checksum: int | None = None,
+    ) -> list[Event]:
+        """One update: applied and verified when it continues the book."""
+        refused = self._follows(first, last)
+        if refused is not None:
+            return refused
+        self.book.apply(bids, asks)
+        return self._applied(last, event_time_ms, checksum)
+
+    def on_wire_update(
+        self,
+        first: int,
+        last: int,
+        bids: Sequence[WireLevel],
+        asks: Sequence[WireLevel],
+        event_time_ms: int | None,
+        checksum: int | None = None,
+    ) -> list[Event]:
+        """``on_update`` with each level's checksum text (``keep_wire=True``)."""
+        position = self.position
+        if position is None or not self.continues(position, first, last):
+            refused = self._follows(first, last)
+            assert refused is not None
+            return refused
+        self.book.apply_wire(bids, asks)
+        return self._applied(last, event_time_ms, checksum)

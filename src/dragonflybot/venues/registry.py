@@ -15,14 +15,17 @@ from types import MappingProxyType
 
 from dragonflybot.config import VenueConfig
 from dragonflybot.errors import ConfigError
-from dragonflybot.venues import binance, bitstamp, bybit, coinbase
+from dragonflybot.venues import binance, bitstamp, bybit, coinbase, kraken, okx
 from dragonflybot.venues.base import VenueProtocol
 from dragonflybot.venues.spec import ProtocolFactory, VenueSpec
 
 __all__ = ["VENUES", "ProtocolFactory", "VenueSpec", "create_protocol", "lookup", "venue_map"]
 
 VENUES: Mapping[str, VenueSpec] = MappingProxyType(
-    {spec.name: spec for spec in (binance.SPEC, bitstamp.SPEC, coinbase.SPEC, bybit.SPEC)}
+    {
+        spec.name: spec
+        for spec in (binance.SPEC, bitstamp.SPEC, coinbase.SPEC, bybit.SPEC, kraken.SPEC, okx.SPEC)
+    }
 )
 
 
