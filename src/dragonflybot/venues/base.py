@@ -316,6 +316,14 @@ class VenueProtocol(abc.ABC):
         """The application-level liveness probe to send periodically, if any."""
         return None
 
+    def read_depth(self, n: int) -> None:
+        """The feed reads at most the top ``n`` levels of this book (``top(n)``).
+
+        A protocol may then parse no more of a top-N snapshot than that (partial
+        parsing, ``venues.top_levels``); by default it keeps everything.
+        """
+        return None
+
     @property
     def uses_rest(self) -> bool:
         """Whether this protocol may ask for REST snapshots (``FetchSnapshot``): the feed
