@@ -194,7 +194,7 @@ class LevelParser:
     kept) so a venue sending ever new or huge values costs it no memory.
     """
 
-    __slots__ = ("_memo",)
+    __slots__ = ("_amounts", "_memo")
 
     LIMIT: Final = 8192
     """Strings remembered; a few times the levels a venue's diffs touch in minutes."""
@@ -203,8 +203,11 @@ class LevelParser:
     LONGEST: Final = 40
     """Longer strings are parsed every time (no venue sends them)."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, remember_amounts: bool = False) -> None:
         self._memo: dict[str, Fixed] = {}
+        self._amounts = remember_amounts
+        """Remember every amount too: right for a top-N snapshot stream, which repeats
+        each unchanged level's amount in every message."""
 
     def __len__(self) -> int:
         """Strings remembered."""
@@ -227,7 +230,7 @@ class LevelParser:
             a = get(amount)
             if a is None:
                 a = parse(amount)
-                if not a:
+                if not a or self._amounts:
                     self._remember(amount, a)
             out.append((p, a))
         return out

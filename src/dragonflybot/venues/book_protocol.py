@@ -22,6 +22,7 @@ from dragonflybot.venues.base import (
     BookChanged,
     BookReset,
     Event,
+    LevelParser,
     SendText,
     Skipped,
     Subscribed,
@@ -57,6 +58,8 @@ class BookProtocol(VenueProtocol, Generic[SyncT]):
         self._have_top = False
         self._subscribed = False
         self._levels = sync.levels
+        self._top_levels = LevelParser(remember_amounts=True)
+        """Top mode's parser: a snapshot repeats most amounts of the one before it."""
         self._top_depth: int | None = None
         """Levels per side a top-N snapshot is parsed to (``None``: all; ``read_depth``)."""
         # The book the top-N reads come from never changes: both are cleared in place.
@@ -140,7 +143,7 @@ class BookProtocol(VenueProtocol, Generic[SyncT]):
         is and is not checked beyond them. Raises what the full parser raises.
         """
         n = self._top_depth
-        parse = self._levels
+        parse = self._top_levels
         return top_side(bids, n, parse), top_side(asks, n, parse)
 
     def _replace_top(
