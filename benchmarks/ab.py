@@ -81,8 +81,7 @@ def main(argv: list[str]) -> None:
         result = one_run(endpoints, venues, mode)
     finally:
         rig.stop(sim)
-    result["source"] = dragonflybot.__file__
-    print(json.dumps(result))
+    print(json.dumps({**result, "source": dragonflybot.__file__}))
 
 
 if __name__ == "__main__":
