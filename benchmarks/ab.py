@@ -1,6 +1,8 @@
 """One measurement for an A/B comparison of two source trees, printed as a JSON line.
 
-``python -m benchmarks.ab throughput snapshot 2 [count]``: one end-to-end throughput
+``python -m benchmarks.ab fanout CLIENTS [CAP]``: one ``benchmarks.fanout`` case with the
+service CPU per delivered Summary. ``python -m benchmarks.ab throughput snapshot 2
+[count]``: one end-to-end throughput
 run (``benchmarks.throughput.one_run``); ``python -m benchmarks.ab parse`` the
 in-process per-frame cost of a top-N snapshot protocol (Bitstamp ``order_book`` at 100
 levels, Binance ``depth20``), read 10 deep as the feed reads it. Run the same command
@@ -64,9 +66,35 @@ def parse_costs(frames: int = 20_000) -> dict[str, Any]:
     return out
 
 
+def fanout_cost(clients: int, cap: float, seconds: float = 8.0) -> dict[str, Any]:
+    """One ``benchmarks.fanout`` case, with the service CPU per Summary delivered.
+
+    ``cpu_us_per_summary``: service CPU seconds per second over the Summaries all clients
+    received per second; between the 1- and the 100-client case its growth is what one
+    more client costs per Summary (the aggregator's own work is shared by all of them).
+    """
+    from benchmarks.fanout import one
+
+    result = one(clients, False, seconds, cap)
+    delivered = sum(result["fast"])
+    return {
+        "clients": clients,
+        "cap": cap,
+        "per_client_median": sorted(result["fast"])[len(result["fast"]) // 2],
+        "delivered_per_s": delivered,
+        "publications_per_s": result["publications"],
+        "cpu_share": result["cpu"],
+        "cpu_us_per_summary": result["cpu"] / delivered * 1e6 if delivered else 0.0,
+        "source": dragonflybot.__file__,
+    }
+
+
 def main(argv: list[str]) -> None:
     if argv[0] == "parse":
         print(json.dumps(parse_costs()))
+        return
+    if argv[0] == "fanout":
+        print(json.dumps(fanout_cost(int(argv[1]), float(argv[2]) if len(argv) > 2 else 0.0)))
         return
     from benchmarks import rig
     from benchmarks.throughput import captures, one_run
