@@ -1,5 +1,6 @@
 """One measurement for an A/B comparison of two source trees, printed as a JSON line.
 
+``python -m benchmarks.ab latency``: one latency run at 5,000 frames/s.
 ``python -m benchmarks.ab fanout CLIENTS [CAP]``: one ``benchmarks.fanout`` case with the
 service CPU per delivered Summary. ``python -m benchmarks.ab throughput snapshot 2
 [count]``: one end-to-end throughput
@@ -89,9 +90,28 @@ def fanout_cost(clients: int, cap: float, seconds: float = 8.0) -> dict[str, Any
     }
 
 
+def latency_5k(seconds: float = 10.0) -> dict[str, Any]:
+    """One ``benchmarks.latency`` run at 5,000 frames/s: the total and the in-service leg."""
+    from benchmarks.latency import one_rate
+
+    hist, kept = one_rate(5_000, seconds)
+    inside = sorted(h.in_service for h in kept)
+    return {
+        "timed": len(kept),
+        "total_p50_us": hist.get_value_at_percentile(50) / 1000,
+        "total_p99_us": hist.get_value_at_percentile(99) / 1000,
+        "in_service_p50_us": inside[len(inside) // 2] / 1000 if inside else 0.0,
+        "in_service_p99_us": inside[int(len(inside) * 0.99)] / 1000 if inside else 0.0,
+        "source": dragonflybot.__file__,
+    }
+
+
 def main(argv: list[str]) -> None:
     if argv[0] == "parse":
         print(json.dumps(parse_costs()))
+        return
+    if argv[0] == "latency":
+        print(json.dumps(latency_5k()))
         return
     if argv[0] == "fanout":
         print(json.dumps(fanout_cost(int(argv[1]), float(argv[2]) if len(argv) > 2 else 0.0)))
