@@ -27,13 +27,17 @@ import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from multiprocessing.connection import Connection
-from typing import Any
+from typing import Any, Final
 
 import trio
 
 CTX = multiprocessing.get_context("spawn")
 SERVICE_CPU = 0
 _STAMP = re.compile(r'"T_send_ns":(\d+)')
+
+
+MAX_CLIENTS: Final = 2048
+"""Connections the benchmarked service accepts (``limits.max_connections``)."""
 
 
 def other_cpus() -> set[int]:
@@ -139,7 +143,7 @@ def service_child(
     pin({SERVICE_CPU})
     from dragonflybot.app import run_app
     from dragonflybot.client import connect_websocket
-    from dragonflybot.config import AppConfig, InstrumentConfig, VenueConfig
+    from dragonflybot.config import AppConfig, InstrumentConfig, LimitsConfig, VenueConfig
     from dragonflybot.feed import run_feed
 
     frames_log: list[tuple[int, str | bytes]] = []
@@ -172,6 +176,9 @@ def service_child(
         depth=10,
         log_level="WARNING",
         max_client_rate=max_client_rate,
+        # Every grpcio client has its own connection: the 1,000-client fan-out needs more
+        # than the default 512 (the security limit, not a measured one).
+        limits=LimitsConfig(max_connections=MAX_CLIENTS),
     )
     go = trio.Event()
 

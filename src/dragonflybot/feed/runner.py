@@ -112,6 +112,7 @@ async def run_feed(
         stats.venue = protocol.venue
         stats.sync = protocol.counters
         slot = Mailbox[VenueUpdate]()
+        protocol.read_depth(depth)  # the publisher reads no deeper: parse no deeper
         publisher = ViewPublisher(protocol.venue, depth, slot, stats)
         async with AsyncExitStack() as stack:
             if rest_client is None and protocol.uses_rest:

@@ -194,7 +194,7 @@ class LevelParser:
     kept) so a venue sending ever new or huge values costs it no memory.
     """
 
-    __slots__ = ("_memo",)
+    __slots__ = ("_amounts", "_memo")
 
     LIMIT: Final = 8192
     """Strings remembered; a few times the levels a venue's diffs touch in minutes."""
@@ -203,8 +203,11 @@ class LevelParser:
     LONGEST: Final = 40
     """Longer strings are parsed every time (no venue sends them)."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, remember_amounts: bool = False) -> None:
         self._memo: dict[str, Fixed] = {}
+        self._amounts = remember_amounts
+        """Remember every amount too: right for a top-N snapshot stream, which repeats
+        each unchanged level's amount in every message."""
 
     def __len__(self) -> int:
         """Strings remembered."""
@@ -227,7 +230,7 @@ class LevelParser:
             a = get(amount)
             if a is None:
                 a = parse(amount)
-                if not a:
+                if not a or self._amounts:
                     self._remember(amount, a)
             out.append((p, a))
         return out
@@ -314,6 +317,14 @@ class VenueProtocol(abc.ABC):
 
     def heartbeat(self) -> str | None:
         """The application-level liveness probe to send periodically, if any."""
+        return None
+
+    def read_depth(self, n: int) -> None:
+        """The feed reads at most the top ``n`` levels of this book (``top(n)``).
+
+        A protocol may then parse no more of a top-N snapshot than that (partial
+        parsing, ``venues.top_levels``); by default it keeps everything.
+        """
         return None
 
     @property

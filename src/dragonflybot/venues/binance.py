@@ -56,6 +56,15 @@ class PartialDepth(msgspec.Struct):
     asks: RawLevels
 
 
+class PartialDepthRaw(msgspec.Struct):
+    """``PartialDepth`` with each side kept as raw JSON, parsed only as deep as it is read
+    (``venues.top_levels``)."""
+
+    lastUpdateId: int
+    bids: msgspec.Raw
+    asks: msgspec.Raw
+
+
 class DepthUpdate(msgspec.Struct):
     """``<sym>@depth@100ms`` payload: absolute quantities for changed levels."""
 
@@ -131,7 +140,7 @@ class PartialFrame(msgspec.Struct):
     """
 
     stream: str
-    data: PartialDepth
+    data: PartialDepthRaw
 
 
 class UpdateFrame(msgspec.Struct):
@@ -315,7 +324,12 @@ class BinanceProtocol(BookProtocol[_DiffSync]):
             return self._receive_any(frame)
         if partial.stream != self.stream:
             return self._receive_any(frame)
-        return self._on_partial(partial.data)
+        data = partial.data
+        try:
+            changed = self._replace_top(*self._top_sides(data.bids, data.asks), None)
+        except BAD_INPUT as exc:
+            return self._skip(f"malformed {self.stream} payload: {exc}")
+        return [changed]
 
     def _receive_any(self, frame: str | bytes) -> list[Event]:
         try:

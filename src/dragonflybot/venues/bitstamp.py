@@ -57,6 +57,16 @@ class BookData(msgspec.Struct):
     timestamp: str | None = None
 
 
+class BookDataRaw(msgspec.Struct):
+    """``BookData`` of ``order_book_<pair>`` with each side kept as raw JSON, parsed only
+    as deep as it is read (``venues.top_levels``)."""
+
+    microtimestamp: str
+    bids: msgspec.Raw
+    asks: msgspec.Raw
+    timestamp: str | None = None
+
+
 class RestOrderBook(msgspec.Struct):
     """REST ``GET /api/v2/order_book/<pair>/`` body (the full aggregated book)."""
 
@@ -105,8 +115,17 @@ class BookFrame(msgspec.Struct):
     data: BookData
 
 
+class TopFrame(msgspec.Struct):
+    """``BookFrame`` for top mode: the sides stay raw until ``_top_sides``."""
+
+    event: str
+    channel: str
+    data: BookDataRaw
+
+
 _envelope_decoder: Final = msgspec.json.Decoder(Envelope)
 _book_frame_decoder: Final = msgspec.json.Decoder(BookFrame)
+_top_frame_decoder: Final = msgspec.json.Decoder(TopFrame)
 _book_decoder: Final = msgspec.json.Decoder(BookData)
 _rest_decoder: Final = msgspec.json.Decoder(RestOrderBook)
 _error_decoder: Final = msgspec.json.Decoder(ErrorData)
@@ -217,14 +236,20 @@ class BitstampProtocol(BookProtocol[_DiffSync]):
 
     def receive(self, frame: str | bytes) -> list[Event]:
         # Our channel's book in one decode; anything else is sorted out by ``_receive_any``.
+        if self.mode == "top":
+            try:
+                top = _top_frame_decoder.decode(frame)
+            except msgspec.DecodeError:
+                return self._receive_any(frame)
+            if top.event != DATA or top.channel != self.channel:
+                return self._receive_any(frame)
+            return self._on_top_raw(top.data)
         try:
             msg = _book_frame_decoder.decode(frame)
         except msgspec.DecodeError:
             return self._receive_any(frame)
         if msg.event != DATA or msg.channel != self.channel:
             return self._receive_any(frame)
-        if self.mode == "top":
-            return self._on_top(msg.data)
         return self._on_diff(msg.data)
 
     def _receive_any(self, frame: str | bytes) -> list[Event]:
@@ -280,6 +305,20 @@ class BitstampProtocol(BookProtocol[_DiffSync]):
     def _on_top(self, msg: BookData) -> list[Event]:
         try:
             micros, bids, asks = self._parse_book(msg)
+            if self._top_micros is not None and micros < self._top_micros:
+                self.counters.dropped += 1
+                return [Dropped(1, f"order_book at {micros} older than the book")]
+            changed = self._replace_top(bids, asks, micros // 1000)
+        except BAD_INPUT as exc:
+            return self._skip(f"malformed {self.channel} data: {exc}")
+        self._top_micros = micros
+        return [changed]
+
+    def _on_top_raw(self, msg: BookDataRaw) -> list[Event]:
+        """``_on_top`` parsing only the levels read (the hot path in top mode)."""
+        try:
+            micros = parse_int(msg.microtimestamp, "microtimestamp")
+            bids, asks = self._top_sides(msg.bids, msg.asks)
             if self._top_micros is not None and micros < self._top_micros:
                 self.counters.dropped += 1
                 return [Dropped(1, f"order_book at {micros} older than the book")]

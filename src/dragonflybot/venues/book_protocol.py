@@ -14,12 +14,15 @@ from __future__ import annotations
 import abc
 from typing import Generic, TypeVar
 
+import msgspec
+
 from dragonflybot.config import Mode
 from dragonflybot.core.book import FullDepthBook, PriceAmount, Side, TopBook
 from dragonflybot.venues.base import (
     BookChanged,
     BookReset,
     Event,
+    LevelParser,
     SendText,
     Skipped,
     Subscribed,
@@ -27,6 +30,7 @@ from dragonflybot.venues.base import (
 )
 from dragonflybot.venues.book_sync import CROSSED, BookSync
 from dragonflybot.venues.diff_sync import DiffSync
+from dragonflybot.venues.top_levels import top_side
 
 SyncT = TypeVar("SyncT", bound=BookSync)
 
@@ -54,6 +58,10 @@ class BookProtocol(VenueProtocol, Generic[SyncT]):
         self._have_top = False
         self._subscribed = False
         self._levels = sync.levels
+        self._top_levels = LevelParser(remember_amounts=True)
+        """Top mode's parser: a snapshot repeats most amounts of the one before it."""
+        self._top_depth: int | None = None
+        """Levels per side a top-N snapshot is parsed to (``None``: all; ``read_depth``)."""
         # The book the top-N reads come from never changes: both are cleared in place.
         self._book: TopBook | FullDepthBook = self._top if mode == "top" else sync.book
 
@@ -85,6 +93,11 @@ class BookProtocol(VenueProtocol, Generic[SyncT]):
     def full_book(self) -> FullDepthBook:
         """Diff mode: the whole book (for checks; publish through ``top_*``)."""
         return self._diff.book
+
+    def read_depth(self, n: int) -> None:
+        if n < 1:
+            raise ValueError(f"read depth must be >= 1, got {n}")
+        self._top_depth = n
 
     def top_bids(self, n: int) -> Side:
         return self._book.top_bids(n)
@@ -129,6 +142,19 @@ class BookProtocol(VenueProtocol, Generic[SyncT]):
         """Every stream was acknowledged on this connection."""
         self._subscribed = True
         return [Subscribed(self.streams)]
+
+    def _top_sides(
+        self, bids: msgspec.Raw, asks: msgspec.Raw
+    ) -> tuple[list[PriceAmount], list[PriceAmount]]:
+        """A top-N snapshot's sides from their raw JSON, parsed only as deep as read.
+
+        The first ``read_depth`` levels of each side (all without one), decoded and
+        validated exactly as the full parser does; see ``venues.top_levels`` for what
+        is and is not checked beyond them. Raises what the full parser raises.
+        """
+        n = self._top_depth
+        parse = self._top_levels
+        return top_side(bids, n, parse), top_side(asks, n, parse)
 
     def _replace_top(
         self, bids: list[PriceAmount], asks: list[PriceAmount], event_time_ms: int | None
