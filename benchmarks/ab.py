@@ -119,7 +119,7 @@ def main(argv: list[str]) -> None:
     from benchmarks import rig
     from benchmarks.throughput import captures, one_run
 
-    mode, venues = argv[1], int(argv[2])
+    mode, venues = argv[1], argv[2]
     count = int(argv[3]) if len(argv) > 3 else 150_000
     paths = captures(mode, count)  # type: ignore[arg-type]
     sim, endpoints = rig.start_sim(
