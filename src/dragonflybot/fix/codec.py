@@ -76,7 +76,7 @@ class FrameSplitter:
     def buffered(self) -> int:
         return len(self._buf)
 
-    def feed(self, data: bytes) -> None:
+    def feed(self, data: bytes | bytearray) -> None:
         self._buf += data
 
     def frames(self) -> list[bytes]:

@@ -53,6 +53,7 @@ class RejectReason(enum.IntEnum):
     COMPID_PROBLEM = 9
     INVALID_MSGTYPE = 11
     TAG_REPEATED = 13
+    INCORRECT_NUM_IN_GROUP = 16
     OTHER = 99
 
 
@@ -198,7 +199,7 @@ class FixSession:
         self._out.clear()
         return data
 
-    def receive_data(self, data: bytes, now: float) -> list[Event]:
+    def receive_data(self, data: bytes | bytearray, now: float) -> list[Event]:
         """Feed received bytes; the events they cause, in order."""
         if self.state is State.CLOSED:
             return []
