@@ -8,6 +8,7 @@ Blocking QuickFIX calls (start, stop) also run in a worker thread.
 from __future__ import annotations
 
 import queue
+from collections.abc import Sequence
 from importlib import resources
 from pathlib import Path
 
@@ -60,8 +61,16 @@ class Recorder(fix.Application):  # type: ignore[misc]
 
 
 class QuickFixClient:
-    def __init__(self, port: int, workdir: Path, *, heartbeat: int = 1, password: str | None = "pw",
-                 sender: str = "CLIENT1", target: str = "DRAGONFLY") -> None:
+    def __init__(
+        self,
+        port: int,
+        workdir: Path,
+        *,
+        heartbeat: int = 1,
+        password: str | None = "pw",
+        sender: str = "CLIENT1",
+        target: str = "DRAGONFLY",
+    ) -> None:
         settings_path = workdir / "client.cfg"
         settings_path.write_text(
             "[DEFAULT]\n"
@@ -94,7 +103,12 @@ class QuickFixClient:
     def session(self) -> fix.Session:
         return fix.Session.lookupSession(self.app.session_id)
 
-    def send(self, msg_type: str, fields: list[tuple[int, str]], groups: list[tuple[int, int, list[list[tuple[int, str]]]]] = ()) -> None:  # noqa: E501
+    def send(
+        self,
+        msg_type: str,
+        fields: list[tuple[int, str]],
+        groups: Sequence[tuple[int, int, list[list[tuple[int, str]]]]] = (),
+    ) -> None:
         message = fix.Message()
         message.getHeader().setField(fix.BeginString("FIX.4.4"))
         message.getHeader().setField(fix.MsgType(msg_type))
@@ -108,8 +122,16 @@ class QuickFixClient:
                 message.addGroup(group)
         assert fix.Session.sendToTarget(message, self.app.session_id)
 
-    def md_request(self, req_id: str, symbol: str, *, sub: str = "1", update: str = "1",
-                   depth: str = "0", book: str = "0") -> None:
+    def md_request(
+        self,
+        req_id: str,
+        symbol: str,
+        *,
+        sub: str = "1",
+        update: str = "1",
+        depth: str = "0",
+        book: str = "0",
+    ) -> None:
         fields = [(262, req_id), (263, sub), (264, depth)]
         if sub != "2":
             fields.append((265, update))
