@@ -14,6 +14,7 @@ from typing import Annotated, Literal
 import msgspec
 
 from dragonflybot.errors import ConfigError
+from dragonflybot.fix.config import FixConfig, check_fix_config
 
 Mode = Literal["snapshot", "diff"]
 
@@ -64,6 +65,8 @@ class InstrumentConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True, 
     name: Annotated[str, msgspec.Meta(pattern=r"^[a-z0-9]{2,20}$")]
     """Compact lower-case form, as the venues spell it in stream names (``ethbtc``)."""
     depth: Depth | None = None
+    liquidity_depth: Depth | None = None
+    """Prices per side of the aggregated-liquidity ladder (second aggregator); None: the default."""
     listen: str | None = None
     venues: list[VenueConfig] | None = None
 
@@ -94,6 +97,11 @@ class AppConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only
     waits); 0: no cap, every stream gets each state it can take. Bounds what many clients
     cost the one core the feeds and the aggregator share."""
     simulation: SimulationConfig | None = None
+    liquidity_depth: Depth | None = None
+    """Default ladder depth of every instrument; None: no ladder, unless ``[fix]`` is set
+    (then the instrument's ``depth``)."""
+    fix: FixConfig | None = None
+    """The FIX 4.4 market-data acceptor (``[fix]``, docs/fix.md); None: not served."""
     shutdown_grace: Annotated[float, msgspec.Meta(gt=0, le=10)] = 1.0
     """Seconds streams get to end with a status before the rest is cancelled."""
 
@@ -150,6 +158,17 @@ def check_config(config: AppConfig, *, source: str = "<config>") -> AppConfig:
                 f"instrument {listens[address]!r}"
             )
     _check_venues(config.venues, f"{source}: venues")
+    if config.fix is not None:
+        try:
+            check_fix_config(config.fix)
+        except ConfigError as exc:
+            raise ConfigError(f"{source}: {exc}") from None
+        address = parse_listen(config.fix.listen)
+        if address[1] != 0 and address in listens:
+            raise ConfigError(
+                f"{source}: fix.listen: {format_listen(*address)} is already used by "
+                f"instrument {listens[address]!r}"
+            )
     return config
 
 
