@@ -141,11 +141,9 @@ async def test_fix_over_tls(tmp_path: Path) -> None:
     ca = trustme.CA()
     cert = ca.issue_cert("127.0.0.1")
     cert_path, key_path = tmp_path / "cert.pem", tmp_path / "key.pem"
-    cert.cert_chain_pems[0].write_to_path(str(cert_path))
+    chain = b"".join(blob.bytes() for blob in cert.cert_chain_pems)
+    await trio.Path(cert_path).write_bytes(chain)
     cert.private_key_pem.write_to_path(str(key_path))
-    for blob in cert.cert_chain_pems[1:]:
-        with open(cert_path, "ab") as f:
-            f.write(blob.bytes())
     feeds = ScriptedFeeds()
     config = app_config(tls_cert=str(cert_path), tls_key=str(key_path))
     async with trio.open_nursery() as nursery:
