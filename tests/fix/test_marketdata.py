@@ -6,7 +6,7 @@ from collections.abc import Sequence
 
 import pytest
 from core.strategies import sides
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from dragonflybot.core.book import Level
@@ -238,6 +238,7 @@ def venue_views(draw: st.DrawFn) -> list[VenueView]:
     ]
 
 
+@settings(max_examples=60)
 @given(st.lists(venue_views(), min_size=2, max_size=6), st.sampled_from(BookKind))
 def test_incrementals_rebuild_every_snapshot(states: list[list[VenueView]], book: BookKind) -> None:
     """Applying each X to what the client held gives exactly the next full snapshot."""

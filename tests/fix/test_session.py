@@ -214,7 +214,7 @@ def test_wrong_comp_id_is_rejected_and_logged_out() -> None:
     assert types(peer.replies()) == ["3", "5"]
 
 
-@settings(max_examples=300)
+@settings(max_examples=150)
 @given(st.lists(st.binary(max_size=80), max_size=8))
 def test_garbage_bytes_never_raise(chunks: list[bytes]) -> None:
     peer = active()
@@ -232,7 +232,7 @@ fields = st.lists(
 )
 
 
-@settings(max_examples=300)
+@settings(max_examples=120)
 @given(st.lists(st.tuples(st.sampled_from(["0", "1", "2", "4", "5", "A", "V", "Z"]), fields)))
 def test_well_framed_hostile_messages_never_raise(messages: list[tuple[str, list]]) -> None:
     peer = active()
