@@ -15,7 +15,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[3]
 PROTO_DIR = ROOT / "proto"
 OUT_DIR = Path(__file__).resolve().parent / "proto"
-PROTOS = ("orderbook.proto", "grpc/health/v1/health.proto")
+PROTOS = ("orderbook.proto", "liquidity.proto", "grpc/health/v1/health.proto")
 
 
 def generate(out_dir: Path) -> list[Path]:
