@@ -60,6 +60,7 @@ from dragonflybot.service import (
     StreamStats,
     SummaryPublisher,
 )
+from dragonflybot.service.liquidity import LiquidityService
 from dragonflybot.service.summary import EncodedBook
 from dragonflybot.sim import SimConfig, SimHandle, serve_simulation
 from dragonflybot.venues.registry import lookup
@@ -164,22 +165,21 @@ class InstrumentRuntime:
         self.plan = plan
         self.publisher = SummaryPublisher()
         self.stream_stats = StreamStats()
-        self.server = GrpcServer(
-            [
-                BookSummaryService(
-                    self.publisher.books, stats=self.stream_stats, max_rate=max_client_rate
-                ),
-                HealthService(self.publisher.serving),
-            ],
-            plan.host,
-            plan.port,
-        )
-        self.aggregator_stats = AggregatorStats()
-        self.feed_stats: dict[str, FeedStats] = {v.name: FeedStats() for v in plan.venues}
         self.liquidity: Fanout[LiquidityState] | None = (
             Fanout() if plan.liquidity_depth is not None else None
         )
         """The ladder's fan-out (second aggregator), when the plan has a ladder depth."""
+        services: list[Any] = [
+            BookSummaryService(
+                self.publisher.books, stats=self.stream_stats, max_rate=max_client_rate
+            ),
+            HealthService(self.publisher.serving),
+        ]
+        if self.liquidity is not None and plan.liquidity_depth is not None:
+            services.append(LiquidityService(self.liquidity, plan.liquidity_depth))
+        self.server = GrpcServer(services, plan.host, plan.port)
+        self.aggregator_stats = AggregatorStats()
+        self.feed_stats: dict[str, FeedStats] = {v.name: FeedStats() for v in plan.venues}
 
     @property
     def name(self) -> str:
