@@ -273,3 +273,16 @@ def test_session_config_password_is_optional() -> None:
     open_sessions = {(CLIENT, SERVER): SessionConfig(SERVER, CLIENT)}
     peer = Peer(FixSession(open_sessions, 0.0))
     assert types(peer.logon(password="anything")) == ["A"]
+
+
+def test_a_gap_fill_beyond_every_number_seen_ends_the_resend() -> None:
+    """After the fill, a new gap must trigger a new ResendRequest."""
+    peer = active()
+    peer.seq = 6
+    peer.send("V", [(262, "lost")])  # 2-5 missing: ResendRequest(2)
+    peer.send("4", [(123, "Y"), (36, "7")], seq=2, extra_header=[(43, "Y")])
+    assert peer.session.next_in == 7
+    peer.seq = 9
+    peer.send("V", [(262, "again")])  # 7-8 missing: a second ResendRequest(7)
+    resends = [m for m in peer.replies() if m.msg_type == "2"]
+    assert [m.get(7) for m in resends] == ["2", "7"]

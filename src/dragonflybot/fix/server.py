@@ -85,7 +85,8 @@ class FixInstrument:
     liquidity_depth: int | None = None
 
     def info(self) -> InstrumentInfo:
-        return InstrumentInfo(self.depth, self.liquidity_depth if self.liquidity else None)
+        ladder = self.liquidity_depth if self.liquidity is not None else None
+        return InstrumentInfo(self.depth, ladder)
 
 
 @attrs.define
@@ -208,6 +209,8 @@ class _Connection:
                 if handshake.cancelled_caught:
                     log.info("FIX %s: TLS handshake timed out", self._peer)
                     return
+            if self._server._stopping:
+                return  # accepted just before shutdown: no new session
             async with trio.open_nursery() as nursery:
                 self._nursery = nursery
                 nursery.start_soon(self._timer)

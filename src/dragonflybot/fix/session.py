@@ -379,9 +379,7 @@ class FixSession:
         """True when ``msg`` is the next in sequence (and is consumed); handles the rest."""
         self._highest_seen = max(self._highest_seen, seq)
         if seq == self.next_in:
-            self.next_in += 1
-            if self._resend_pending and self.next_in > self._highest_seen:
-                self._resend_pending = False
+            self._advance_to(seq + 1)
             return True
         if seq < self.next_in:
             if msg.get(43) == "Y":
@@ -480,7 +478,7 @@ class FixSession:
                     f"NewSeqNo {new_seq} is below the expected {self.next_in}",
                     36,
                 )
-            self.next_in = new_seq
+            self._advance_to(new_seq)
         elif msg_type == "5":
             self._on_logout(now, events)
         elif msg_type == "A":
@@ -520,9 +518,13 @@ class FixSession:
                 now,
             )
             return
-        self.next_in = new_seq
         self._highest_seen = max(self._highest_seen, new_seq - 1)
-        if self._resend_pending and self.next_in > self._highest_seen:
+        self._advance_to(new_seq)
+
+    def _advance_to(self, next_in: int) -> None:
+        """Expect ``next_in`` next; a pending resend is over once it covers all we saw."""
+        self.next_in = next_in
+        if self._resend_pending and next_in > self._highest_seen:
             self._resend_pending = False
 
     def _on_logout(self, now: float, events: list[Event]) -> None:
