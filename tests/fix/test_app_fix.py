@@ -132,6 +132,10 @@ async def test_every_fix_snapshot_equals_the_grpc_summary(tmp_path: Path) -> Non
             assert bids == [(lv.exchange, lv.price, lv.amount) for lv in summary.bids]  # type: ignore[attr-defined]
             assert asks == [(lv.exchange, lv.price, lv.amount) for lv in summary.asks]  # type: ignore[attr-defined]
             assert bids or asks
+        registry = app.registry
+        assert registry.get_sample_value("dragonflybot_fix_snapshots_total") == len(states)
+        assert registry.get_sample_value("dragonflybot_fix_sessions_active") == 1
+        assert registry.get_sample_value("dragonflybot_fix_garbled_messages_total") == 0
         await client.stop()
         assert feeds.depths == [6, 6]  # the feeds serve the deeper of the two aggregators
         app.shutdown()

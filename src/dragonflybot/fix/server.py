@@ -96,6 +96,7 @@ class FixServerStats:
     """Sessions logged on so far."""
     active: int = 0
     garbled: int = 0
+    """Frames dropped for a bad BodyLength or CheckSum (or unparseable fields)."""
     rejects: int = 0
     md_rejects: int = 0
     snapshots: int = 0
@@ -221,7 +222,6 @@ class _Connection:
         finally:
             if self._logged_on:
                 self._server.stats.active -= 1
-            self._server.stats.garbled += self.session.stats.garbled
             with trio.CancelScope(shield=True), trio.move_on_after(1):
                 await self._stream.aclose()
 
@@ -240,7 +240,9 @@ class _Connection:
             if not data:
                 log.info("FIX %s: peer closed the connection", self._peer)
                 return
+            garbled = session.stats.garbled
             events = session.receive_data(data, trio.current_time())
+            self._server.stats.garbled += session.stats.garbled - garbled
             self._wake.set()
             if await self._on_events(events):
                 return
