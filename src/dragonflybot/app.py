@@ -51,6 +51,7 @@ from dragonflybot.core.view import VenueUpdate
 from dragonflybot.errors import ConfigError, DragonflybotError
 from dragonflybot.feed import FeedStats, run_feed
 from dragonflybot.fix.config import accepted_sessions, session_limits, tls_context
+from dragonflybot.fix.metrics import FixCollector
 from dragonflybot.fix.server import FixInstrument, FixServer
 from dragonflybot.metrics import build_registry, serve_metrics
 from dragonflybot.service import (
@@ -258,6 +259,7 @@ async def run_app(
         fix_server = _fix_server(config, runtimes)
         if fix_server is not None:
             await nursery.start(fix_server.serve)
+            registry.register(FixCollector(fix_server))
         sim: SimHandle | None = None
         if sim_config is not None:
             sim = await nursery.start(serve_simulation, sim_config)
