@@ -11,7 +11,13 @@ import trustme
 from service.conftest import grpcio_take
 
 from dragonflybot.app import App, plan_topology, run_app
-from dragonflybot.config import AppConfig, InstrumentConfig, VenueConfig, decode_config
+from dragonflybot.config import (
+    AppConfig,
+    InstrumentConfig,
+    VenueConfig,
+    decode_config,
+    load_config,
+)
 from dragonflybot.core.view import VenueUpdate, VenueView
 from dragonflybot.errors import ConfigError
 from dragonflybot.feed import FeedStats
@@ -197,3 +203,10 @@ liquidity_depth = 8
     # Without [fix] and liquidity_depth there is no second aggregator.
     plain = AppConfig(instruments=[InstrumentConfig(name="ethbtc")])
     assert plan_topology(plain)[0].liquidity_depth is None
+
+
+def test_the_example_gateway_config_is_valid() -> None:
+    path = Path(__file__).resolve().parents[2] / "examples" / "fix-gateway.toml"
+    config = load_config(path)
+    assert config.fix is not None and len(config.fix.sessions) == 2
+    assert {plan.liquidity_depth for plan in plan_topology(config)} == {20}
