@@ -286,3 +286,51 @@ def test_a_gap_fill_beyond_every_number_seen_ends_the_resend() -> None:
     peer.send("V", [(262, "again")])  # 7-8 missing: a second ResendRequest(7)
     resends = [m for m in peer.replies() if m.msg_type == "2"]
     assert [m.get(7) for m in resends] == ["2", "7"]
+
+
+operations = st.lists(
+    st.one_of(
+        st.tuples(st.just("app"), st.integers(min_value=0, max_value=0)),
+        st.tuples(st.just("tick"), st.integers(min_value=0, max_value=40)),
+        st.tuples(st.just("peer"), st.integers(min_value=-1, max_value=2)),
+        st.tuples(st.just("resend"), st.integers(min_value=1, max_value=6)),
+        st.tuples(st.just("test"), st.integers(min_value=0, max_value=0)),
+    ),
+    max_size=30,
+)
+
+
+@settings(max_examples=150)
+@given(operations)
+def test_outbound_numbers_are_consecutive_and_gap_fills_point_forward(ops: list) -> None:
+    """Whatever happens, our own messages are numbered 1, 2, 3, ... with no gap or repeat;
+    a gap fill reuses an old number (PossDupFlag=Y) and moves the peer to our next one."""
+    peer = Peer(FixSession(SESSIONS, 0.0))
+    peer.logon(heartbeat=10)
+    numbers = [1]
+    now = 0.0
+    for op, arg in ops:
+        session = peer.session
+        if session.closed:
+            break
+        if op == "app":
+            session.send("W", [(262, "x")], now)
+        elif op == "tick":
+            now += arg
+            peer.now = now
+            session.tick(now)
+        elif op == "peer":
+            peer.send("0", seq=max(1, session.next_in + arg))
+        elif op == "resend":
+            peer.send("2", [(7, str(arg)), (16, "0")])
+        else:
+            peer.send("1", [(112, "t")])
+        for msg in peer.replies():
+            seq = int(msg.get(34) or 0)
+            if msg.get(43) == "Y":
+                assert msg.msg_type == "4" and msg.get(123) == "Y"
+                assert seq < int(msg.get(36) or 0) == session.next_out
+            else:
+                assert seq == numbers[-1] + 1, (numbers, msg)
+                numbers.append(seq)
+    assert peer.session.next_out == numbers[-1] + 1
