@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 import trio
 import trio.lowlevel
 import trio.testing
@@ -152,3 +153,30 @@ async def test_garbage_before_logon_and_a_dead_peer_cost_nothing(
         await trio.sleep(1)
         server.shutdown()
     assert server.stats.garbled >= 1
+
+
+async def test_a_failing_connection_does_not_take_the_acceptor_down(
+    autojump_clock: trio.abc.Clock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    market = Market()
+    market.publish(view("binance", "10", "11"))
+    server = make_server(market)
+
+    def broken(*args: object) -> None:
+        raise RuntimeError("a bug in the market-data layer")
+
+    async with trio.open_nursery() as nursery:
+        port = await nursery.start(server.serve)
+        with monkeypatch.context() as patch:
+            patch.setattr("dragonflybot.fix.server.parse_md_request", broken)
+            victim = await RawClient.connect(port)
+            await victim.logon()
+            await victim.subscribe("boom")
+            with pytest.raises(EOFError):
+                await victim.receive_type("W")
+        assert server.stats.connection_errors == 1
+        survivor = await RawClient.connect(port)
+        await survivor.logon()
+        await survivor.subscribe("ok")
+        assert (await survivor.receive_type("W")).get(262) == "ok"
+        server.shutdown()

@@ -21,6 +21,7 @@ COUNTERS = (
     ("snapshots", "snapshots", "MarketDataSnapshotFullRefresh (35=W) messages sent."),
     ("incrementals", "incrementals", "MarketDataIncrementalRefresh (35=X) messages sent."),
     ("slow_client_drops", "slow_client_drops", "Connections dropped for not reading."),
+    ("connection_errors", "connection_errors", "Connections ended by an unexpected error."),
 )
 
 

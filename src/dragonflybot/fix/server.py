@@ -102,6 +102,8 @@ class FixServerStats:
     snapshots: int = 0
     incrementals: int = 0
     slow_client_drops: int = 0
+    connection_errors: int = 0
+    """Connections ended by an unexpected error (logged with its traceback)."""
 
 
 class FixServer:
@@ -173,6 +175,11 @@ class FixServer:
         self._connections.add(conn)
         try:
             await conn.run()
+        except Exception:
+            # One connection's failure must never take the acceptor (and the app) down:
+            # it is a bug to fix, logged with its traceback and counted, not a crash.
+            self.stats.connection_errors += 1
+            log.exception("FIX %s: connection failed", conn.peer)
         finally:
             self._connections.discard(conn)
 
@@ -199,7 +206,7 @@ class _Connection:
         self._wake = trio.Event()
         self._subs: dict[str, _Subscription] = {}
         self._nursery: trio.Nursery | None = None
-        self._peer = _peer_name(stream)
+        self.peer = _peer_name(stream)
         self._logged_on = False
 
     async def run(self) -> None:
@@ -208,7 +215,7 @@ class _Connection:
                 with trio.move_on_after(self._server.limits.logon_timeout) as handshake:
                     await self._stream.do_handshake()
                 if handshake.cancelled_caught:
-                    log.info("FIX %s: TLS handshake timed out", self._peer)
+                    log.info("FIX %s: TLS handshake timed out", self.peer)
                     return
             if self._server._stopping:
                 return  # accepted just before shutdown: no new session
@@ -218,7 +225,7 @@ class _Connection:
                 await self._read()
                 nursery.cancel_scope.cancel()
         except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as exc:
-            log.info("FIX %s: connection lost: %s", self._peer, exc)
+            log.info("FIX %s: connection lost: %s", self.peer, exc)
         finally:
             if self._logged_on:
                 self._server.stats.active -= 1
@@ -238,7 +245,7 @@ class _Connection:
         while not session.closed:
             data = await self._stream.receive_some(RECEIVE_SIZE)
             if not data:
-                log.info("FIX %s: peer closed the connection", self._peer)
+                log.info("FIX %s: peer closed the connection", self.peer)
                 return
             garbled = session.stats.garbled
             events = session.receive_data(data, trio.current_time())
@@ -271,7 +278,7 @@ class _Connection:
                 self._server.stats.active += 1
                 log.info(
                     "FIX %s: logged on %s <- %s (HeartBtInt %d)",
-                    self._peer,
+                    self.peer,
                     event.sender_comp_id,
                     event.target_comp_id,
                     event.heartbeat,
@@ -279,7 +286,7 @@ class _Connection:
             elif isinstance(event, ResendAnswered):
                 self._resnapshot()
             elif isinstance(event, Disconnect):
-                log.info("FIX %s: disconnecting: %s", self._peer, event.reason)
+                log.info("FIX %s: disconnecting: %s", self.peer, event.reason)
                 done = True
         await self._flush_or_drop()
         return done
@@ -296,7 +303,7 @@ class _Connection:
         except trio.TooSlowError:
             self._server.stats.slow_client_drops += 1
             log.warning(
-                "FIX %s: not reading for %ss: dropped", self._peer, self._server.send_timeout
+                "FIX %s: not reading for %ss: dropped", self.peer, self._server.send_timeout
             )
             if self._nursery is not None:
                 self._nursery.cancel_scope.cancel()
