@@ -174,6 +174,9 @@ async def test_a_failing_connection_does_not_take_the_acceptor_down(
             await victim.subscribe("boom")
             with pytest.raises(EOFError):
                 await victim.receive_type("W")
+        with trio.fail_after(5):
+            while server.stats.connection_errors == 0:  # noqa: ASYNC110 - a plain counter
+                await trio.sleep(0.01)
         assert server.stats.connection_errors == 1
         survivor = await RawClient.connect(port)
         await survivor.logon()
