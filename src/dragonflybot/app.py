@@ -38,11 +38,20 @@ import attrs
 import trio
 from prometheus_client.registry import CollectorRegistry
 
-from dragonflybot.aggregator import Aggregator, AggregatorStats, BookState
+from dragonflybot.aggregator import Aggregator, AggregatorStats, BookState, Fanout
+from dragonflybot.aggregator.liquidity import (
+    LiquidityAggregator,
+    LiquidityState,
+    split_for_liquidity,
+)
 from dragonflybot.config import DEFAULT_LISTEN, AppConfig, VenueConfig, parse_listen
+from dragonflybot.core.merge import Consolidated
 from dragonflybot.core.view import VenueUpdate
 from dragonflybot.errors import ConfigError, DragonflybotError
 from dragonflybot.feed import FeedStats, run_feed
+from dragonflybot.fix.config import accepted_sessions, session_limits, tls_context
+from dragonflybot.fix.metrics import FixCollector
+from dragonflybot.fix.server import FixInstrument, FixServer
 from dragonflybot.instrument import canonical
 from dragonflybot.metrics import build_registry, serve_metrics
 from dragonflybot.service import (
@@ -52,6 +61,8 @@ from dragonflybot.service import (
     StreamStats,
     SummaryPublisher,
 )
+from dragonflybot.service.liquidity import LiquidityService
+from dragonflybot.service.summary import EncodedBook
 from dragonflybot.venues.registry import VENUES, lookup
 from dragonflybot.venues.spec import VenueSpec
 
@@ -86,6 +97,13 @@ class InstrumentPlan:
     host: str
     port: int
     venues: tuple[VenueConfig, ...]
+    liquidity_depth: int | None = None
+    """Ladder depth of the second (aggregated-liquidity) aggregator; None: not run."""
+
+    @property
+    def feed_depth(self) -> int:
+        """Levels asked of each feed: enough for the BBO merge and for the ladder."""
+        return max(self.depth, self.liquidity_depth or 0)
 
 
 def default_feeds(config: AppConfig, venues: Mapping[str, VenueSpec] = VENUES) -> list[VenueConfig]:
@@ -123,7 +141,12 @@ def plan_topology(
         except ConfigError as exc:
             raise ConfigError(f"{key}.listen: {exc}") from None
         depth = inst.depth if inst.depth is not None else config.depth
-        plans.append(InstrumentPlan(name, depth, host, port, tuple(feeds)))
+        liquidity = (
+            inst.liquidity_depth if inst.liquidity_depth is not None else config.liquidity_depth
+        )
+        if liquidity is None and config.fix is not None:
+            liquidity = depth
+        plans.append(InstrumentPlan(name, depth, host, port, tuple(feeds), liquidity))
     return tuple(plans)
 
 
@@ -134,16 +157,19 @@ class InstrumentRuntime:
         self.plan = plan
         self.publisher = SummaryPublisher()
         self.stream_stats = StreamStats()
-        self.server = GrpcServer(
-            [
-                BookSummaryService(
-                    self.publisher.books, stats=self.stream_stats, max_rate=max_client_rate
-                ),
-                HealthService(self.publisher.serving),
-            ],
-            plan.host,
-            plan.port,
+        self.liquidity: Fanout[LiquidityState] | None = (
+            Fanout() if plan.liquidity_depth is not None else None
         )
+        """The ladder's fan-out (second aggregator), when the plan has a ladder depth."""
+        services: list[Any] = [
+            BookSummaryService(
+                self.publisher.books, stats=self.stream_stats, max_rate=max_client_rate
+            ),
+            HealthService(self.publisher.serving),
+        ]
+        if self.liquidity is not None and plan.liquidity_depth is not None:
+            services.append(LiquidityService(self.liquidity, plan.liquidity_depth))
+        self.server = GrpcServer(services, plan.host, plan.port)
         self.aggregator_stats = AggregatorStats()
         self.feed_stats: dict[str, FeedStats] = {v.name: FeedStats() for v in plan.venues}
 
@@ -170,6 +196,7 @@ class App:
         *,
         registry: CollectorRegistry | None = None,
         metrics_address: tuple[str, int] | None = None,
+        fix_server: FixServer | None = None,
     ) -> None:
         self.instruments: Mapping[str, InstrumentRuntime] = MappingProxyType(
             {rt.name: rt for rt in instruments}
@@ -178,6 +205,8 @@ class App:
         """This app's own Prometheus registry (never the global one)."""
         self.metrics_address = metrics_address
         """``(host, bound port)`` of the ``/metrics`` endpoint, ``None`` when not served."""
+        self.fix_server = fix_server
+        """The FIX acceptor (its ``port`` is the bound one), ``None`` when not served."""
         self._stop = trio.Event()
 
     def shutdown(self) -> None:
@@ -225,12 +254,21 @@ async def run_app(
             host, port = parse_listen(config.metrics_listen)
             port = await nursery.start(serve_metrics, registry, host, port)
             metrics_address = (host, port)
+        fix_server = _fix_server(config, runtimes)
+        if fix_server is not None:
+            await nursery.start(fix_server.serve)
+            registry.register(FixCollector(fix_server))
         feeds = _FeedGroup()
         for rt in runtimes:
             send = _start_aggregator(nursery, rt)
             feeds.add(rt, send, feed_runner, venues)
         nursery.start_soon(feeds.run, name="feeds")
-        app = App(runtimes, registry=registry, metrics_address=metrics_address)
+        app = App(
+            runtimes,
+            registry=registry,
+            metrics_address=metrics_address,
+            fix_server=fix_server,
+        )
         task_status.started(app)
         await app.wait_stopping()
         log.info("shutting down")
@@ -239,10 +277,14 @@ async def run_app(
         # simulator) are still there to answer; both proceed concurrently.
         for rt in runtimes:
             rt.server.shutdown()
+        if fix_server is not None:
+            fix_server.shutdown()
         feeds.cancel()
         with trio.move_on_after(config.shutdown_grace):
             for rt in runtimes:
                 await rt.server.wait_closed()
+            if fix_server is not None:
+                await fix_server.wait_closed()
             await feeds.wait_done()
         nursery.cancel_scope.cancel()
 
@@ -255,7 +297,43 @@ def _start_aggregator(
     aggregator = Aggregator(plan.depth, rt.publisher, stats=rt.aggregator_stats)
     nursery.start_soon(aggregator.run, receive, name=f"aggregator:{plan.name}")
     nursery.start_soon(_log_live_venues, rt, name=f"health-log:{plan.name}")
+    if rt.liquidity is not None and plan.liquidity_depth is not None:
+        # The second aggregator reads the same feeds: their channel is tee'd to both.
+        ladder = LiquidityAggregator(plan.liquidity_depth, rt.liquidity)
+        send = split_for_liquidity(nursery, send, ladder, name=plan.name)
     return send
+
+
+def _fix_server(config: AppConfig, runtimes: Sequence[InstrumentRuntime]) -> FixServer | None:
+    """The FIX acceptor over every instrument's fan-outs, when ``[fix]`` is configured."""
+    if config.fix is None:
+        return None
+    host, port = parse_listen(config.fix.listen)
+    instruments = {
+        rt.name: FixInstrument(
+            rt.name,
+            rt.publisher.books,
+            _book_of,
+            rt.plan.depth,
+            rt.liquidity,
+            rt.plan.liquidity_depth,
+        )
+        for rt in runtimes
+    }
+    return FixServer(
+        instruments,
+        accepted_sessions(config.fix),
+        host,
+        port,
+        limits=session_limits(config.fix),
+        ssl_context=tls_context(config.fix),
+        send_timeout=config.fix.send_timeout,
+    )
+
+
+def _book_of(book: EncodedBook) -> Consolidated:
+    """The consolidated book inside a published ``EncodedBook``."""
+    return book.state.book
 
 
 class _FeedGroup:
@@ -277,7 +355,7 @@ class _FeedGroup:
         for venue in plan.venues:
             stats = rt.feed_stats[venue.name]
             run = functools.partial(
-                runner, venue, plan.name, plan.depth, send.clone(), stats=stats, venues=venues
+                runner, venue, plan.name, plan.feed_depth, send.clone(), stats=stats, venues=venues
             )
             self._feeds.append((f"feed:{plan.name}:{venue.name}", run, stats))
         # Each feed owns a clone and closes it; the aggregator ends once all are closed.

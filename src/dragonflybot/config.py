@@ -16,6 +16,7 @@ from typing import Annotated, Final, Literal
 import msgspec
 
 from dragonflybot.errors import ConfigError
+from dragonflybot.fix.config import FixConfig, check_fix_config
 from dragonflybot.instrument import canonical
 
 Mode = Literal["top", "depth"]
@@ -100,6 +101,8 @@ class InstrumentConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True, 
     """``BASE-QUOTE`` (``ETH-BTC``), or the compact ``ethbtc``; ``check_config`` makes it
     canonical (``dragonflybot.instrument``)."""
     depth: Depth | None = None
+    liquidity_depth: Depth | None = None
+    """Prices per side of the aggregated-liquidity ladder (second aggregator); None: the default."""
     listen: str | None = None
     venues: list[VenueConfig] | None = None
 
@@ -130,6 +133,11 @@ class AppConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only
     waits); 0: no cap, every stream gets each state it can take. Bounds what many clients
     cost the one core the feeds and the aggregator share."""
     simulation: SimulationConfig | None = None
+    liquidity_depth: Depth | None = None
+    """Default ladder depth of every instrument; None: no ladder, unless ``[fix]`` is set
+    (then the instrument's ``depth``)."""
+    fix: FixConfig | None = None
+    """The FIX 4.4 market-data acceptor (``[fix]``, docs/fix.md); None: not served."""
     shutdown_grace: Annotated[float, msgspec.Meta(gt=0, le=10)] = 1.0
     """Seconds streams get to end with a status before the rest is cancelled."""
 
@@ -222,6 +230,17 @@ def check_config(config: AppConfig, *, source: str = "<config>") -> AppConfig:
                 f"instrument {listens[address]!r}"
             )
     _check_venues(config.venues or (), f"{source}: venues")
+    if config.fix is not None:
+        try:
+            check_fix_config(config.fix)
+        except ConfigError as exc:
+            raise ConfigError(f"{source}: {exc}") from None
+        address = parse_listen(config.fix.listen)
+        if address[1] != 0 and address in listens:
+            raise ConfigError(
+                f"{source}: fix.listen: {format_listen(*address)} is already used by "
+                f"instrument {listens[address]!r}"
+            )
     if instruments != config.instruments:
         config = msgspec.structs.replace(config, instruments=instruments)
     return config

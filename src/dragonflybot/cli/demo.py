@@ -26,6 +26,7 @@ from dragonflybot.config import (
     format_listen,
 )
 from dragonflybot.errors import DragonflybotError, TransportError
+from dragonflybot.fix.config import FixConfig
 from dragonflybot.metrics import METRICS_PATH
 from dragonflybot.venues.registry import VENUES
 
@@ -57,6 +58,7 @@ def build_parser(prog: str = PROG) -> argparse.ArgumentParser:
     )
     parser.add_argument("--log-level", type=str.upper, default="WARNING", help="default: WARNING")
     options.add_observability_flags(parser)
+    options.add_fix_flags(parser)
     return parser
 
 
@@ -74,6 +76,8 @@ def demo_config(args: argparse.Namespace) -> AppConfig:
             log_level=args.log_level,
             log_format=args.log_format or "text",
             metrics_listen=args.metrics_listen,
+            fix=FixConfig(listen=args.fix_listen) if args.fix_listen else None,
+            liquidity_depth=args.liquidity_depth,
         ),
         source="demo",
     )
@@ -89,6 +93,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         if app.metrics_address is not None:
             where = format_listen(*app.metrics_address)
             print(f"demo: metrics on http://{where}{METRICS_PATH}", file=sys.stderr)
+        if app.fix_server is not None:
+            where = format_listen(app.fix_server.host, app.fix_server.port)
+            print(
+                f"demo: FIX 4.4 acceptor on {where} (log on as SenderCompID=CLIENT, "
+                "TargetCompID=DRAGONFLY; docs/fix.md)",
+                file=sys.stderr,
+            )
         try:
             await follow_and_show(
                 runtime.plan.host, runtime.port, table=table, instrument=runtime.name

@@ -25,6 +25,7 @@ from dragonflybot.config import (
     parse_listen,
 )
 from dragonflybot.errors import ConfigError
+from dragonflybot.fix.config import FixConfig
 from dragonflybot.instrument import canonical
 from dragonflybot.venues.registry import lookup
 
@@ -62,6 +63,24 @@ def listen_address(text: str) -> str:
     except ConfigError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
     return text
+
+
+def add_fix_flags(parser: argparse.ArgumentParser) -> None:
+    """``--fix-listen`` and ``--liquidity-depth``: the FIX acceptor and the ladder."""
+    parser.add_argument(
+        "--fix-listen",
+        type=listen_address,
+        metavar="HOST:PORT",
+        help="serve FIX 4.4 market data on HOST:PORT (docs/fix.md; default: off; "
+        "port 0 picks a free port, which is logged)",
+    )
+    parser.add_argument(
+        "--liquidity-depth",
+        type=depth,
+        metavar="N",
+        help="prices per side of the aggregated-liquidity ladder (default: the depth "
+        "when FIX is served, else no ladder)",
+    )
 
 
 def add_observability_flags(parser: argparse.ArgumentParser, *, metrics: bool = True) -> None:
@@ -142,6 +161,8 @@ def build_config(
     log_format: str | None = None,
     metrics_listen: str | None = None,
     max_client_rate: float | None = None,
+    fix_listen: str | None = None,
+    liquidity_depth: int | None = None,
 ) -> AppConfig:
     """The file's config (or the defaults) with the flags applied and validated."""
     base = load_config(config_path) if config_path else AppConfig()
@@ -178,5 +199,10 @@ def build_config(
         changes["metrics_listen"] = metrics_listen
     if max_client_rate is not None:
         changes["max_client_rate"] = max_client_rate
+    if fix_listen is not None:
+        fix = base.fix if base.fix is not None else FixConfig()
+        changes["fix"] = msgspec.structs.replace(fix, listen=fix_listen)
+    if liquidity_depth is not None:
+        changes["liquidity_depth"] = liquidity_depth
     config = msgspec.structs.replace(base, **changes)
     return check_config(config, source="command line")

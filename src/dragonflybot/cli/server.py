@@ -62,6 +62,7 @@ def build_parser(prog: str = PROG) -> argparse.ArgumentParser:
     )
     parser.add_argument("--log-level", type=str.upper, choices=LOG_LEVELS, help="default: INFO")
     options.add_observability_flags(parser)
+    options.add_fix_flags(parser)
     return parser
 
 
@@ -78,6 +79,8 @@ def config_from_args(args: argparse.Namespace) -> AppConfig:
         log_format=args.log_format,
         metrics_listen=args.metrics_listen,
         max_client_rate=args.client_max_rate,
+        fix_listen=args.fix_listen,
+        liquidity_depth=args.liquidity_depth,
     )
     plan_topology(config)
     return config

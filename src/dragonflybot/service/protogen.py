@@ -18,6 +18,7 @@ PROTO_DIR = ROOT / "proto"
 OUT_DIR = Path(__file__).resolve().parent / "proto"
 PROTOS = (
     "orderbook.proto",
+    "liquidity.proto",
     "grpc/health/v1/health.proto",
     "dragonflybot/v1/book.proto",
     "grpc_reflection/v1/reflection.proto",
