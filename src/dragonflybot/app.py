@@ -119,7 +119,7 @@ def plan_topology(
     """Resolve defaults, make instrument names canonical (``ETH-BTC``) and check venue
     names; ``ConfigError`` naming the key otherwise."""
     if not config.instruments:
-        raise ConfigError("no instrument: pass --instrument-name or list [[instruments]]")
+        raise ConfigError("no instrument: pass --instrument or list [[instruments]]")
     plans = []
     for i, inst in enumerate(config.instruments):
         key = f"instruments[{i}]"

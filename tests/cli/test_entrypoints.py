@@ -226,7 +226,7 @@ USAGE_CASES = {
         "port must be 0-65535",
     ),
     "missing instrument": ([], "missing instrument"),
-    "bad instrument": (["--instrument-name", "eth/btc"], "bad instrument"),
+    "bad instrument": (["--instrument-name", "eth btc"], "bad instrument"),
     "bad depth": (["--instrument-name", "ethbtc", "--depth", "0"], "bad depth 0"),
     "bad client rate": (
         ["--instrument-name", "ethbtc", "--client-max-rate", "-5"],

@@ -13,7 +13,7 @@ from fix.rig import CLIENT, SERVER, RawClient
 from fix.test_marketdata import changes_of
 from fix.test_server_sockets import entries_of
 
-from dragonflybot.app import App, run_app
+from dragonflybot.cli.simulated import SimulatedApp, run_with_simulation
 from dragonflybot.config import AppConfig, InstrumentConfig, SimulationConfig
 from dragonflybot.core.liquidity import build_ladder
 from dragonflybot.core.merge import merge
@@ -71,9 +71,9 @@ async def test_fix_incrementals_track_the_simulated_market_exactly() -> None:
         ),
     )
     async with trio.open_nursery() as nursery:
-        app: App = await nursery.start(run_app, config)
-        sim = app.simulation
-        assert sim is not None and app.fix_server is not None
+        running: SimulatedApp = await nursery.start(run_with_simulation, config)
+        app, sim = running.app, running.sim
+        assert app.fix_server is not None
         client = await RawClient.connect(app.fix_server.port)
         assert (await client.logon()).msg_type == "A"
         await client.subscribe("bbo", update="1", book="0")

@@ -36,14 +36,14 @@ class Market:
         self._ladder.apply_batch(list(views))
         return book
 
-    def instrument(self, name: str = "ethbtc") -> FixInstrument:
+    def instrument(self, name: str = "ETH-BTC") -> FixInstrument:
         return FixInstrument(name, self.books, lambda book: book, DEPTH, self.liquidity, DEPTH)
 
 
 def make_server(market: Market, **kw: object) -> FixServer:
     accepted = {(CLIENT, SERVER): SessionConfig(SERVER, CLIENT, "pw")}
     return FixServer(
-        {"ethbtc": market.instrument()},
+        {"ETH-BTC": market.instrument()},
         accepted,
         "127.0.0.1",
         0,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ssl
+from collections.abc import Mapping
 from pathlib import Path
 
 import pytest
@@ -23,6 +24,8 @@ from dragonflybot.errors import ConfigError
 from dragonflybot.feed import FeedStats
 from dragonflybot.fix.codec import Message
 from dragonflybot.fix.config import FixConfig, FixSessionEntry
+from dragonflybot.venues.registry import VENUES as VENUES_REGISTRY
+from dragonflybot.venues.spec import VenueSpec
 
 from .rig import CLIENT, SERVER, RawClient
 from .test_server_sockets import view
@@ -49,6 +52,7 @@ class ScriptedFeeds:
         send: trio.MemorySendChannel[VenueUpdate],
         *,
         stats: FeedStats | None = None,
+        venues: Mapping[str, VenueSpec] = VENUES_REGISTRY,
         task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
     ) -> None:
         self.depths.append(depth)
@@ -110,7 +114,7 @@ async def test_every_fix_snapshot_equals_the_grpc_summary(tmp_path: Path) -> Non
         app: App = await nursery.start(
             lambda task_status: run_app(config, feed_runner=feeds, task_status=task_status)
         )
-        runtime = app.instruments["ethbtc"]
+        runtime = app.instruments["ETH-BTC"]
         assert app.fix_server is not None and runtime.liquidity is not None
         client = QuickFixClient(app.fix_server.port, tmp_path)
         await client.start()

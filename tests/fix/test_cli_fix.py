@@ -21,7 +21,7 @@ def test_server_flags_build_the_fix_table_and_the_ladder() -> None:
     config = server.config_from_args(args)
     assert config.fix is not None and config.fix.listen == "127.0.0.1:0"
     assert plan_topology(config)[0].liquidity_depth == 15
-    plain = server.config_from_args(server.build_parser().parse_args(["--instrument-name", "x1"]))
+    plain = server.config_from_args(server.build_parser().parse_args(["--instrument", "BTC-USDT"]))
     assert plain.fix is None and plan_topology(plain)[0].liquidity_depth is None
 
 

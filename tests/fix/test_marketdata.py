@@ -35,7 +35,7 @@ from dragonflybot.fix.marketdata import (
 )
 from dragonflybot.fix.session import RejectReason
 
-SERVED = {"ethbtc": InstrumentInfo(10, 20), "btcusdt": InstrumentInfo(5, None)}
+SERVED = {"ETH-BTC": InstrumentInfo(10, 20), "BTC-USDT": InstrumentInfo(5, None)}
 
 
 def md(*body: Field) -> Message:
@@ -63,7 +63,7 @@ def test_a_full_request_parses() -> None:
         "r1",
         SubscriptionType.SUBSCRIBE,
         "ETH-BTC",
-        "ethbtc",
+        "ETH-BTC",
         BookKind.BBO,
         10,
         True,
@@ -242,7 +242,7 @@ def venue_views(draw: st.DrawFn) -> list[VenueView]:
 @given(st.lists(venue_views(), min_size=2, max_size=6), st.sampled_from(BookKind))
 def test_incrementals_rebuild_every_snapshot(states: list[list[VenueView]], book: BookKind) -> None:
     """Applying each X to what the client held gives exactly the next full snapshot."""
-    req = MDRequest("r", SubscriptionType.SUBSCRIBE, "ETH-BTC", "ethbtc", book, 8, True)
+    req = MDRequest("r", SubscriptionType.SUBSCRIBE, "ETH-BTC", "ETH-BTC", book, 8, True)
 
     def entries(views: list[VenueView]) -> tuple[Entry, ...]:
         if book is BookKind.BBO:

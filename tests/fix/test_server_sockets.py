@@ -74,7 +74,7 @@ async def test_logon_snapshot_incrementals_and_logout(autojump_clock: trio.abc.C
 
 
 def _all(depth: int) -> MDRequest:
-    return MDRequest("x", SubscriptionType.SUBSCRIBE, "ETH-BTC", "ethbtc", BookKind.BBO, depth)
+    return MDRequest("x", SubscriptionType.SUBSCRIBE, "ETH-BTC", "ETH-BTC", BookKind.BBO, depth)
 
 
 async def test_silent_client_is_tested_then_logged_out(autojump_clock: trio.abc.Clock) -> None:

@@ -59,7 +59,7 @@ async def test_ladder_stream_and_cost_to_trade() -> None:
             lambda task_status: run_app(config(), feed_runner=feeds, task_status=task_status)
         )
         await feeds.push(view("binance", "10", "11"), view("bitstamp", "10", "11.5", "2"))
-        runtime = app.instruments["ethbtc"]
+        runtime = app.instruments["ETH-BTC"]
         ladder, filled, short, bad = await trio.to_thread.run_sync(
             ladder_and_costs, f"127.0.0.1:{runtime.port}"
         )
@@ -84,7 +84,7 @@ async def test_a_ladder_deeper_than_configured_is_refused() -> None:
         app: App = await nursery.start(
             lambda task_status: run_app(config(), feed_runner=feeds, task_status=task_status)
         )
-        target = f"127.0.0.1:{app.instruments['ethbtc'].port}"
+        target = f"127.0.0.1:{app.instruments['ETH-BTC'].port}"
 
         def ask() -> grpc.StatusCode:
             with grpc.insecure_channel(target) as channel:

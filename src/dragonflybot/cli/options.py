@@ -1,6 +1,6 @@
 """From command-line flags (and an optional config file) to one ``AppConfig``.
 
-Flags override the file. ``--instrument-name`` selects that instrument from the
+Flags override the file. ``--instrument`` selects that instrument from the
 file (or adds it with the file's defaults); ``--venues``, ``--depth`` and
 ``--listen`` then apply to the selected instruments. The result is validated
 exactly like a file, so a flag value and a file value fail the same way.
@@ -9,7 +9,6 @@ exactly like a file, so a flag value and a file value fail the same way.
 from __future__ import annotations
 
 import argparse
-import re
 from collections.abc import Callable
 from typing import TypeVar
 
@@ -31,16 +30,13 @@ from dragonflybot.venues.registry import lookup
 
 N = TypeVar("N", int, float)
 
-_INSTRUMENT = re.compile(r"[a-z0-9]{2,20}")
-
 
 def instrument_name(text: str) -> str:
-    name = text.strip().lower()
-    if not _INSTRUMENT.fullmatch(name):
-        raise argparse.ArgumentTypeError(
-            f"bad instrument {text!r}: expected 2-20 letters/digits such as ethbtc"
-        )
-    return name
+    """``--instrument``: any spelling ``parse_instrument`` takes, made canonical (``ETH-BTC``)."""
+    try:
+        return canonical(text)
+    except ConfigError as exc:
+        raise argparse.ArgumentTypeError(f"bad {exc}") from None
 
 
 def venue_list(text: str) -> tuple[str, ...]:
@@ -172,7 +168,7 @@ def build_config(
         chosen = [i for i in instruments if _canonical_or_none(i.name) == wanted]
         instruments = chosen or [InstrumentConfig(name=instrument)]
     if not instruments:
-        raise ConfigError("missing instrument: pass --instrument-name or a --config with one")
+        raise ConfigError("missing instrument: pass --instrument or a --config with one")
     if venues is not None:
         known = {v.name: v for v in base.venues or ()}
         for inst in instruments:
@@ -185,7 +181,7 @@ def build_config(
         if len(instruments) != 1:
             raise ConfigError(
                 f"--listen needs exactly one instrument, the config has {len(instruments)}: "
-                "add --instrument-name"
+                "add --instrument"
             )
         instruments = [msgspec.structs.replace(instruments[0], listen=listen)]
     changes: dict[str, object] = {"instruments": instruments}

@@ -1,7 +1,7 @@
 """``dragonflybot-grpc-server``: serve the consolidated book of one or more instruments.
 
-    dragonflybot-grpc-server --instrument-name ethbtc            # real venues
-    dragonflybot-grpc-server --instrument-name ethbtc --simulate # local simulated venues
+    dragonflybot-grpc-server --instrument ETH-BTC            # real venues
+    dragonflybot-grpc-server --instrument ETH-BTC --simulate # local simulated venues
     dragonflybot-grpc-server --config examples/two-instruments.toml
 
 Runs until SIGINT or SIGTERM, then ends every stream with a gRPC status and
@@ -29,9 +29,13 @@ def build_parser(prog: str = PROG) -> argparse.ArgumentParser:
         "(orderbook.OrderbookAggregator/BookSummary, plus grpc.health.v1.Health).",
     )
     parser.add_argument(
+        "--instrument",
         "--instrument-name",
+        dest="instrument",
         type=options.instrument_name,
-        help="instrument to serve, e.g. ethbtc (selects it from --config if listed there)",
+        metavar="NAME",
+        help="instrument to serve, BASE-QUOTE such as ETH-BTC (compact ethbtc accepted); "
+        "selects it from --config if listed there",
     )
     parser.add_argument(
         "--venues",
@@ -70,7 +74,7 @@ def config_from_args(args: argparse.Namespace) -> AppConfig:
     """Flags and file -> validated config; raises ``ConfigError``."""
     config = options.build_config(
         config_path=args.config,
-        instrument=args.instrument_name,
+        instrument=args.instrument,
         venues=args.venues,
         depth=args.depth,
         listen=args.listen,

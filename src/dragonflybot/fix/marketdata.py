@@ -35,7 +35,7 @@ from dragonflybot.core.merge import Consolidated
 from dragonflybot.errors import DecodeError
 from dragonflybot.fix.codec import Field, Message
 from dragonflybot.fix.session import RejectReason
-from dragonflybot.fix.symbols import instrument_for_symbol
+from dragonflybot.instrument import resolve_served
 
 # Custom tags (user-defined range 5000-9999), documented in docs/fix.md.
 TAG_BOOK_TYPE: Final = 5000
@@ -158,7 +158,7 @@ def _symbol(msg: Message, req_id: str, served: Mapping[str, InstrumentInfo]) -> 
     if count > 1:
         raise MDRequestRejected(req_id, None, "one Symbol per request")
     symbol = msg.get(55) or ""
-    instrument = instrument_for_symbol(symbol, served)
+    instrument = resolve_served(symbol, served)
     if instrument is None:
         raise MDRequestRejected(req_id, RejReason.UNKNOWN_SYMBOL, f"unknown symbol {symbol!r}")
     return symbol, instrument

@@ -26,6 +26,7 @@ from purerpc import RpcFailedError, Status, StatusCode
 from dragonflybot.aggregator.fanout import Fanout
 from dragonflybot.aggregator.state import BookState
 from dragonflybot.errors import ConfigError
+from dragonflybot.instrument import canonical, resolve_served
 from dragonflybot.service.book_summary import StreamStats
 from dragonflybot.service.book_v1_encoding import (
     BookV1Encoder,
@@ -36,7 +37,6 @@ from dragonflybot.service.book_v1_encoding import (
     venue_healths,
     venue_status,
 )
-from dragonflybot.service.instrument_names import instrument_key
 from dragonflybot.service.proto.book_v1_grpc import BookServiceServicer
 from dragonflybot.service.summary import EncodedBook, PreEncoded
 from dragonflybot.service.ticker import Ticker
@@ -68,7 +68,8 @@ class _Instrument:
 
 
 class BookServiceV1(BookServiceServicer):
-    """Serves the ``InstrumentSource``s given; names resolve with ``instrument_key``."""
+    """Serves the ``InstrumentSource``s given; client names resolve with
+    ``dragonflybot.instrument.resolve_served`` (canonical or compact)."""
 
     def __init__(
         self,
@@ -87,9 +88,9 @@ class BookServiceV1(BookServiceServicer):
             raise ConfigError(f"max_rate must be a number >= 0, got {max_rate}")
         self._by_key: dict[str, _Instrument] = {}
         for source in instruments:
-            key = instrument_key(source.name)
-            if key is None:
-                raise ConfigError(f"instrument name {source.name!r} is not BASE-QUOTE")
+            key = canonical(source.name)
+            if key != source.name:
+                raise ConfigError(f"instrument name {source.name!r} is not canonical: {key!r}")
             if key in self._by_key:
                 raise ConfigError(f"instrument {source.name!r} is given twice")
             if source.max_depth < 1:
@@ -113,7 +114,7 @@ class BookServiceV1(BookServiceServicer):
                     f"instrument is required; this server has: {self._names()}",
                 )
             )
-        key = instrument_key(name)
+        key = resolve_served(name, self._by_key)
         found = self._by_key.get(key) if key is not None else None
         if found is None:
             shown = name if len(name) <= 64 else name[:64] + "..."
