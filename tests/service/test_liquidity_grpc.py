@@ -1,4 +1,4 @@
-"""``dragonflybot.liquidity.v1.Liquidity`` through grpcio, on the app's instrument address."""
+"""``dragonflybot.v1.LiquidityService`` through grpcio, on the app's gRPC address."""
 
 from __future__ import annotations
 
@@ -12,9 +12,9 @@ from fix.test_server_sockets import view
 from dragonflybot.app import App, run_app
 from dragonflybot.config import AppConfig, InstrumentConfig, VenueConfig
 from dragonflybot.service.liquidity import SERVICE_NAME
-from dragonflybot.service.proto import liquidity_pb2
+from dragonflybot.service.proto import liquidity_v1_pb2
 
-pb: Any = liquidity_pb2
+pb: Any = liquidity_v1_pb2
 
 
 def config() -> AppConfig:
@@ -38,17 +38,28 @@ def ladder_and_costs(target: str) -> tuple[Any, Any, Any, grpc.StatusCode]:
             request_serializer=lambda m: m.SerializeToString(),
             response_deserializer=pb.CostToTradeReply.FromString,
         )
-        call = ladder(pb.LadderRequest(depth=2), timeout=30)
+        call = ladder(pb.LadderRequest(instrument="ETH-BTC", depth=2), timeout=30)
         first = next(call)
         while len(first.live_venues) < 2:
             first = next(call)
         call.cancel()
-        filled = cost(pb.CostToTradeRequest(side=pb.BUY, quantity="2"), timeout=30)
-        short = cost(pb.CostToTradeRequest(side=pb.SELL, quantity="100"), timeout=30)
+        # An empty instrument is the address's default (its Keyrock instrument).
+        filled = cost(pb.CostToTradeRequest(side=pb.SIDE_BUY, quantity="2"), timeout=30)
+        short = cost(
+            pb.CostToTradeRequest(instrument="ethbtc", side=pb.SIDE_SELL, quantity="100"),
+            timeout=30,
+        )
         try:
             cost(pb.CostToTradeRequest(side=pb.SIDE_UNSPECIFIED, quantity="1"), timeout=30)
         except grpc.RpcError as exc:
             bad = exc.code()
+        try:
+            cost(pb.CostToTradeRequest(instrument="BTC-EUR", side=pb.SIDE_BUY, quantity="1"))
+        except grpc.RpcError as exc:
+            assert exc.code() == grpc.StatusCode.NOT_FOUND
+            assert "ETH-BTC" in (exc.details() or "")
+        else:
+            raise AssertionError("an unknown instrument was answered")
         return first, filled, short, bad
 
 
@@ -64,6 +75,8 @@ async def test_ladder_stream_and_cost_to_trade() -> None:
             ladder_and_costs, f"127.0.0.1:{runtime.port}"
         )
         app.shutdown()
+    assert ladder.instrument == "ETH-BTC" and filled.instrument == "ETH-BTC"
+    assert short.instrument == "ETH-BTC"
     assert [(lv.price, lv.amount) for lv in ladder.bids] == [("10", "3")]
     assert [(v.venue, v.amount) for v in ladder.bids[0].venues] == [
         ("binance", "1"),

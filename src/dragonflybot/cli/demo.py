@@ -89,7 +89,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     async def client(app: App) -> None:
         runtime = next(iter(app.instruments.values()))
-        print(f"demo: {runtime.name} served on {runtime.server.address}", file=sys.stderr)
+        print(f"demo: {runtime.name} served on {runtime.address}", file=sys.stderr)
         if app.metrics_address is not None:
             where = format_listen(*app.metrics_address)
             print(f"demo: metrics on http://{where}{METRICS_PATH}", file=sys.stderr)

@@ -165,7 +165,10 @@ class AppCollector(Collector):
     def _service_metrics(self) -> Iterator[Metric]:
         labels = ["instrument"]
         connections = GaugeMetricFamily(
-            f"{PREFIX}_grpc_connections", "gRPC client connections open.", labels=labels
+            f"{PREFIX}_grpc_connections",
+            "gRPC client connections open to the instrument's address (shared by the "
+            "instruments on it).",
+            labels=labels,
         )
         streams = GaugeMetricFamily(
             f"{PREFIX}_grpc_book_streams", "BookSummary streams open.", labels=labels
@@ -181,14 +184,35 @@ class AppCollector(Collector):
             "Summaries skipped by a stream because a newer one replaced them.",
             labels=labels,
         )
+        v1_streams = GaugeMetricFamily(
+            f"{PREFIX}_grpc_v1_book_streams",
+            "dragonflybot.v1 StreamBook streams open.",
+            labels=labels,
+        )
+        v1_opened = CounterMetricFamily(
+            f"{PREFIX}_grpc_v1_book_streams_opened", "StreamBook streams started.", labels=labels
+        )
+        v1_sent = CounterMetricFamily(
+            f"{PREFIX}_grpc_v1_books_sent", "v1 Books handed to streams.", labels=labels
+        )
+        v1_conflated = CounterMetricFamily(
+            f"{PREFIX}_grpc_v1_books_conflated",
+            "v1 Books skipped by a stream because a newer one replaced them.",
+            labels=labels,
+        )
         for rt in self._instruments:
             key = [rt.name]
-            connections.add_metric(key, rt.server.connection_count)
+            connections.add_metric(key, rt.connection_count)
             streams.add_metric(key, rt.stream_stats.open)
             opened.add_metric(key, rt.stream_stats.opened)
             sent.add_metric(key, rt.stream_stats.sent)
             conflated.add_metric(key, rt.stream_stats.conflated)
+            v1_streams.add_metric(key, rt.v1_stats.open)
+            v1_opened.add_metric(key, rt.v1_stats.opened)
+            v1_sent.add_metric(key, rt.v1_stats.sent)
+            v1_conflated.add_metric(key, rt.v1_stats.conflated)
         yield from (connections, streams, opened, sent, conflated)
+        yield from (v1_streams, v1_opened, v1_sent, v1_conflated)
 
     def _latency_metrics(self) -> Iterator[Metric]:
         hops: tuple[tuple[str, str, Callable[[InstrumentSource], LatencyHistogram]], ...] = (
@@ -201,6 +225,11 @@ class AppCollector(Collector):
                 "latency_receive_to_sent_seconds",
                 "Venue frame receipt to the hand-off of its Summary to a gRPC stream.",
                 lambda rt: rt.stream_stats.receive_to_sent,
+            ),
+            (
+                "latency_receive_to_v1_sent_seconds",
+                "Venue frame receipt to the hand-off of its v1 Book to a StreamBook stream.",
+                lambda rt: rt.v1_stats.receive_to_sent,
             ),
         )
         parsed = HistogramMetricFamily(

@@ -14,13 +14,6 @@ from dragonflybot.feed.stats import FeedStats
 from dragonflybot.service.book_summary import StreamStats
 
 
-class ServerCounts(Protocol):
-    """The gRPC server's live counts."""
-
-    @property
-    def connection_count(self) -> int: ...
-
-
 class InstrumentSource(Protocol):
     """One instrument's counters, read at scrape time."""
 
@@ -37,6 +30,9 @@ class InstrumentSource(Protocol):
     def stream_stats(self) -> StreamStats: ...
 
     @property
-    def server(self) -> ServerCounts: ...
+    def v1_stats(self) -> StreamStats: ...
+
+    @property
+    def connection_count(self) -> int: ...
 
     def latest(self) -> BookState | None: ...

@@ -57,6 +57,8 @@ class InstrumentSource:
     """The aggregator's depth: the most levels per side a client can ask for."""
     books: Fanout[EncodedBook]
     """The aggregator's published states (``SummaryPublisher.books``)."""
+    stats: StreamStats | None = None
+    """This instrument's StreamBook counters (for per-instrument metrics), if wanted."""
 
 
 class _Instrument:
@@ -178,8 +180,12 @@ class BookServiceV1(BookServiceServicer):
         ticker, phase = self._pace(input_message.max_rate)
         encoder = instrument.encoder
         stats = self.stats
+        own = instrument.source.stats
         stats.open += 1
         stats.opened += 1
+        if own is not None:
+            own.open += 1
+            own.opened += 1
         try:
             with instrument.source.books.subscribe() as subscription:
                 skipped = 0
@@ -189,16 +195,24 @@ class BookServiceV1(BookServiceServicer):
                     recv_ns = book.state.newest_recv_ns
                     if recv_ns is not None and not first:  # the first is the book as it was
                         stats.receive_to_sent.observe_ns(clock.monotonic_ns - recv_ns)
+                        if own is not None:
+                            own.receive_to_sent.observe_ns(clock.monotonic_ns - recv_ns)
                     first = False
                     if subscription.skipped != skipped:
                         stats.conflated += subscription.skipped - skipped
+                        if own is not None:
+                            own.conflated += subscription.skipped - skipped
                         skipped = subscription.skipped
                     stats.sent += 1
+                    if own is not None:
+                        own.sent += 1
                     yield PreEncoded(encoder.encode(book.state, depth, venues, clock))
                     if ticker is not None:
                         await ticker.wait(phase)
         finally:
             stats.open -= 1
+            if own is not None:
+                own.open -= 1
         raise RpcFailedError(ENDED)
 
     async def ListInstruments(self, input_message: Any) -> Any:

@@ -18,14 +18,15 @@ PROTO_DIR = ROOT / "proto"
 OUT_DIR = Path(__file__).resolve().parent / "proto"
 PROTOS = (
     "orderbook.proto",
-    "liquidity.proto",
     "grpc/health/v1/health.proto",
     "dragonflybot/v1/book.proto",
+    "dragonflybot/v1/liquidity.proto",
     "grpc_reflection/v1/reflection.proto",
     "grpc_reflection/v1alpha/reflection.proto",
 )
 FLAT_NAMES = {
     "dragonflybot/v1/book": "book_v1",
+    "dragonflybot/v1/liquidity": "liquidity_v1",
     "grpc_reflection/v1/reflection": "reflection_v1",
     "grpc_reflection/v1alpha/reflection": "reflection_v1alpha",
 }

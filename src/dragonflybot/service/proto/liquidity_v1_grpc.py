@@ -1,8 +1,8 @@
 import purerpc
-from . import liquidity_pb2 as liquidity__pb2
+from . import liquidity_v1_pb2 as dragonflybot_dot_v1_dot_liquidity__pb2
 
 
-class LiquidityServicer(purerpc.Servicer):
+class LiquidityServiceServicer(purerpc.Servicer):
     async def Ladder(self, input_message):
         raise NotImplementedError()
 
@@ -12,15 +12,15 @@ class LiquidityServicer(purerpc.Servicer):
     @property
     def service(self) -> purerpc.Service:
         service_obj = purerpc.Service(
-            "dragonflybot.liquidity.v1.Liquidity"
+            "dragonflybot.v1.LiquidityService"
         )
         service_obj.add_method(
             "Ladder",
             self.Ladder,
             purerpc.RPCSignature(
                 purerpc.Cardinality.UNARY_STREAM,
-                liquidity__pb2.LadderRequest,
-                liquidity__pb2.LadderUpdate,
+                dragonflybot_dot_v1_dot_liquidity__pb2.LadderRequest,
+                dragonflybot_dot_v1_dot_liquidity__pb2.LadderUpdate,
             )
         )
         service_obj.add_method(
@@ -28,32 +28,32 @@ class LiquidityServicer(purerpc.Servicer):
             self.CostToTrade,
             purerpc.RPCSignature(
                 purerpc.Cardinality.UNARY_UNARY,
-                liquidity__pb2.CostToTradeRequest,
-                liquidity__pb2.CostToTradeReply,
+                dragonflybot_dot_v1_dot_liquidity__pb2.CostToTradeRequest,
+                dragonflybot_dot_v1_dot_liquidity__pb2.CostToTradeReply,
             )
         )
         return service_obj
 
 
-class LiquidityStub:
+class LiquidityServiceStub:
     def __init__(self, channel):
         self._client = purerpc.Client(
-            "dragonflybot.liquidity.v1.Liquidity",
+            "dragonflybot.v1.LiquidityService",
             channel
         )
         self.Ladder = self._client.get_method_stub(
             "Ladder",
             purerpc.RPCSignature(
                 purerpc.Cardinality.UNARY_STREAM,
-                liquidity__pb2.LadderRequest,
-                liquidity__pb2.LadderUpdate,
+                dragonflybot_dot_v1_dot_liquidity__pb2.LadderRequest,
+                dragonflybot_dot_v1_dot_liquidity__pb2.LadderUpdate,
             )
         )
         self.CostToTrade = self._client.get_method_stub(
             "CostToTrade",
             purerpc.RPCSignature(
                 purerpc.Cardinality.UNARY_UNARY,
-                liquidity__pb2.CostToTradeRequest,
-                liquidity__pb2.CostToTradeReply,
+                dragonflybot_dot_v1_dot_liquidity__pb2.CostToTradeRequest,
+                dragonflybot_dot_v1_dot_liquidity__pb2.CostToTradeReply,
             )
         )
