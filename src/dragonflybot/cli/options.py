@@ -1,8 +1,9 @@
 """From command-line flags (and an optional config file) to one ``AppConfig``.
 
 Flags override the file. ``--instrument`` selects that instrument from the
-file (or adds it with the file's defaults); ``--venues``, ``--depth`` and
-``--listen`` then apply to the selected instruments. The result is validated
+file (or adds it with the file's defaults); ``--venues`` and ``--depth`` then
+apply to the selected instruments; ``--listen`` sets the API address (top-level
+``listen``), where a single selected instrument is then served. The result is validated
 exactly like a file, so a flag value and a file value fail the same way.
 """
 
@@ -177,14 +178,13 @@ def build_config(
         instruments = [msgspec.structs.replace(i, venues=picked) for i in instruments]
     if depth is not None:
         instruments = [msgspec.structs.replace(i, depth=depth) for i in instruments]
+    changes: dict[str, object] = {}
     if listen is not None:
-        if len(instruments) != 1:
-            raise ConfigError(
-                f"--listen needs exactly one instrument, the config has {len(instruments)}: "
-                "add --instrument"
-            )
-        instruments = [msgspec.structs.replace(instruments[0], listen=listen)]
-    changes: dict[str, object] = {"instruments": instruments}
+        # The API address; a single instrument is served there (its own address dropped).
+        changes["listen"] = listen
+        if len(instruments) == 1:
+            instruments = [msgspec.structs.replace(instruments[0], listen=None)]
+    changes["instruments"] = instruments
     if simulate and base.simulation is None:
         changes["simulation"] = SimulationConfig()
     if log_level is not None:
