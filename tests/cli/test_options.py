@@ -8,7 +8,7 @@ import pytest
 
 from dragonflybot.cli.options import build_config
 from dragonflybot.cli.server import build_parser, config_from_args
-from dragonflybot.config import load_config, SimulationConfig
+from dragonflybot.config import SimulationConfig, load_config
 from dragonflybot.errors import ConfigError
 
 FILE = """
