@@ -286,9 +286,10 @@ def test_dispatcher() -> None:
     unknown = run(script("dragonflybot"), "bogus")
     assert unknown.returncode == 2
     assert unknown.stderr.splitlines() == [
-        "dragonflybot: error: unknown command 'bogus' (known: demo, server, client, sim, record)"
+        "dragonflybot: error: unknown command 'bogus' "
+        "(known: demo, server, client, health, sim, record)"
     ]
-    for command in ("demo", "server", "client", "sim", "record"):
+    for command in ("demo", "server", "client", "health", "sim", "record"):
         helped = run(script("dragonflybot"), command, "--help")
         assert helped.returncode == 0, (command, helped.stderr)
         assert "usage:" in helped.stdout

@@ -25,7 +25,7 @@ from dragonflybot.config import (
     check_config,
     format_listen,
 )
-from dragonflybot.errors import DragonflybotError, TransportError
+from dragonflybot.errors import TransportError
 from dragonflybot.fix.config import FixConfig
 from dragonflybot.metrics import METRICS_PATH
 from dragonflybot.venues.registry import VENUES
@@ -34,16 +34,40 @@ PROG = "dragonflybot demo"
 
 
 def build_parser(prog: str = PROG) -> argparse.ArgumentParser:
-    parser = OneLineParser(prog=prog, description=__doc__.splitlines()[0] if __doc__ else None)
-    parser.add_argument("--duration", type=float, metavar="S", help="stop after S seconds")
-    parser.add_argument(
-        "--instrument", type=options.instrument_name, default="ethbtc", help="default: ethbtc"
+    parser = OneLineParser(
+        prog=prog,
+        description="Simulated venues, the server and a client in one process, offline: "
+        "the consolidated book of the simulated Binance and Bitstamp, live.",
     )
-    parser.add_argument("--seed", type=int, default=1, help="market simulation seed")
+    options.add_version_flag(parser)
     parser.add_argument(
-        "--rate", type=float, default=20.0, help="updates per second per venue (default: 20)"
+        "--duration",
+        type=options.seconds,
+        metavar="S",
+        help="stop after S seconds (default: run until Ctrl-C)",
     )
-    parser.add_argument("--depth", type=options.depth, default=10, help="default: 10")
+    parser.add_argument(
+        "--instrument",
+        "--instrument-name",
+        dest="instrument",
+        type=options.instrument_name,
+        default="ETH-BTC",
+        metavar="NAME",
+        help="the simulated instrument, BASE-QUOTE (default: ETH-BTC)",
+    )
+    parser.add_argument("--seed", type=int, default=1, help="market simulation seed (default: 1)")
+    parser.add_argument(
+        "--rate",
+        type=options.rate,
+        default=20.0,
+        help="updates per second per venue, > 0 (default: 20)",
+    )
+    parser.add_argument(
+        "--depth",
+        type=options.depth,
+        default=10,
+        help="consolidated levels per side, 1-250 (default: 10)",
+    )
     parser.add_argument(
         "--listen",
         type=options.listen_address,
@@ -56,20 +80,17 @@ def build_parser(prog: str = PROG) -> argparse.ArgumentParser:
         choices=("table", "json"),
         help="default: table on a terminal, json otherwise",
     )
-    parser.add_argument("--log-level", type=str.upper, default="WARNING", help="default: WARNING")
+    options.add_log_level_flag(parser, "WARNING")
     options.add_observability_flags(parser)
     options.add_fix_flags(parser)
     return parser
 
 
 def demo_config(args: argparse.Namespace) -> AppConfig:
-    if not args.rate > 0:
-        raise DragonflybotError("--rate must be > 0")
     return check_config(
         AppConfig(
-            instruments=[
-                InstrumentConfig(name=args.instrument, depth=args.depth, listen=args.listen)
-            ],
+            listen=args.listen,
+            instruments=[InstrumentConfig(name=args.instrument, depth=args.depth)],
             # Every venue, full depth: the demo exercises full-depth books and their sync.
             venues=[VenueConfig(name=name, mode="depth") for name in VENUES],
             simulation=SimulationConfig(seed=args.seed, rate=args.rate),

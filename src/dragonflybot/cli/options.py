@@ -10,14 +10,18 @@ exactly like a file, so a flag value and a file value fail the same way.
 from __future__ import annotations
 
 import argparse
-from collections.abc import Callable
-from typing import TypeVar
+import math
+from collections.abc import Callable, Sequence
+from importlib import metadata
+from typing import Final, TypeVar, get_args
 
 import msgspec
 
+from dragonflybot.app import default_feeds, plan_topology
 from dragonflybot.config import (
     AppConfig,
     InstrumentConfig,
+    LogLevel,
     SimulationConfig,
     VenueConfig,
     check_config,
@@ -30,6 +34,57 @@ from dragonflybot.instrument import canonical
 from dragonflybot.venues.registry import lookup
 
 N = TypeVar("N", int, float)
+
+LOG_LEVELS: Final[tuple[str, ...]] = get_args(LogLevel)
+
+
+def version() -> str:
+    """The installed distribution's version (``unknown`` when run from an uninstalled tree)."""
+    try:
+        return metadata.version("dragonflybot")
+    except metadata.PackageNotFoundError:
+        return "unknown"
+
+
+def add_version_flag(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--version", action="version", version=f"%(prog)s {version()}", help="print the version"
+    )
+
+
+def add_log_level_flag(parser: argparse.ArgumentParser, default: str | None) -> None:
+    """``--log-level``, one of ``LOG_LEVELS`` in any case: every entrypoint the same."""
+    shown = default or "INFO, or the config file's log_level"
+    parser.add_argument(
+        "--log-level",
+        type=str.upper,
+        choices=LOG_LEVELS,
+        default=default,
+        metavar="LEVEL",
+        help=f"{', '.join(LOG_LEVELS)} (default: {shown})",
+    )
+
+
+def seconds(text: str) -> float:
+    """A duration or timeout: a finite number of seconds > 0 (not NaN, not negative)."""
+    return checked_number(
+        text,
+        float,
+        lambda value: value > 0 and math.isfinite(value),
+        malformed="bad duration {text!r}: expected a number of seconds",
+        invalid="bad duration {text}: expected a number of seconds > 0",
+    )
+
+
+def rate(text: str) -> float:
+    """Updates per second: a finite number > 0."""
+    return checked_number(
+        text,
+        float,
+        lambda value: value > 0 and math.isfinite(value),
+        malformed="bad rate {text!r}: expected a number of updates per second",
+        invalid="bad rate {text}: expected a number > 0",
+    )
 
 
 def instrument_name(text: str) -> str:
@@ -60,6 +115,39 @@ def listen_address(text: str) -> str:
     except ConfigError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
     return text
+
+
+def venue_url(text: str) -> tuple[str, str]:
+    """``--venue-url NAME=URL``: ``ws://``/``wss://`` is the venue's WebSocket endpoint,
+    ``http://``/``https://`` its REST base (give both as two flags)."""
+    name, sep, url = text.partition("=")
+    name = name.strip().lower()
+    if not sep or not name or not url:
+        raise argparse.ArgumentTypeError(f"bad venue URL {text!r}: expected NAME=URL")
+    try:
+        lookup(name)
+    except ConfigError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    scheme = url.partition("://")[0].lower()
+    if scheme not in ("ws", "wss", "http", "https") or "://" not in url:
+        raise argparse.ArgumentTypeError(
+            f"bad venue URL {url!r}: expected ws://, wss:// (WebSocket) or http://, https:// (REST)"
+        )
+    return name, url
+
+
+def apply_venue_urls(
+    venues: list[VenueConfig], urls: Sequence[tuple[str, str]]
+) -> list[VenueConfig]:
+    """``venues`` with the URLs of ``--venue-url`` set (by scheme: WebSocket or REST)."""
+    out = []
+    for venue in venues:
+        for name, url in urls:
+            if name == venue.name:
+                key = "ws_url" if url.lower().startswith("ws") else "rest_url"
+                venue = msgspec.structs.replace(venue, **{key: url})
+        out.append(venue)
+    return out
 
 
 def add_fix_flags(parser: argparse.ArgumentParser) -> None:
@@ -111,7 +199,7 @@ def client_rate(text: str) -> float:
     return checked_number(
         text,
         float,
-        lambda value: value >= 0 and value != float("inf"),
+        lambda value: value >= 0 and math.isfinite(value),
         malformed="bad rate {text!r}: expected a number of Summaries per second",
         invalid="bad rate {value}: expected a number >= 0 (0: no cap)",
     )
@@ -160,6 +248,7 @@ def build_config(
     max_client_rate: float | None = None,
     fix_listen: str | None = None,
     liquidity_depth: int | None = None,
+    venue_urls: Sequence[tuple[str, str]] = (),
 ) -> AppConfig:
     """The file's config (or the defaults) with the flags applied and validated."""
     base = load_config(config_path) if config_path else AppConfig()
@@ -179,6 +268,25 @@ def build_config(
     if depth is not None:
         instruments = [msgspec.structs.replace(i, depth=depth) for i in instruments]
     changes: dict[str, object] = {}
+    if venue_urls:
+        used = {
+            v.name
+            for i in instruments
+            for v in (i.venues if i.venues is not None else default_feeds(base))
+        }
+        for name, url in venue_urls:
+            if name not in used:
+                raise ConfigError(
+                    f"--venue-url {name}={url}: {name!r} is not a venue of the served "
+                    f"instruments ({', '.join(sorted(used))})"
+                )
+        changes["venues"] = apply_venue_urls(default_feeds(base), venue_urls)
+        instruments = [
+            i
+            if i.venues is None
+            else msgspec.structs.replace(i, venues=apply_venue_urls(i.venues, venue_urls))
+            for i in instruments
+        ]
     if listen is not None:
         # The API address; a single instrument is served there (its own address dropped).
         changes["listen"] = listen
@@ -201,4 +309,9 @@ def build_config(
     if liquidity_depth is not None:
         changes["liquidity_depth"] = liquidity_depth
     config = msgspec.structs.replace(base, **changes)
-    return check_config(config, source="command line")
+    config = check_config(config, source="command line")
+    try:
+        plan_topology(config)  # venue names: the registry is the app's to consult
+    except ConfigError as exc:
+        raise ConfigError(f"{config_path or 'command line'}: {exc}") from None
+    return config

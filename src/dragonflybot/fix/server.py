@@ -28,6 +28,7 @@ import trio
 
 from dragonflybot.aggregator.fanout import Fanout
 from dragonflybot.aggregator.liquidity import LiquidityState
+from dragonflybot.config import format_listen
 from dragonflybot.core.merge import Consolidated
 from dragonflybot.errors import ServiceError
 from dragonflybot.fix.codec import Field
@@ -146,7 +147,9 @@ class FixServer:
         try:
             listeners = await trio.open_tcp_listeners(self._port, host=self.host)
         except OSError as exc:
-            raise ServiceError(f"FIX: cannot listen on {self.host}:{self._port}: {exc}") from exc
+            raise ServiceError(
+                f"FIX: cannot listen on {format_listen(self.host, self._port)}: {exc}"
+            ) from exc
         self._port = listeners[0].socket.getsockname()[1]
         log.info("FIX acceptor listening on %s", self.address)
         try:
@@ -412,4 +415,4 @@ def _peer_name(stream: trio.SocketStream) -> str:
         host, port = stream.socket.getpeername()[:2]
     except (OSError, ValueError):
         return "?"
-    return f"{host}:{port}"
+    return format_listen(str(host), int(port))

@@ -28,6 +28,7 @@ import trio
 from purerpc.grpc_proto import GRPCProtoSocket
 from purerpc.grpclib.config import GRPCConfiguration
 
+from dragonflybot.config import format_listen
 from dragonflybot.errors import TransportError
 
 MAX_MESSAGE = 32 * 1024
@@ -73,12 +74,12 @@ async def open_channel(
         with trio.fail_after(connect_timeout):
             socket = await anyio.connect_tcp(host, port)
     except trio.TooSlowError as exc:
-        raise TransportError(f"cannot connect to {host}:{port}: timed out") from exc
+        raise TransportError(f"cannot connect to {format_listen(host, port)}: timed out") from exc
     except OSError as exc:
         # anyio reports "All connection attempts failed" and chains the real reason.
         cause = exc.__cause__ if isinstance(exc.__cause__, OSError) else exc
         reason = os.strerror(cause.errno) if cause.errno else str(cause)
-        raise TransportError(f"cannot connect to {host}:{port}: {reason}") from exc
+        raise TransportError(f"cannot connect to {format_listen(host, port)}: {reason}") from exc
     async with socket:
         config = GRPCConfiguration(client_side=True, max_message_length=max_message)
         async with _ClientSocket(config, socket) as grpc_socket:
