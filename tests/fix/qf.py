@@ -25,6 +25,8 @@ class Recorder(fix.Application):  # type: ignore[misc]
         super().__init__()
         self.password = password
         self.received: queue.Queue[Message | str] = queue.Queue()
+        self.sent_admin: queue.Queue[str] = queue.Queue()
+        """Types of the session messages QuickFIX sent (``toAdmin`` runs as it sends)."""
         self.session_id: fix.SessionID | None = None
         self.logged_on = False
 
@@ -44,6 +46,7 @@ class Recorder(fix.Application):  # type: ignore[misc]
         message.getHeader().getField(msg_type)
         if msg_type.getValue() == "A" and self.password is not None:
             message.setField(fix.StringField(554, self.password))
+        self.sent_admin.put(msg_type.getValue())
 
     def fromAdmin(self, message: fix.Message, session_id: fix.SessionID) -> None:
         self._record(message)
@@ -152,6 +155,21 @@ class QuickFixClient:
                     continue
                 if item == wanted or (isinstance(item, Message) and item.msg_type == wanted):
                     return item
+
+    async def sent(self, wanted: str, within: float = 10) -> None:
+        """Wait until QuickFIX has sent a session message of type ``wanted`` (its sends are
+        serialized: what the test sends afterwards goes out after it)."""
+        with trio.fail_after(within):
+            while True:
+                item = await trio.to_thread.run_sync(self._get_sent)
+                if item == wanted:
+                    return
+
+    def _get_sent(self) -> str | None:
+        try:
+            return self.app.sent_admin.get(timeout=0.2)
+        except queue.Empty:
+            return None
 
     def _get(self) -> Message | str | None:
         try:
