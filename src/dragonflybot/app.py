@@ -363,17 +363,24 @@ async def run_app(
     plans = plan_topology(config, venues)
     runtimes = [InstrumentRuntime(plan, max_client_rate=config.max_client_rate) for plan in plans]
     serving: Fanout[bool] = Fanout()
+    server_plans = plan_servers(config, plans)
     servers = build_servers(
-        plan_servers(config, plans),
+        server_plans,
         runtimes,
         max_client_rate=config.max_client_rate,
         serving=serving,
     )
     registry = build_registry(runtimes)
     async with trio.open_nursery() as nursery:
-        for server in servers:
+        for server_plan, server in zip(server_plans, servers, strict=True):
             await nursery.start(server.serve)
-            log.info("gRPC API on %s", server.address, extra={"listen": server.address})
+            log.info(
+                "%s: dragonflybot.v1 for %s; Keyrock BookSummary streams %s",
+                server.address,
+                ", ".join(rt.name for rt in runtimes),
+                server_plan.default,
+                extra={"listen": server.address, "default_instrument": server_plan.default},
+            )
         metrics_address: tuple[str, int] | None = None
         if config.metrics_listen is not None:
             host, port = parse_listen(config.metrics_listen)

@@ -250,6 +250,19 @@ def test_server_on_a_standalone_sim_via_venue_url_health_and_a_v1_client() -> No
         assert sequences == sorted(sequences) and sequences[0] >= 1
         assert all(b["publish_time"] and b["receive_time"] for b in books)
         assert {v["name"] for v in books[-1]["venues"]} == {"binance", "bitstamp"}
+        table = run(
+            script("dragonflybot-grpc-client"),
+            "--server",
+            f"127.0.0.1:{port}",
+            "--instrument",
+            "ETH-BTC",
+            "--count",
+            "2",
+            "--format",
+            "table",
+        )
+        assert table.returncode == 0, table.stderr
+        assert f"ETH-BTC @ 127.0.0.1:{port}" in table.stdout and "binance live" in table.stdout
         refused = run(
             script("dragonflybot-grpc-client"),
             "--server",
