@@ -56,7 +56,9 @@ def build_parser(prog: str = PROG) -> argparse.ArgumentParser:
         "URLs a standalone 'dragonflybot sim' prints)",
     )
     parser.add_argument(
-        "--depth", type=options.depth, help="consolidated levels per side (default: 10)"
+        "--depth",
+        type=options.depth,
+        help="consolidated levels per side, 1-250 (default: 10, or the config's depth)",
     )
     parser.add_argument(
         "--listen",
