@@ -166,7 +166,9 @@ def plan_topology(
         except ConfigError as exc:
             raise ConfigError(f"{key}.listen: {exc}") from None
         own = inst.listen is not None and not (
-            port != 0 and (host, port) == parse_listen(config.listen or DEFAULT_LISTEN)
+            api_bound(config)
+            and port != 0
+            and (host, port) == parse_listen(config.listen or DEFAULT_LISTEN)
         )
         depth = inst.depth if inst.depth is not None else config.depth
         liquidity = (

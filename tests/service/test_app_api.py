@@ -99,6 +99,16 @@ def test_the_api_address_serves_instruments_without_one_of_their_own() -> None:
     assert [(s.port, s.instruments) for s in plan_servers(joined, plan_topology(joined))] == [
         (7010, ("ETH-BTC", "BTC-USDT"))
     ]
+    # Every instrument on an address of its own, one of them the default API address:
+    # no API address is bound, so that instrument keeps its own server.
+    alone = decode_config(
+        b'[[instruments]]\nname = "ethbtc"\nlisten = "127.0.0.1:50051"\n'
+        b'[[instruments]]\nname = "btcusdt"\nlisten = "127.0.0.1:50052"\n'
+    )
+    assert [(s.api, s.port, s.instruments) for s in plan_servers(alone, plan_topology(alone))] == [
+        (False, 50051, ("ETH-BTC",)),
+        (False, 50052, ("BTC-USDT",)),
+    ]
 
 
 async def test_v1_and_keyrock_of_two_instruments_on_one_port() -> None:
