@@ -289,3 +289,33 @@ def test_a_dead_server_is_not_serving_for_health() -> None:
     assert result.stderr.splitlines() == [
         f"dragonflybot health: error: cannot connect to 127.0.0.1:{port}: Connection refused"
     ]
+
+
+def test_health_is_exit_1_while_no_venue_is_live() -> None:
+    dead = free_port()
+    server = Proc(
+        script("dragonflybot-grpc-server"),
+        "--instrument",
+        "ETH-BTC",
+        "--venues",
+        "binance",
+        "--venue-url",
+        f"binance=ws://127.0.0.1:{dead}/stream",
+        "--listen",
+        "127.0.0.1:0",
+    )
+    try:
+        port = int(server.wait_for_line(r"listening on 127\.0\.0\.1:(\d+)")[1])
+        for service in ("", "dragonflybot.v1.BookService", "orderbook.OrderbookAggregator"):
+            result = run(
+                script("dragonflybot"),
+                "health",
+                "--server",
+                f"127.0.0.1:{port}",
+                "--service",
+                service,
+            )
+            assert (result.returncode, result.stdout) == (1, "NOT_SERVING\n"), result.stderr
+    finally:
+        server.popen.send_signal(signal.SIGINT)
+        assert server.finish()[0] == 0
