@@ -121,3 +121,37 @@ async def test_without_retry_a_round_of_failures_is_the_last_error() -> None:
     ports = [free_port(), free_port()]
     with pytest.raises(TransportError, match=f"cannot connect to 127.0.0.1:{ports[1]}"):
         await follow_any_book([("127.0.0.1", p) for p in ports], Fanout())
+
+
+async def test_an_instrument_on_a_server_without_v1_falls_back_to_keyrock(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    books: Fanout[ReceivedSummary] = Fanout()
+    async with serving() as h:  # BookSummary and health only: v1 is UNIMPLEMENTED
+        await h.push(numbered("binance", 7))
+        async with trio.open_nursery() as n:
+            n.start_soon(lambda: follow_book("127.0.0.1", h.port, books, instrument="ETH-BTC"))
+            await wait_for(lambda: books.published > 0)
+            n.cancel_scope.cancel()
+    latest = books.latest()
+    assert latest is not None and not latest.v1
+    assert round(latest.summary.bids[0].price) == 7
+    assert "no dragonflybot.v1 API" in caplog.text
+
+
+async def test_a_refused_instrument_is_not_retried() -> None:
+    from dragonflybot.errors import ServiceError
+    from dragonflybot.service import BookServiceV1, InstrumentSource, SummaryPublisher
+
+    v1 = BookServiceV1([InstrumentSource("ETH-BTC", ("binance",), 5, SummaryPublisher().books)])
+    books: Fanout[ReceivedSummary] = Fanout()
+    async with serving(extra=[v1]) as h:
+        await h.push(numbered("binance", 7))
+        with pytest.RaisesGroup(pytest.RaisesExc(ServiceError, match="NOT_FOUND")):
+            async with trio.open_nursery() as n:
+                n.start_soon(
+                    lambda: follow_book(
+                        "127.0.0.1", h.port, books, instrument="BTC-USDT", retry=True
+                    )
+                )
+        assert books.published == 0
