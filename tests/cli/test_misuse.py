@@ -177,6 +177,8 @@ def test_record_that_cannot_connect_says_error_and_leaves_no_file(tmp_path: Path
         ["dragonflybot", "health"],
         ["dragonflybot", "sim"],
         ["dragonflybot", "record"],
+        ["dragonflybot", "feed"],
+        ["dragonflybot", "aggregate"],
         ["dragonflybot-grpc-server"],
         ["dragonflybot-grpc-client"],
     ],
