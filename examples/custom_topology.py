@@ -5,8 +5,10 @@ one merging the top 5 (served over gRPC, for clients that want the touch) and on
 merging the top 20 (read in-process here, where the numbered states show how many
 the reader skipped). Everything runs against the simulated venues, offline:
 
-    python examples/custom_topology.py --duration 5
-    dragonflybot-grpc-client --server 127.0.0.1:50055    # while it runs
+    .venv/bin/python examples/custom_topology.py --duration 5
+    .venv/bin/dragonflybot-grpc-client --server 127.0.0.1:50055    # while it runs
+
+(from a clone after ``make install``; with the virtualenv activated, plain ``python``.)
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ from dragonflybot.feed import FeedStats, run_feed
 from dragonflybot.service import BookSummaryService, GrpcServer, HealthService, SummaryPublisher
 from dragonflybot.sim import SimConfig, SimHandle, serve_simulation
 
-INSTRUMENT = "ethbtc"
+INSTRUMENT = "ETH-BTC"
 VENUES = ("binance", "bitstamp")
 FEED_DEPTH = 20
 

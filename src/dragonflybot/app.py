@@ -1,11 +1,19 @@
 """The running service: the nursery tree wired from an ``AppConfig``.
 
-Per instrument (its own consolidated book, so its own gRPC address, because
-``BookSummary`` takes no argument)::
+Per instrument (its own consolidated book)::
 
     feed(venue 1) ─┐
     feed(venue 2) ─┼─ memory channel ─> aggregator ─> SummaryPublisher ─┬─> BookSummary streams
-    ...           ─┘                                                    └─> health (SERVING?)
+    ...           ─┘                                                    ├─> v1 StreamBook streams
+                                                                        └─> health (SERVING?)
+
+gRPC addresses (``plan_servers``): the API address (top-level ``listen``) and
+each address an instrument names for itself. Every address serves the whole
+``dragonflybot.v1`` API (``BookService`` and ``LiquidityService`` for every
+instrument), server reflection and health; the Keyrock ``BookSummary``, which
+takes no argument, streams the address's default instrument: the first
+instrument listening there (on the API address, the first instrument without an
+address of its own).
 
 The gRPC servers bind first, so a taken port fails the start before any venue
 is contacted; then the feeds. The app never starts a simulator: ``--simulate``
@@ -39,27 +47,47 @@ import attrs
 import trio
 from prometheus_client.registry import CollectorRegistry
 
-from dragonflybot.aggregator import Aggregator, AggregatorStats, BookState
+from dragonflybot.aggregator import Aggregator, AggregatorStats, BookState, Fanout
+from dragonflybot.aggregator.liquidity import (
+    LiquidityAggregator,
+    LiquidityState,
+    split_for_liquidity,
+)
 from dragonflybot.config import (
     DEFAULT_LISTEN,
     AppConfig,
     LimitsConfig,
     VenueConfig,
+    api_bound,
+    format_listen,
     parse_listen,
 )
+from dragonflybot.core.merge import Consolidated
 from dragonflybot.core.view import VenueUpdate
 from dragonflybot.errors import ConfigError, DragonflybotError
 from dragonflybot.feed import FeedStats, run_feed
+from dragonflybot.fix.config import accepted_sessions, session_limits, tls_context
+from dragonflybot.fix.metrics import FixCollector
+from dragonflybot.fix.server import FixInstrument, FixServer
 from dragonflybot.instrument import canonical
 from dragonflybot.metrics import build_registry, serve_metrics
 from dragonflybot.service import (
+    SERVICE_NAME,
+    BookServiceV1,
     BookSummaryService,
     GrpcServer,
     HealthService,
+    InstrumentSource,
     StreamStats,
     SummaryPublisher,
+    book_v1,
+    liquidity,
+    reflection_servicers,
 )
+from dragonflybot.service.health import any_serving
+from dragonflybot.service.liquidity import LadderSource, LiquidityService
 from dragonflybot.service.security import TokenCheck, server_security
+from dragonflybot.service.summary import EncodedBook
 from dragonflybot.venues.registry import VENUES, lookup
 from dragonflybot.venues.spec import VenueSpec
 
@@ -93,7 +121,17 @@ class InstrumentPlan:
     depth: int
     host: str
     port: int
+    """The address its Keyrock ``BookSummary`` is looked for at: its own, else the API's."""
     venues: tuple[VenueConfig, ...]
+    liquidity_depth: int | None = None
+    """Ladder depth of the second (aggregated-liquidity) aggregator; None: not run."""
+    own_address: bool = True
+    """Whether it names an address of its own (``instruments[].listen``) apart from the API's."""
+
+    @property
+    def feed_depth(self) -> int:
+        """Levels asked of each feed: enough for the BBO merge and for the ladder."""
+        return max(self.depth, self.liquidity_depth or 0)
 
 
 def default_feeds(config: AppConfig, venues: Mapping[str, VenueSpec] = VENUES) -> list[VenueConfig]:
@@ -109,7 +147,7 @@ def plan_topology(
     """Resolve defaults, make instrument names canonical (``ETH-BTC``) and check venue
     names; ``ConfigError`` naming the key otherwise."""
     if not config.instruments:
-        raise ConfigError("no instrument: pass --instrument-name or list [[instruments]]")
+        raise ConfigError("no instrument: pass --instrument or list [[instruments]]")
     plans = []
     for i, inst in enumerate(config.instruments):
         key = f"instruments[{i}]"
@@ -127,12 +165,51 @@ def plan_topology(
             except ConfigError as exc:
                 raise ConfigError(f"{where}[{j}].name: {exc}") from None
         try:
-            host, port = parse_listen(inst.listen or DEFAULT_LISTEN)
+            host, port = parse_listen(inst.listen or config.listen or DEFAULT_LISTEN)
         except ConfigError as exc:
             raise ConfigError(f"{key}.listen: {exc}") from None
+        own = inst.listen is not None and not (
+            api_bound(config)
+            and port != 0
+            and (host, port) == parse_listen(config.listen or DEFAULT_LISTEN)
+        )
         depth = inst.depth if inst.depth is not None else config.depth
-        plans.append(InstrumentPlan(name, depth, host, port, tuple(feeds)))
+        liquidity = (
+            inst.liquidity_depth if inst.liquidity_depth is not None else config.liquidity_depth
+        )
+        if liquidity is None and config.fix is not None:
+            liquidity = depth
+        plans.append(InstrumentPlan(name, depth, host, port, tuple(feeds), liquidity, own))
     return tuple(plans)
+
+
+@attrs.frozen
+class ServerPlan:
+    """One gRPC address and the instrument its Keyrock ``BookSummary`` streams."""
+
+    host: str
+    port: int
+    default: str
+    """Canonical name of the address's default instrument."""
+    instruments: tuple[str, ...]
+    """The instruments whose address this is (the default first)."""
+    api: bool
+    """The API address (top-level ``listen``)."""
+
+
+def plan_servers(config: AppConfig, plans: Sequence[InstrumentPlan]) -> tuple[ServerPlan, ...]:
+    """The gRPC addresses to bind: the API address when ``api_bound``, then each
+    instrument's own, in file order."""
+    servers: list[ServerPlan] = []
+    if api_bound(config) and plans:
+        host, port = parse_listen(config.listen or DEFAULT_LISTEN)
+        shared = tuple(p.name for p in plans if not p.own_address)
+        default = shared[0] if shared else plans[0].name
+        servers.append(ServerPlan(host, port, default, shared, True))
+    for plan in plans:
+        if plan.own_address:
+            servers.append(ServerPlan(plan.host, plan.port, plan.name, (plan.name,), False))
+    return tuple(servers)
 
 
 class InstrumentRuntime:
@@ -143,26 +220,22 @@ class InstrumentRuntime:
         plan: InstrumentPlan,
         *,
         max_client_rate: float = 0.0,
-        limits: LimitsConfig | None = None,
-        tls: ssl.SSLContext | None = None,
-        auth: TokenCheck | None = None,
     ) -> None:
         self.plan = plan
         self.publisher = SummaryPublisher()
         self.stream_stats = StreamStats()
-        self.server = GrpcServer(
-            [
-                BookSummaryService(
-                    self.publisher.books, stats=self.stream_stats, max_rate=max_client_rate
-                ),
-                HealthService(self.publisher.serving),
-            ],
-            plan.host,
-            plan.port,
-            limits=limits,
-            tls=tls,
-            auth=auth,
+        """Its Keyrock ``BookSummary`` streams."""
+        self.v1_stats = StreamStats()
+        """Its ``dragonflybot.v1`` ``StreamBook`` streams, on every address."""
+        self.liquidity: Fanout[LiquidityState] | None = (
+            Fanout() if plan.liquidity_depth is not None else None
         )
+        """The ladder's fan-out (second aggregator), when the plan has a ladder depth."""
+        self.keyrock = BookSummaryService(
+            self.publisher.books, stats=self.stream_stats, max_rate=max_client_rate
+        )
+        self.server: GrpcServer | None = None
+        """The server at its address (``plan.host``/``plan.port``); set by ``run_app``."""
         self.aggregator_stats = AggregatorStats()
         self.feed_stats: dict[str, FeedStats] = {v.name: FeedStats() for v in plan.venues}
 
@@ -172,12 +245,83 @@ class InstrumentRuntime:
 
     @property
     def port(self) -> int:
-        """The bound port (the configured one, or the one picked for port 0)."""
-        return self.server.port
+        """The bound port of its address (the configured one, or the one picked for port 0)."""
+        return self.server.port if self.server is not None else self.plan.port
+
+    @property
+    def address(self) -> str:
+        if self.server is not None:
+            return self.server.address
+        return format_listen(self.plan.host, self.plan.port)
+
+    @property
+    def connection_count(self) -> int:
+        """Connections to the server at its address (shared by the instruments there)."""
+        return self.server.connection_count if self.server is not None else 0
+
+    def source(self) -> InstrumentSource:
+        """What the v1 ``BookService`` serves of it."""
+        return InstrumentSource(
+            self.name,
+            tuple(v.name for v in self.plan.venues),
+            self.plan.depth,
+            self.publisher.books,
+            stats=self.v1_stats,
+        )
+
+    def ladder(self) -> LadderSource | None:
+        if self.liquidity is None or self.plan.liquidity_depth is None:
+            return None
+        return LadderSource(self.name, self.liquidity, self.plan.liquidity_depth)
 
     def latest(self) -> BookState | None:
         book = self.publisher.books.latest()
         return book.state if book is not None else None
+
+
+def build_servers(
+    servers: Sequence[ServerPlan],
+    runtimes: Sequence[InstrumentRuntime],
+    *,
+    max_client_rate: float,
+    serving: Fanout[bool],
+    limits: LimitsConfig | None = None,
+    tls: ssl.SSLContext | None = None,
+    auth: TokenCheck | None = None,
+) -> list[GrpcServer]:
+    """One ``GrpcServer`` per address: v1, liquidity, health, reflection and the Keyrock
+    service of its default instrument. Sets each runtime's ``server``.
+
+    ``limits``, ``tls`` and ``auth`` apply to every address alike: a client reaches
+    the same books on each, so no address may be weaker than another.
+
+    ``serving``: whether any instrument of the process has a live venue (``""`` and
+    the v1 services in health); the Keyrock service's health is its instrument's.
+    """
+    by_name = {rt.name: rt for rt in runtimes}
+    v1 = BookServiceV1([rt.source() for rt in runtimes], max_rate=max_client_rate)
+    ladders = [ladder for rt in runtimes if (ladder := rt.ladder()) is not None]
+    built = []
+    for plan in servers:
+        default = by_name[plan.default]
+        services: list[Any] = [default.keyrock, v1]
+        names = {SERVICE_NAME: default.publisher.serving, book_v1.SERVICE_NAME: serving}
+        if ladders:
+            services.append(LiquidityService(ladders, default=default.name))
+            names[liquidity.SERVICE_NAME] = serving
+        services.append(HealthService(serving, services=names))
+        server = GrpcServer(
+            [*services, *reflection_servicers(services)],
+            plan.host,
+            plan.port,
+            limits=limits,
+            tls=tls,
+            auth=auth,
+        )
+        for name in plan.instruments:
+            by_name[name].server = server
+        built.append(server)
+    return built
 
 
 class App:
@@ -187,16 +331,24 @@ class App:
         self,
         instruments: Sequence[InstrumentRuntime],
         *,
+        servers: Sequence[GrpcServer] = (),
         registry: CollectorRegistry | None = None,
         metrics_address: tuple[str, int] | None = None,
+        fix_server: FixServer | None = None,
     ) -> None:
         self.instruments: Mapping[str, InstrumentRuntime] = MappingProxyType(
             {rt.name: rt for rt in instruments}
         )
-        self.registry = registry if registry is not None else build_registry(instruments)
+        self.servers = tuple(servers)
+        """Every gRPC server, the API address's first when it is bound."""
+        self.registry = (
+            registry if registry is not None else build_registry(instruments, self.servers)
+        )
         """This app's own Prometheus registry (never the global one)."""
         self.metrics_address = metrics_address
         """``(host, bound port)`` of the ``/metrics`` endpoint, ``None`` when not served."""
+        self.fix_server = fix_server
+        """The FIX acceptor (its ``port`` is the bound one), ``None`` when not served."""
         self._stop = trio.Event()
 
     def shutdown(self) -> None:
@@ -235,43 +387,69 @@ async def run_app(
         )
     plans = plan_topology(config, venues)
     tls, auth = server_security(config)
-    runtimes = [
-        InstrumentRuntime(
-            plan,
-            max_client_rate=config.max_client_rate,
-            limits=config.limits,
-            tls=tls,
-            auth=auth,
-        )
-        for plan in plans
-    ]
-    registry = build_registry(runtimes)
+    runtimes = [InstrumentRuntime(plan, max_client_rate=config.max_client_rate) for plan in plans]
+    serving: Fanout[bool] = Fanout()
+    server_plans = plan_servers(config, plans)
+    servers = build_servers(
+        server_plans,
+        runtimes,
+        max_client_rate=config.max_client_rate,
+        serving=serving,
+        limits=config.limits,
+        tls=tls,
+        auth=auth,
+    )
+    registry = build_registry(runtimes, servers)
     async with trio.open_nursery() as nursery:
-        for rt in runtimes:
-            await nursery.start(rt.server.serve)
+        for server_plan, server in zip(server_plans, servers, strict=True):
+            await nursery.start(server.serve)
+            log.info(
+                "%s: dragonflybot.v1 for %s; Keyrock BookSummary streams %s",
+                server.address,
+                ", ".join(rt.name for rt in runtimes),
+                server_plan.default,
+                extra={"listen": server.address, "default_instrument": server_plan.default},
+            )
         metrics_address: tuple[str, int] | None = None
         if config.metrics_listen is not None:
             host, port = parse_listen(config.metrics_listen)
             port = await nursery.start(serve_metrics, registry, host, port)
             metrics_address = (host, port)
+        fix_server = _fix_server(config, runtimes)
+        if fix_server is not None:
+            await nursery.start(fix_server.serve)
+            registry.register(FixCollector(fix_server))
+        nursery.start_soon(
+            any_serving, [rt.publisher.serving for rt in runtimes], serving, name="any-serving"
+        )
         feeds = _FeedGroup()
         for rt in runtimes:
             send = _start_aggregator(nursery, rt)
             feeds.add(rt, send, feed_runner, venues)
         nursery.start_soon(feeds.run, name="feeds")
-        app = App(runtimes, registry=registry, metrics_address=metrics_address)
+        app = App(
+            runtimes,
+            servers=servers,
+            registry=registry,
+            metrics_address=metrics_address,
+            fix_server=fix_server,
+        )
         task_status.started(app)
         await app.wait_stopping()
         log.info("shutting down")
         # Streams first (they end with a status, not because their book stopped), then
         # the feeds, whose WebSocket close handshakes run while the venues (or the
         # simulator) are still there to answer; both proceed concurrently.
-        for rt in runtimes:
-            rt.server.shutdown()
+        for server in servers:
+            server.shutdown()
+        if fix_server is not None:
+            fix_server.shutdown()
         feeds.cancel()
         with trio.move_on_after(config.shutdown_grace):
-            for rt in runtimes:
-                await rt.server.wait_closed()
+            for server in servers:
+                await server.wait_closed()
+            if fix_server is not None:
+                await fix_server.wait_closed()
             await feeds.wait_done()
         nursery.cancel_scope.cancel()
 
@@ -284,7 +462,43 @@ def _start_aggregator(
     aggregator = Aggregator(plan.depth, rt.publisher, stats=rt.aggregator_stats)
     nursery.start_soon(aggregator.run, receive, name=f"aggregator:{plan.name}")
     nursery.start_soon(_log_live_venues, rt, name=f"health-log:{plan.name}")
+    if rt.liquidity is not None and plan.liquidity_depth is not None:
+        # The second aggregator reads the same feeds: their channel is tee'd to both.
+        ladder = LiquidityAggregator(plan.liquidity_depth, rt.liquidity)
+        send = split_for_liquidity(nursery, send, ladder, name=plan.name)
     return send
+
+
+def _fix_server(config: AppConfig, runtimes: Sequence[InstrumentRuntime]) -> FixServer | None:
+    """The FIX acceptor over every instrument's fan-outs, when ``[fix]`` is configured."""
+    if config.fix is None:
+        return None
+    host, port = parse_listen(config.fix.listen)
+    instruments = {
+        rt.name: FixInstrument(
+            rt.name,
+            rt.publisher.books,
+            _book_of,
+            rt.plan.depth,
+            rt.liquidity,
+            rt.plan.liquidity_depth,
+        )
+        for rt in runtimes
+    }
+    return FixServer(
+        instruments,
+        accepted_sessions(config.fix),
+        host,
+        port,
+        limits=session_limits(config.fix),
+        ssl_context=tls_context(config.fix),
+        send_timeout=config.fix.send_timeout,
+    )
+
+
+def _book_of(book: EncodedBook) -> Consolidated:
+    """The consolidated book inside a published ``EncodedBook``."""
+    return book.state.book
 
 
 class _FeedGroup:
@@ -306,7 +520,7 @@ class _FeedGroup:
         for venue in plan.venues:
             stats = rt.feed_stats[venue.name]
             run = functools.partial(
-                runner, venue, plan.name, plan.depth, send.clone(), stats=stats, venues=venues
+                runner, venue, plan.name, plan.feed_depth, send.clone(), stats=stats, venues=venues
             )
             self._feeds.append((f"feed:{plan.name}:{venue.name}", run, stats))
         # Each feed owns a clone and closes it; the aggregator ends once all are closed.
@@ -399,7 +613,7 @@ async def _log_live_venues(rt: InstrumentRuntime) -> None:
                 log.info(
                     "%s on %s: live venues: %s",
                     rt.name,
-                    rt.server.address,
+                    rt.address,
                     names,
                     extra={"instrument": rt.name, "live": sorted(live)},
                 )

@@ -13,6 +13,13 @@ the consumer's side for an ingest with liveness::
     aggregate:  view ingest (ViewGate) ─> aggregator ─> BookOutlet ─> book.<INSTRUMENT>
     serve:      book ingest (BookGate) ─> SummaryPublisher ─> gRPC (BookSummary, health, ...)
 
+A gateway binds the same addresses as ``run_app`` (``app.plan_servers``: the API
+address with ``dragonflybot.v1`` BookService, health and reflection for every
+instrument, then each instrument's own address). The bus carries consolidated
+books only, not the aggregated-liquidity ladder, so the roles run no ladder: a
+gateway offers no ``LiquidityService`` and no FIX acceptor (``[fix]`` is for a
+single process).
+
 Roles combine (``feed`` + ``aggregate`` in one process is the in-process
 feeds->aggregator channel with books on the bus). The layers themselves do not
 change: an outlet is the same synchronous, never-waiting ``publish`` the channel
@@ -35,7 +42,7 @@ from collections.abc import Collection, Mapping, Sequence
 import attrs
 import trio
 
-from dragonflybot.aggregator import Aggregator
+from dragonflybot.aggregator import Aggregator, Fanout
 from dragonflybot.aggregator.aggregator import Publisher
 from dragonflybot.aggregator.state import BookState
 from dragonflybot.app import (
@@ -46,6 +53,8 @@ from dragonflybot.app import (
     InstrumentRuntime,
     _FeedGroup,
     _log_live_venues,
+    build_servers,
+    plan_servers,
     plan_topology,
 )
 from dragonflybot.bus import (
@@ -70,6 +79,7 @@ from dragonflybot.errors import ConfigError
 from dragonflybot.feed import run_feed
 from dragonflybot.metrics import build_registry, serve_metrics
 from dragonflybot.metrics.bus import BusCollector, BusEndpoint
+from dragonflybot.service.health import any_serving
 from dragonflybot.service.security import server_security
 from dragonflybot.venues.registry import VENUES
 from dragonflybot.venues.spec import VenueSpec
@@ -306,7 +316,8 @@ async def run_roles(
         raise ConfigError(
             "[simulation] is set: run through dragonflybot.cli.simulated.run_with_simulation"
         )
-    plans = plan_topology(config, venues)
+    # No ladder over the bus (module docstring): the plans without one.
+    plans = [attrs.evolve(p, liquidity_depth=None) for p in plan_topology(config, venues)]
     if roles.feed_venues is not None:
         check_feed_venues(plans, roles.feed_venues)
     bus_config(roles.bus)  # a bad URL fails here, before anything starts
@@ -317,19 +328,33 @@ async def run_roles(
         InstrumentRuntime(
             feed_plan(plan, roles.feed_venues) if feeding else attrs.evolve(plan, venues=()),
             max_client_rate=config.max_client_rate,
+        )
+        for plan in plans
+    ]
+    any_live: Fanout[bool] = Fanout()
+    servers = (
+        build_servers(
+            plan_servers(config, plans),
+            runtimes,
+            max_client_rate=config.max_client_rate,
+            serving=any_live,
             limits=config.limits,
             tls=tls,
             auth=auth,
         )
-        for plan in plans
-    ]
-    registry = build_registry(runtimes)
+        if serving
+        else []
+    )
+    registry = build_registry(runtimes, servers)
     endpoints: list[BusEndpoint] = []
     registry.register(BusCollector(endpoints))
     async with trio.open_nursery() as nursery:
+        for server in servers:
+            await nursery.start(server.serve)
         if serving:
-            for rt in runtimes:
-                await nursery.start(rt.server.serve)
+            nursery.start_soon(
+                any_serving, [rt.publisher.serving for rt in runtimes], any_live, name="any-serving"
+            )
         metrics_address: tuple[str, int] | None = None
         if config.metrics_listen is not None:
             host, port = parse_listen(config.metrics_listen)
@@ -343,20 +368,18 @@ async def run_roles(
             published = wiring.start_publishing()
             if feeding:
                 nursery.start_soon(wiring.feeds.run, name="feeds")
-            app = App(runtimes, registry=registry, metrics_address=metrics_address)
+            app = App(runtimes, servers=servers, registry=registry, metrics_address=metrics_address)
             names = sorted(r.value for r in roles.roles)
             log.info("roles %s on bus %s", ", ".join(names), wiring.config.url)
             task_status.started(app)
             await app.wait_stopping()
             log.info("shutting down")
-            if serving:
-                for rt in runtimes:
-                    rt.server.shutdown()
+            for server in servers:
+                server.shutdown()
             wiring.feeds.cancel()
             with trio.move_on_after(config.shutdown_grace):
-                if serving:
-                    for rt in runtimes:
-                        await rt.server.wait_closed()
+                for server in servers:
+                    await server.wait_closed()
                 if feeding:
                     await wiring.feeds.wait_done()
                 if published is not None and wiring.publisher is not None:

@@ -16,6 +16,7 @@ from typing import Annotated, Final, Literal
 import msgspec
 
 from dragonflybot.errors import ConfigError
+from dragonflybot.fix.config import FixConfig, check_fix_config
 from dragonflybot.instrument import canonical
 
 Mode = Literal["top", "depth"]
@@ -98,17 +99,23 @@ DEFAULT_DEPTH = 10
 
 
 class InstrumentConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
-    """One consolidated book: its own feeds, aggregator and gRPC listen address.
+    """One consolidated book: its own feeds and aggregator, optionally its own gRPC address.
 
-    ``BookSummary`` takes no argument, so an instrument is chosen by the address a
-    client connects to. ``None`` fields take the file's top-level defaults.
+    ``BookSummary`` takes no argument, so the Keyrock service streams one instrument
+    per address (the first listening there); the ``dragonflybot.v1`` API serves
+    every instrument on every address. ``None`` fields take the file's top-level
+    defaults.
     """
 
     name: Annotated[str, msgspec.Meta(min_length=2, max_length=41)]
     """``BASE-QUOTE`` (``ETH-BTC``), or the compact ``ethbtc``; ``check_config`` makes it
     canonical (``dragonflybot.instrument``)."""
     depth: Depth | None = None
+    liquidity_depth: Depth | None = None
+    """Prices per side of the aggregated-liquidity ladder (second aggregator); None: the default."""
     listen: str | None = None
+    """An address of its own, whose Keyrock ``BookSummary`` streams this instrument;
+    ``None``: the top-level ``listen`` (the API address)."""
     venues: list[VenueConfig] | None = None
 
 
@@ -208,6 +215,11 @@ class AppConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only
     """The whole process. Top-level ``depth``/``venues`` are defaults for every instrument."""
 
     instruments: list[InstrumentConfig] = msgspec.field(default_factory=list)
+    listen: str | None = None
+    """The API address (``None``: ``DEFAULT_LISTEN``): ``dragonflybot.v1`` for every
+    instrument, reflection, health and the Keyrock ``BookSummary`` of the first
+    instrument without a ``listen`` of its own. Bound when an instrument has no
+    ``listen`` of its own or this is set."""
     depth: Depth = DEFAULT_DEPTH
     venues: list[VenueConfig] | None = None
     """Default feeds of every instrument; ``None``: every registered venue
@@ -222,6 +234,11 @@ class AppConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only
     waits); 0: no cap, every stream gets each state it can take. Bounds what many clients
     cost the one core the feeds and the aggregator share."""
     simulation: SimulationConfig | None = None
+    liquidity_depth: Depth | None = None
+    """Default ladder depth of every instrument; None: no ladder, unless ``[fix]`` is set
+    (then the instrument's ``depth``)."""
+    fix: FixConfig | None = None
+    """The FIX 4.4 market-data acceptor (``[fix]``, docs/fix.md); None: not served."""
     shutdown_grace: Annotated[float, msgspec.Meta(gt=0, le=10)] = 1.0
     """Seconds streams get to end with a status before the rest is cancelled."""
     limits: LimitsConfig = msgspec.field(default_factory=LimitsConfig)
@@ -286,7 +303,14 @@ def check_config(config: AppConfig, *, source: str = "<config>") -> AppConfig:
     """Cross-field rules: canonical instrument names (``ETH-BTC``), unique names and
     addresses, parseable listen addresses."""
     names: set[str] = set()
+    try:
+        api = parse_listen(config.listen or DEFAULT_LISTEN)
+    except ConfigError as exc:
+        raise ConfigError(f"{source}: listen: {exc}") from None
     listens: dict[tuple[str, int], str] = {}
+    if api_bound(config):
+        listens[api] = "the gRPC API (listen)"
+    explicit: dict[tuple[str, int], str] = {}
     instruments: list[InstrumentConfig] = []
     for i, inst in enumerate(config.instruments):
         key = f"instruments[{i}]"
@@ -300,16 +324,18 @@ def check_config(config: AppConfig, *, source: str = "<config>") -> AppConfig:
         if inst.name in names:
             raise ConfigError(f"{source}: {key}.name: instrument {inst.name!r} appears twice")
         names.add(inst.name)
-        try:
-            address = parse_listen(inst.listen or DEFAULT_LISTEN)
-        except ConfigError as exc:
-            raise ConfigError(f"{source}: {key}.listen: {exc}") from None
-        if address[1] != 0 and address in listens:
-            raise ConfigError(
-                f"{source}: {key}.listen: {format_listen(*address)} is already used by "
-                f"instrument {listens[address]!r}"
-            )
-        listens[address] = inst.name
+        if inst.listen is not None:
+            try:
+                address = parse_listen(inst.listen)
+            except ConfigError as exc:
+                raise ConfigError(f"{source}: {key}.listen: {exc}") from None
+            if address[1] != 0 and address in explicit:
+                raise ConfigError(
+                    f"{source}: {key}.listen: {format_listen(*address)} is already used by "
+                    f"instrument {explicit[address]!r}"
+                )
+            explicit[address] = inst.name
+            listens.setdefault(address, f"instrument {inst.name!r}")
         _check_venues(inst.venues or (), f"{source}: {key}.venues")
     if config.metrics_listen is not None:
         try:
@@ -319,11 +345,22 @@ def check_config(config: AppConfig, *, source: str = "<config>") -> AppConfig:
         if address[1] != 0 and address in listens:
             raise ConfigError(
                 f"{source}: metrics_listen: {format_listen(*address)} is already used by "
-                f"instrument {listens[address]!r}"
+                f"{listens[address]}"
             )
     _check_venues(config.venues or (), f"{source}: venues")
     if config.bus is not None:
         _check_bus(config.bus, f"{source}: bus")
+    if config.fix is not None:
+        try:
+            check_fix_config(config.fix)
+        except ConfigError as exc:
+            raise ConfigError(f"{source}: {exc}") from None
+        address = parse_listen(config.fix.listen)
+        if address[1] != 0 and address in listens:
+            raise ConfigError(
+                f"{source}: fix.listen: {format_listen(*address)} is already used by "
+                f"{listens[address]}"
+            )
     if instruments != config.instruments:
         config = msgspec.structs.replace(config, instruments=instruments)
     return config
@@ -337,6 +374,12 @@ def _check_bus(bus: BusSettings, where: str) -> None:
                 f"{where}.{key}: must be below stale_after ({bus.stale_after:g} s), "
                 f"got {getattr(bus, key):g}"
             )
+
+
+def api_bound(config: AppConfig) -> bool:
+    """Whether the API address (top-level ``listen``) is served: set, or needed by an
+    instrument without an address of its own."""
+    return config.listen is not None or any(i.listen is None for i in config.instruments)
 
 
 def _check_venues(venues: Sequence[VenueConfig], where: str) -> None:

@@ -11,6 +11,7 @@ an error naming the choices, never a guess.
 from __future__ import annotations
 
 import re
+from collections.abc import Collection
 from typing import Final, NamedTuple
 
 from dragonflybot.errors import ConfigError
@@ -39,7 +40,12 @@ QUOTE_ASSETS: Final = (
 )
 """Assets instruments are quoted in on the supported venues (for splitting compact names)."""
 
+MAX_NAME_LENGTH: Final = 41
+"""The longest name accepted: two 16-character assets with a separator, and room to spare
+(the configuration's own limit on ``instruments[].name``)."""
+
 _ASSET: Final = re.compile(r"[A-Z0-9]{1,16}")
+_WIRE_NAME: Final = re.compile(r"[A-Za-z0-9]+(?:[-/_][A-Za-z0-9]+)?", re.ASCII)
 _SEPARATORS: Final = re.compile(r"[-/_]")
 
 
@@ -78,11 +84,7 @@ def parse_instrument(text: str) -> Instrument:
         raise ConfigError(f"instrument {text!r}: BASE-QUOTE must be letters/digits, e.g. ETH-BTC")
     if len(parts) != 1 or not _ASSET.fullmatch(upper) or len(upper) < 2:
         raise ConfigError(f"instrument {text!r} must be BASE-QUOTE (e.g. ETH-BTC) or compact")
-    choices = [
-        Instrument(upper[: -len(quote)], quote)
-        for quote in QUOTE_ASSETS
-        if upper.endswith(quote) and len(upper) > len(quote)
-    ]
+    choices = _splits(upper)
     if not choices:
         raise ConfigError(
             f"instrument {text!r}: no known quote asset at its end; write it as BASE-QUOTE "
@@ -97,3 +99,35 @@ def parse_instrument(text: str) -> Instrument:
 def canonical(text: str) -> str:
     """The canonical ``BASE-QUOTE`` name of ``text`` (see ``parse_instrument``)."""
     return parse_instrument(text).name
+
+
+def _splits(upper: str) -> list[Instrument]:
+    """Every way an upper-case compact name splits on a known quote asset."""
+    return [
+        Instrument(upper[: -len(quote)], quote)
+        for quote in QUOTE_ASSETS
+        if upper.endswith(quote) and len(upper) > len(quote)
+    ]
+
+
+def resolve_served(text: str, served: Collection[str]) -> str | None:
+    """The served canonical name a client's ``text`` names, else ``None`` (never raises).
+
+    For names off the wire (a gRPC request, FIX Symbol 55): the same spellings as
+    ``parse_instrument`` (``ETH-BTC``, ``eth/btc``, compact ``ethbtc``), but nothing
+    else: no surrounding blanks, ASCII letters and digits only, at most
+    ``MAX_NAME_LENGTH`` characters, so a hostile name never reaches a log or a
+    message unchecked. A compact name that splits more than one way names an
+    instrument only when exactly one of its splits is served (that is no guess).
+    ``served`` holds canonical names.
+    """
+    if not text or len(text) > MAX_NAME_LENGTH or not _WIRE_NAME.fullmatch(text):
+        return None
+    upper = text.upper()
+    if _SEPARATORS.search(upper):
+        base, quote = _SEPARATORS.split(upper)
+        found = [Instrument(base, quote)] if len(base) <= 16 and len(quote) <= 16 else []
+    else:
+        found = [i for i in _splits(upper) if len(i.base) <= 16]
+    names = [i.name for i in found if i.name in served]
+    return names[0] if len(names) == 1 else None

@@ -193,11 +193,14 @@ async def test_feeds_aggregator_gateways_as_processes_survive_failures(
                 await wait_health(port1, SERVING)
                 assert all(proc.popen.poll() is None for proc in started if proc is not binance)
 
-                # A client with --retry on both gateways moves to the other when its own dies.
+                # A client with --retry on both gateways moves to the other when its own
+                # dies; it names the instrument, so it streams dragonflybot.v1 from both.
                 client = Proc(
                     script("dragonflybot-grpc-client"),
                     "--server",
                     f"127.0.0.1:{port1},127.0.0.1:{port2}",
+                    "--instrument",
+                    INSTRUMENT,
                     "--retry",
                     "--format",
                     "json",
@@ -205,12 +208,15 @@ async def test_feeds_aggregator_gateways_as_processes_survive_failures(
                 started.append(client)
                 first = await trio.to_thread.run_sync(next_book, client)
                 assert first["bids"] and first["asks"]
+                assert first["instrument"] == INSTRUMENT and first["sequence"] is not None
                 reader1_scope.cancel()
                 gw1.popen.kill()
                 await trio.to_thread.run_sync(client.wait_for_line, rf"trying 127\.0\.0\.1:{port2}")
                 moved = await trio.to_thread.run_sync(next_book, client)
                 assert moved["n"] > first["n"]
                 assert moved["bids"] and moved["asks"]
+                assert moved["instrument"] == INSTRUMENT and moved["sequence"] is not None
+                assert "no dragonflybot.v1 API" not in "".join(client.stderr)
                 assert gw2.popen.poll() is None
             nursery.cancel_scope.cancel()
 

@@ -88,8 +88,15 @@ def test_empty_file_means_defaults() -> None:
             "instruments[1].name",
         ),
         (
-            '[[instruments]]\nname = "ethbtc"\n[[instruments]]\nname = "btcusdt"',
+            '[[instruments]]\nname = "ethbtc"\nlisten = "127.0.0.1:7001"\n'
+            '[[instruments]]\nname = "btcusdt"\nlisten = "127.0.0.1:7001"',
             "instruments[1].listen",
+        ),
+        ('listen = "127.0.0.1:7001"\nmetrics_listen = "127.0.0.1:7001"', "metrics_listen"),
+        ('listen = "nowhere"', "listen"),
+        (
+            '[fix]\nlisten = "127.0.0.1:50051"\n[[instruments]]\nname = "ethbtc"',
+            "fix.listen",
         ),
         ('[[venues]]\nname = "binance"\n[[venues]]\nname = "binance"', "venues[1].name"),
         ("[simulation]\nrate = 0", "simulation.rate"),

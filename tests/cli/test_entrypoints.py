@@ -228,7 +228,7 @@ USAGE_CASES = {
         "port must be 0-65535",
     ),
     "missing instrument": ([], "missing instrument"),
-    "bad instrument": (["--instrument-name", "eth/btc"], "bad instrument"),
+    "bad instrument": (["--instrument-name", "eth btc"], "bad instrument"),
     "bad depth": (["--instrument-name", "ethbtc", "--depth", "0"], "bad depth 0"),
     "bad client rate": (
         ["--instrument-name", "ethbtc", "--client-max-rate", "-5"],
@@ -289,10 +289,10 @@ def test_dispatcher() -> None:
     unknown = run(script("dragonflybot"), "bogus")
     assert unknown.returncode == 2
     assert unknown.stderr.splitlines() == [
-        "dragonflybot: error: unknown command 'bogus' (known: demo, server, client, sim, record, "
-        "feed, aggregate)"
+        "dragonflybot: error: unknown command 'bogus' "
+        "(known: demo, server, client, health, sim, record, feed, aggregate)"
     ]
-    for command in ("demo", "server", "client", "sim", "record", "feed", "aggregate"):
+    for command in ("demo", "server", "client", "health", "sim", "record", "feed", "aggregate"):
         helped = run(script("dragonflybot"), command, "--help")
         assert helped.returncode == 0, (command, helped.stderr)
         assert "usage:" in helped.stdout

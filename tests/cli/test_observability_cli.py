@@ -105,7 +105,7 @@ def test_a_taken_metrics_port_is_one_line_and_exit_2(taken_port: int) -> None:
         (["--log-format", "xml"], "argument --log-format: invalid choice: 'xml'"),
         (
             ["--listen", "127.0.0.1:50999", "--metrics-listen", "127.0.0.1:50999"],
-            "metrics_listen: 127.0.0.1:50999 is already used by instrument 'ETH-BTC'",
+            "metrics_listen: 127.0.0.1:50999 is already used by the gRPC API (listen)",
         ),
     ],
 )

@@ -8,7 +8,7 @@ import pytest
 
 from dragonflybot.cli.options import build_config
 from dragonflybot.cli.server import build_parser, config_from_args
-from dragonflybot.config import SimulationConfig
+from dragonflybot.config import SimulationConfig, load_config
 from dragonflybot.errors import ConfigError
 
 FILE = """
@@ -55,24 +55,27 @@ def test_instrument_name_selects_from_the_file_and_keeps_its_settings(config_fil
         log_level="DEBUG",
     )
     (inst,) = config.instruments
-    assert (inst.name, inst.listen) == ("BTC-USDT", "127.0.0.1:0")
+    assert (inst.name, inst.listen, config.listen) == ("BTC-USDT", None, "127.0.0.1:0")
     # The venue picked by name keeps the file's settings for it.
     assert inst.venues is not None and inst.venues[0].stale_after == 3.0
     assert inst.venues[0].mode == "depth"
     assert (config.depth, config.log_level, config.simulation) == (7, "DEBUG", None)
 
 
-def test_listen_needs_a_single_instrument(config_file: str) -> None:
-    with pytest.raises(ConfigError, match="--listen needs exactly one instrument"):
-        build_config(
-            config_path=config_file,
-            instrument=None,
-            venues=None,
-            depth=None,
-            listen="127.0.0.1:0",
-            simulate=False,
-            log_level=None,
-        )
+def test_listen_sets_the_api_address_and_instruments_keep_their_own(config_file: str) -> None:
+    config = build_config(
+        config_path=config_file,
+        instrument=None,
+        venues=None,
+        depth=None,
+        listen="127.0.0.1:0",
+        simulate=False,
+        log_level=None,
+    )
+    assert config.listen == "127.0.0.1:0"
+    assert [i.listen for i in config.instruments] == [
+        i.listen for i in load_config(config_file).instruments
+    ]
 
 
 def test_depth_applies_to_every_selected_instrument(config_file: str) -> None:

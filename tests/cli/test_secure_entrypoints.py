@@ -3,7 +3,8 @@
 ``dragonflybot-grpc-server --tls-cert/--tls-key/--tls-client-ca/--token-file`` and
 ``dragonflybot-grpc-client --tls-ca/--tls-cert/--tls-key/--token-file``: a client
 configured like the server gets books; one missing the token, the CA or its
-certificate fails with one line and exit 1; a bad flag combination is exit 2.
+certificate fails with one line and exit 1 (exit 2 for the missing token: the server
+refused the request); a bad flag combination is exit 2.
 """
 
 from __future__ import annotations
@@ -71,10 +72,28 @@ def test_tls_with_client_certificates_and_a_token_end_to_end(files: dict[str, st
         assert code == 0, stderr
         assert len([json.loads(line) for line in stdout.splitlines()]) == 2
 
+        # No token: a refused request, as a wrong instrument is (exit 2; --retry cannot help).
         code, _, stderr = client(port, *full)
-        assert code == 1
+        assert code == 2
         assert "UNAUTHENTICATED" in stderr and "Traceback" not in stderr
         assert stderr.count("\n") == 1
+
+        # The v1 stream (an instrument named) carries the token and TLS the same way.
+        v1 = ("--instrument", "ETH-BTC")
+        code, stdout, stderr = client(port, *full, "--token-file", files["token"], *v1)
+        assert code == 0, stderr
+        assert [json.loads(line)["instrument"] for line in stdout.splitlines()] == ["ETH-BTC"] * 2
+        code, _, stderr = client(port, *full, *v1)
+        assert code == 2
+        assert "UNAUTHENTICATED" in stderr and "Traceback" not in stderr
+        assert stderr.count("\n") == 1
+
+        # Health needs no token, but the TLS it asks for.
+        where = ("--server", f"127.0.0.1:{port}", "--timeout", "5")
+        probe = run(script("dragonflybot"), "health", *where, *full)
+        assert (probe.returncode, probe.stdout.strip()) == (0, "SERVING"), probe.stderr
+        probe = run(script("dragonflybot"), "health", *where)
+        assert probe.returncode == 1 and "Traceback" not in probe.stderr
 
         code, _, stderr = client(port, "--tls-ca", files["ca"], "--token-file", files["token"])
         assert code == 1, stderr  # no client certificate: the handshake is refused
@@ -86,7 +105,8 @@ def test_tls_with_client_certificates_and_a_token_end_to_end(files: dict[str, st
         code, _, server_log = proc.finish()
     assert code == 0
     assert TOKEN not in server_log  # not even at DEBUG
-    assert "Traceback" not in server_log
+    at = server_log.find("Traceback")
+    assert at < 0, server_log[max(0, at - 1500) : at + 3000]  # what failed, when it does
 
 
 @pytest.mark.parametrize(

@@ -8,7 +8,14 @@ from hypothesis import strategies as st
 
 from dragonflybot.config import AppConfig, InstrumentConfig, check_config
 from dragonflybot.errors import ConfigError
-from dragonflybot.instrument import QUOTE_ASSETS, Instrument, canonical, parse_instrument
+from dragonflybot.instrument import (
+    MAX_NAME_LENGTH,
+    QUOTE_ASSETS,
+    Instrument,
+    canonical,
+    parse_instrument,
+    resolve_served,
+)
 from dragonflybot.venues import binance, bitstamp
 
 
@@ -73,3 +80,62 @@ def test_config_makes_names_canonical_and_catches_the_same_book_twice() -> None:
         )
     with pytest.raises(ConfigError, match=r"instruments\[0\]\.name: .*ambiguous"):
         check_config(AppConfig(instruments=[InstrumentConfig(name="ethbusd")]))
+
+
+SERVED = frozenset({"ETH-BTC", "BTC-USDT", "ETH-BUSD"})
+
+
+@pytest.mark.parametrize(
+    ("text", "name"),
+    [
+        ("ETH-BTC", "ETH-BTC"),
+        ("eth-btc", "ETH-BTC"),
+        ("ETH/BTC", "ETH-BTC"),
+        ("ethbtc", "ETH-BTC"),
+        ("ETHBTC", "ETH-BTC"),
+        ("btcusdt", "BTC-USDT"),
+        ("ethbusd", "ETH-BUSD"),  # ambiguous compact, but only one split is served
+    ],
+)
+def test_a_served_instrument_is_found_by_any_spelling(text: str, name: str) -> None:
+    assert resolve_served(text, SERVED) == name
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "",
+        "-",
+        "ETH-USD",
+        "eth--btc",
+        "eth-",
+        " ethbtc",
+        "eth btc",
+        "éth-btc",
+        "e\x00th-btc",
+        "ETH-BTC-X",
+        "a" * (MAX_NAME_LENGTH + 1),
+        "eth\nbtc",
+    ],
+)
+def test_anything_else_off_the_wire_names_nothing(text: str) -> None:
+    assert resolve_served(text, SERVED) is None
+
+
+def test_two_served_splits_of_one_compact_name_are_not_guessed() -> None:
+    assert resolve_served("ethbusd", {"ETH-BUSD", "ETHB-USD"}) is None
+    assert resolve_served("ETHB-USD", {"ETH-BUSD", "ETHB-USD"}) == "ETHB-USD"
+
+
+@given(st.text(max_size=80))
+def test_any_text_resolves_to_a_served_name_or_none(text: str) -> None:
+    assert resolve_served(text, SERVED) in SERVED | {None}
+
+
+@given(assets, st.sampled_from(QUOTE_ASSETS), st.sampled_from(["-", "/", "_"]), st.booleans())
+def test_a_served_name_resolves_whatever_its_case_and_separator(
+    base: str, quote: str, sep: str, lower: bool
+) -> None:
+    name = f"{base}-{quote}"
+    text = f"{base}{sep}{quote}"
+    assert resolve_served(text.lower() if lower else text, {name}) == name

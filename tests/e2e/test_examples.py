@@ -27,9 +27,14 @@ async def test_two_instruments_config_serves_both_books() -> None:
         ("BTC-USDT", 50052, 5),
     ]
     # Same file, offline and on free ports.
+    assert config.listen == "127.0.0.1:50051" and plans[1].own_address
     config = msgspec.structs.replace(
         config,
-        instruments=[msgspec.structs.replace(i, listen="127.0.0.1:0") for i in config.instruments],
+        listen="127.0.0.1:0",
+        instruments=[
+            msgspec.structs.replace(i, listen="127.0.0.1:0") if i.listen else i
+            for i in config.instruments
+        ],
         simulation=SimulationConfig(seed=2),
         log_level="WARNING",
     )

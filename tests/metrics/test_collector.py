@@ -6,7 +6,8 @@ import prometheus_client
 import pytest
 from prometheus_client import generate_latest
 
-from dragonflybot.app import InstrumentRuntime, plan_topology
+from dragonflybot.aggregator import Fanout
+from dragonflybot.app import InstrumentRuntime, build_servers, plan_servers, plan_topology
 from dragonflybot.config import AppConfig, InstrumentConfig, VenueConfig
 from dragonflybot.metrics import build_registry
 from dragonflybot.metrics.collector import FEED_STATES
@@ -21,8 +22,16 @@ def runtime(instrument: str = "ETH-BTC") -> InstrumentRuntime:
 
 
 def test_counters_are_read_when_scraped_not_copied_at_registration() -> None:
-    rt = runtime()
-    registry = build_registry([rt])
+    config = AppConfig(
+        instruments=[InstrumentConfig(name="ETH-BTC", listen="127.0.0.1:0")],
+        venues=[VenueConfig(name="binance"), VenueConfig(name="bitstamp")],
+    )
+    plans = plan_topology(config)
+    rt = InstrumentRuntime(plans[0])
+    (server,) = build_servers(
+        plan_servers(config, plans), [rt], max_client_rate=0, serving=Fanout()
+    )
+    registry = build_registry([rt], [server])
     labels = {"instrument": "ETH-BTC", "venue": "binance"}
     assert registry.get_sample_value("dragonflybot_feed_frames_received_total", labels) == 0
     stats = rt.feed_stats["binance"]
@@ -30,7 +39,7 @@ def test_counters_are_read_when_scraped_not_copied_at_registration() -> None:
     stats.sync.applied = 5
     rt.aggregator_stats.publications = 3
     rt.stream_stats.sent, rt.stream_stats.conflated_ended = 11, 4
-    rt.server.stats.connections_refused, rt.server.stats.floods_reset = 3, 2
+    server.stats.connections_refused, server.stats.floods_reset = 3, 2
     get = registry.get_sample_value
     assert get("dragonflybot_feed_frames_received_total", labels) == 7
     assert get("dragonflybot_feed_frames_parsed_total", labels) == 6
@@ -42,8 +51,9 @@ def test_counters_are_read_when_scraped_not_copied_at_registration() -> None:
     assert get("dragonflybot_aggregator_publications_total", {"instrument": "ETH-BTC"}) == 3
     assert get("dragonflybot_grpc_summaries_sent_total", {"instrument": "ETH-BTC"}) == 11
     assert get("dragonflybot_grpc_summaries_conflated_total", {"instrument": "ETH-BTC"}) == 4
-    assert get("dragonflybot_grpc_connections_refused_total", {"instrument": "ETH-BTC"}) == 3
-    flood = {"instrument": "ETH-BTC", "kind": "reset"}
+    # One series per gRPC address: its server serves every instrument there.
+    assert get("dragonflybot_grpc_connections_refused_total", {"listen": "127.0.0.1:0"}) == 3
+    flood = {"listen": "127.0.0.1:0", "kind": "reset"}
     assert get("dragonflybot_grpc_floods_cut_total", flood) == 2
 
 

@@ -16,7 +16,14 @@ from dragonflybot.aggregator import Aggregator
 from dragonflybot.core.book import Level
 from dragonflybot.core.fixed import ONE, parse
 from dragonflybot.core.view import VenueDown, VenueUpdate, VenueView
-from dragonflybot.service import BookSummaryService, GrpcServer, HealthService, SummaryPublisher
+from dragonflybot.service import (
+    BookServiceV1,
+    BookSummaryService,
+    GrpcServer,
+    HealthService,
+    InstrumentSource,
+    SummaryPublisher,
+)
 from dragonflybot.service.messages import HealthCheckRequest, HealthCheckResponse, Summary
 
 BOOK_SUMMARY = "/orderbook.OrderbookAggregator/BookSummary"
@@ -68,10 +75,15 @@ class Harness:
 
 @asynccontextmanager
 async def serving(
-    depth: int = 5, extra: Sequence[Any] = (), port: int = 0
+    depth: int = 5, extra: Sequence[Any] = (), port: int = 0, v1_instrument: str | None = None
 ) -> AsyncIterator[Harness]:
-    """Aggregator + gRPC server (BookSummary, Health, ``extra`` servicers) on 127.0.0.1."""
+    """Aggregator + gRPC server (BookSummary, Health, ``extra`` servicers) on 127.0.0.1;
+    with ``v1_instrument`` also ``dragonflybot.v1`` BookService serving the same books
+    under that name."""
     publisher = SummaryPublisher()
+    if v1_instrument is not None:
+        source = InstrumentSource(v1_instrument, ("binance",), depth, publisher.books)
+        extra = [BookServiceV1([source]), *extra]
     send, receive = trio.open_memory_channel[VenueUpdate](100)
     server = GrpcServer(
         [BookSummaryService(publisher.books), HealthService(publisher.serving), *extra],

@@ -117,7 +117,72 @@ async def test_several_servers_are_tried_in_turn_and_a_failed_one_is_left_at_onc
                 n.cancel_scope.cancel()
 
 
+async def test_an_instrument_over_several_servers_falls_back_to_keyrock_per_server(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Gateways of mixed versions: the one without v1 is followed through Keyrock, and the
+    client still asks the next one for the instrument through v1 when it moves there."""
+    books: Fanout[ReceivedSummary] = Fanout()
+    slow = Backoff(30.0, 30.0)  # a backoff would fail the test's deadline
+    with trio.fail_after(10):
+        async with serving() as old, serving(v1_instrument="ETH-BTC") as new:
+            await old.push(numbered("binance", 1))
+            await new.push(numbered("binance", 2))
+            servers = [("127.0.0.1", old.port), ("127.0.0.1", new.port)]
+            async with trio.open_nursery() as n:
+                n.start_soon(
+                    lambda: follow_any_book(
+                        servers, books, retry=True, backoff=slow, instrument="ETH-BTC"
+                    )
+                )
+                await wait_for(lambda: books.published > 0)
+                first = books.latest()
+                assert first is not None and not first.v1 and _best_bid(books) == 1
+                old.server.shutdown()
+                await wait_for(lambda: (b := books.latest()) is not None and b.v1)
+                moved = books.latest()
+                n.cancel_scope.cancel()
+    assert moved is not None and moved.summary.instrument == "ETH-BTC"
+    assert round(moved.summary.bids[0].price) == 2
+    assert moved.number > first.number  # one numbering across the servers
+    assert "no dragonflybot.v1 API" in caplog.text
+
+
 async def test_without_retry_a_round_of_failures_is_the_last_error() -> None:
     ports = [free_port(), free_port()]
     with pytest.raises(TransportError, match=f"cannot connect to 127.0.0.1:{ports[1]}"):
         await follow_any_book([("127.0.0.1", p) for p in ports], Fanout())
+
+
+async def test_an_instrument_on_a_server_without_v1_falls_back_to_keyrock(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    books: Fanout[ReceivedSummary] = Fanout()
+    async with serving() as h:  # BookSummary and health only: v1 is UNIMPLEMENTED
+        await h.push(numbered("binance", 7))
+        async with trio.open_nursery() as n:
+            n.start_soon(lambda: follow_book("127.0.0.1", h.port, books, instrument="ETH-BTC"))
+            await wait_for(lambda: books.published > 0)
+            n.cancel_scope.cancel()
+    latest = books.latest()
+    assert latest is not None and not latest.v1
+    assert round(latest.summary.bids[0].price) == 7
+    assert "no dragonflybot.v1 API" in caplog.text
+
+
+async def test_a_refused_instrument_is_not_retried() -> None:
+    from dragonflybot.errors import ServiceError
+    from dragonflybot.service import BookServiceV1, InstrumentSource, SummaryPublisher
+
+    v1 = BookServiceV1([InstrumentSource("ETH-BTC", ("binance",), 5, SummaryPublisher().books)])
+    books: Fanout[ReceivedSummary] = Fanout()
+    async with serving(extra=[v1]) as h:
+        await h.push(numbered("binance", 7))
+        with pytest.RaisesGroup(pytest.RaisesExc(ServiceError, match="NOT_FOUND")):
+            async with trio.open_nursery() as n:
+                n.start_soon(
+                    lambda: follow_book(
+                        "127.0.0.1", h.port, books, instrument="BTC-USDT", retry=True
+                    )
+                )
+        assert books.published == 0

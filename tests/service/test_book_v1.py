@@ -321,8 +321,10 @@ def test_bad_configuration_is_refused() -> None:
     books = Fanout[EncodedBook]()
     with pytest.raises(ConfigError, match="twice"):
         BookServiceV1(
-            [InstrumentSource("ETH-BTC", (), 5, books), InstrumentSource("ethbtc", (), 5, books)]
+            [InstrumentSource("ETH-BTC", (), 5, books), InstrumentSource("ETH-BTC", (), 5, books)]
         )
+    with pytest.raises(ConfigError, match="not canonical: 'ETH-BTC'"):
+        BookServiceV1([InstrumentSource("ethbtc", (), 5, books)])
     with pytest.raises(ConfigError, match="max_depth"):
         BookServiceV1([InstrumentSource("ETH-BTC", (), 0, books)])
     with pytest.raises(ConfigError, match="max_rate"):

@@ -141,3 +141,36 @@ async def test_a_bug_in_the_connection_costs_that_connection_only(
         sock.close()
     assert client.bids == [1]
     assert any("a bug" in r.getMessage() or r.exc_info for r in caplog.records)
+
+
+async def test_a_peer_gone_mid_write_is_a_closed_connection_not_a_bug(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """anyio's TLS stream raises ``EndOfStream`` from ``send`` once the client has sent
+    close_notify (a client that took its books and left): the connection ends quietly."""
+    import anyio
+
+    import dragonflybot.service.connection as connection_module
+
+    real_tune = connection_module.tune_socket
+
+    async def gone(data: bytes) -> None:
+        raise anyio.EndOfStream
+
+    def tune_then_break(stream: object) -> None:
+        real_tune(stream)  # type: ignore[arg-type]
+        stream.send = gone  # type: ignore[attr-defined]
+
+    async with serving(depth=5) as h:
+        await h.push(numbered("binance", 1, levels=5))
+        monkeypatch.setattr(connection_module, "tune_socket", tune_then_break)
+        sock = trio.socket.socket()
+        await sock.connect(("127.0.0.1", h.port))
+        with trio.fail_after(5):
+            await sock.send(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n")
+            while await sock.recv(65536):
+                pass  # until the server closes this connection
+        sock.close()
+        await wait_for(lambda: h.server.connection_count == 0)
+    assert h.server.stats.internal_errors == 0
+    assert "failed" not in caplog.text

@@ -20,14 +20,23 @@ import grpc
 import pytest
 import trio
 import trustme
+from fix.test_app_fix import ScriptedFeeds
 from hypothesis import given
 from hypothesis import strategies as st
 
 from dragonflybot.aggregator import Aggregator
 from dragonflybot.aggregator.fanout import Fanout
-from dragonflybot.config import AuthConfig, LimitsConfig, TlsConfig
+from dragonflybot.app import App, run_app
+from dragonflybot.config import (
+    AppConfig,
+    AuthConfig,
+    InstrumentConfig,
+    LimitsConfig,
+    TlsConfig,
+    VenueConfig,
+)
 from dragonflybot.core.view import VenueUpdate
-from dragonflybot.errors import ConfigError, TransportError
+from dragonflybot.errors import ConfigError, ServiceError, TransportError
 from dragonflybot.logging_setup import configure_logging
 from dragonflybot.service import BookSummaryService, GrpcServer, HealthService, SummaryPublisher
 from dragonflybot.service.book_client import ReceivedSummary, follow_book
@@ -364,7 +373,8 @@ async def test_the_purerpc_client_speaks_tls_with_a_token(pki: Pki) -> None:
             assert received.summary.bids[0].price == 1.0
             nursery.cancel_scope.cancel()
         no_token = ChannelSecurity(client_context, None)
-        with pytest.raises(TransportError, match="UNAUTHENTICATED"):
+        # A refusal, not a lost connection: retrying with the same token cannot help.
+        with pytest.raises(ServiceError, match="refused the stream: UNAUTHENTICATED"):
             await follow_book("localhost", server.port, books, security=no_token)
         plaintext = ChannelSecurity(None, load_token(pki.token_file))
         with pytest.raises(TransportError):
@@ -423,3 +433,52 @@ async def test_over_the_connection_cap_a_tls_port_just_closes(pki: Pki) -> None:
         first.close()
         second.close()
         server.shutdown()
+
+
+# --- the app: every address it binds --------------------------------------------------
+
+
+async def test_every_address_of_the_app_gets_the_limits_tls_and_token(pki: Pki) -> None:
+    """The API address and an instrument's own address alike: the same ``[limits]``,
+    TLS and token, each refusal counted under its address in the metrics."""
+    config = AppConfig(
+        listen="127.0.0.1:0",
+        instruments=[
+            InstrumentConfig(name="ETH-BTC"),
+            InstrumentConfig(name="BTC-USDT", listen="127.0.0.1:0"),
+        ],
+        venues=[VenueConfig(name="binance"), VenueConfig(name="bitstamp")],
+        limits=LimitsConfig(max_connections=7),
+        tls=TlsConfig(cert_file=pki.cert_file, key_file=pki.key_file),
+        auth=AuthConfig(token_file=pki.token_file),
+        shutdown_grace=0.5,
+    )
+    async with trio.open_nursery() as nursery:
+        app: App = await nursery.start(
+            lambda task_status: run_app(
+                config, feed_runner=ScriptedFeeds(), task_status=task_status
+            )
+        )
+        assert len(app.servers) == 2
+        assert {s.port for s in app.servers} == {
+            app.instruments["ETH-BTC"].port,
+            app.instruments["BTC-USDT"].port,
+        }
+        for server in app.servers:
+            assert server.limits.max_connections == 7
+
+        def calls(server: GrpcServer) -> tuple[grpc.StatusCode, list[Any]]:
+            good = [("authorization", f"Bearer {TOKEN}")]
+            with _channel(target(server), pki) as channel:
+                return _code(lambda: _book(channel)), _reflect(channel, good)
+
+        for server in app.servers:
+            refused, (listed,) = await trio.to_thread.run_sync(calls, server)
+            assert refused == grpc.StatusCode.UNAUTHENTICATED
+            names = {s.name for s in listed.list_services_response.service}
+            assert {"dragonflybot.v1.BookService", "orderbook.OrderbookAggregator"} <= names
+            counted = app.registry.get_sample_value(
+                "dragonflybot_grpc_unauthenticated_total", {"listen": server.address}
+            )
+            assert counted == 1
+        app.shutdown()

@@ -1,13 +1,16 @@
 """``dragonflybot-grpc-client``: watch the consolidated book of a dragonflybot server.
 
-    dragonflybot-grpc-client                               # live table on a terminal
+    dragonflybot-grpc-client --instrument ETH-BTC          # live table on a terminal
     dragonflybot-grpc-client --count 5 --format json       # five JSON lines, then exit
     dragonflybot-grpc-client --server 10.0.0.5:50051 --retry
     dragonflybot-grpc-client --server gw1:50051,gw2:50051 --retry   # gateways tried in turn
 
-Speaks gRPC through purerpc with a small flow-control window and keeps only the
-newest Summary for the display. An unreachable server is one line on stderr and
-exit 1; ``--retry`` keeps trying with backoff instead.
+With ``--instrument`` it streams that instrument through ``dragonflybot.v1`` (falling
+back to the Keyrock ``BookSummary`` on a server without it); without, the Keyrock
+stream of the address's default instrument. Speaks gRPC through purerpc with a small
+flow-control window and keeps only the newest book for the display. An unreachable
+server is one line on stderr and exit 1; ``--retry`` keeps trying with backoff
+instead.
 """
 
 from __future__ import annotations
@@ -23,8 +26,6 @@ from dragonflybot.cli import options, security_flags
 from dragonflybot.cli.common import EXIT_OK, OneLineParser, run, setup_logging, until_signal
 from dragonflybot.cli.display import print_json_lines, show_live_table
 from dragonflybot.config import DEFAULT_LISTEN, format_listen, parse_listen
-from dragonflybot.errors import ConfigError
-from dragonflybot.instrument import canonical
 from dragonflybot.service.book_client import ReceivedSummary, follow_any_book
 from dragonflybot.service.channel import ChannelSecurity
 
@@ -36,6 +37,7 @@ def build_parser(prog: str = PROG) -> argparse.ArgumentParser:
         prog=prog,
         description="Watch the consolidated order book streamed by a dragonflybot server.",
     )
+    options.add_version_flag(parser)
     parser.add_argument(
         "--server",
         type=_servers,
@@ -46,7 +48,11 @@ def build_parser(prog: str = PROG) -> argparse.ArgumentParser:
         "the client moves to the next at once",
     )
     parser.add_argument(
-        "--count", type=_count, default=0, metavar="N", help="stop after N books (default: never)"
+        "--count",
+        type=_count,
+        default=0,
+        metavar="N",
+        help="stop after N books, in either format (default: 0, never)",
     )
     parser.add_argument(
         "--format",
@@ -56,18 +62,25 @@ def build_parser(prog: str = PROG) -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--instrument",
-        type=_instrument,
+        "--instrument-name",
+        dest="instrument",
+        type=options.instrument_name,
         metavar="NAME",
-        help="label the table with the book's instrument (BASE-QUOTE, e.g. ETH-BTC; a gRPC "
-        "address serves one instrument and BookSummary does not say which)",
+        help="stream this instrument (BASE-QUOTE such as ETH-BTC; compact ethbtc accepted) "
+        "through dragonflybot.v1; on a server without v1, the Keyrock BookSummary labelled "
+        "with it (default: the Keyrock BookSummary of the address's default instrument)",
     )
     parser.add_argument(
         "--retry", action="store_true", help="keep reconnecting (with backoff) instead of failing"
     )
     parser.add_argument(
-        "--connect-timeout", type=float, default=5.0, metavar="S", help="default: 5 seconds"
+        "--connect-timeout",
+        type=options.seconds,
+        default=5.0,
+        metavar="S",
+        help="seconds to connect (default: 5)",
     )
-    parser.add_argument("--log-level", type=str.upper, default="WARNING", help="default: WARNING")
+    options.add_log_level_flag(parser, "WARNING")
     options.add_observability_flags(parser, metrics=False)
     security_flags.add_client_flags(parser)
     return parser
@@ -75,13 +88,6 @@ def build_parser(prog: str = PROG) -> argparse.ArgumentParser:
 
 def _servers(text: str) -> list[str]:
     return [options.listen_address(part.strip()) for part in text.split(",")]
-
-
-def _instrument(text: str) -> str:
-    try:
-        return canonical(text)
-    except ConfigError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def _count(text: str) -> int:
@@ -120,16 +126,14 @@ async def follow_and_show(
                 books,
                 retry=retry,
                 connect_timeout=connect_timeout,
+                instrument=instrument,
                 security=security,
             )
         )
         if table:
-            source = format_listen(host, port)
-            if instrument is not None:
-                source = f"{instrument} @ {source}"
-            await show_live_table(books, count, source)
+            await show_live_table(books, count, format_listen(host, port), instrument=instrument)
         else:
-            await print_json_lines(books, count)
+            await print_json_lines(books, count, instrument=instrument)
         nursery.cancel_scope.cancel()
 
 

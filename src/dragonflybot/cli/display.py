@@ -9,9 +9,11 @@ The functions that build a line or a table are pure, for tests.
 from __future__ import annotations
 
 import collections
+import datetime
 import sys
-from typing import Any, TextIO
+from typing import Any, Final, TextIO
 
+import attrs
 import msgspec
 import trio
 from rich.console import Console, Group
@@ -42,21 +44,46 @@ class RateMeter:
         return (n1 - n0) * 1e9 / (t1 - t0) if t1 > t0 else 0.0
 
 
-def _levels(levels: Any) -> list[dict[str, Any]]:
-    return [{"exchange": lv.exchange, "price": lv.price, "amount": lv.amount} for lv in levels]
+_STATE_NAMES: Final = {1: "live", 2: "syncing", 3: "stale", 4: "down"}
+_STATE_STYLES: Final = {"live": "green", "syncing": "yellow", "stale": "red", "down": "bold red"}
 
 
-def summary_json(received: ReceivedSummary) -> bytes:
-    """One JSON object (no newline): the Summary's fields plus the receive number."""
-    summary = received.summary
-    return msgspec.json.encode(
-        {
-            "n": received.number,
-            "spread": summary.spread,
-            "bids": _levels(summary.bids),
-            "asks": _levels(summary.asks),
-        }
-    )
+@attrs.frozen
+class ShownVenue:
+    name: str
+    state: str
+    age: float | None
+    """Seconds since its last book change reached the server, ``None`` if none ever did."""
+    reason: str
+
+
+@attrs.frozen
+class ShownBook:
+    """What a client shows of one received book, whichever service sent it."""
+
+    number: int
+    instrument: str | None
+    sequence: int | None
+    bids: tuple[tuple[str, str, str], ...]
+    """``(venue, price, amount)``, the numbers as plain decimal text, best first."""
+    asks: tuple[tuple[str, str, str], ...]
+    spread: float | None
+    """``None`` when a side is empty (there is no spread, not a spread of 0)."""
+    spread_text: str | None
+    venues: tuple[ShownVenue, ...]
+    """Each venue's state (v1 only; the Keyrock Summary says nothing of venues)."""
+    times: dict[str, str | None]
+
+    @property
+    def crossed(self) -> bool:
+        return self.spread is not None and self.spread < 0
+
+    @property
+    def live(self) -> bool:
+        """Some venue quotes the book (v1: some venue is live)."""
+        if self.venues:
+            return any(v.state == "live" for v in self.venues)
+        return bool(self.bids or self.asks)
 
 
 def _num(value: float) -> str:
@@ -65,8 +92,137 @@ def _num(value: float) -> str:
     return "0" if text in ("", "-0") else text
 
 
-def render_table(received: ReceivedSummary | None, rate: float, source: str) -> Group:
-    """The consolidated book as a two-sided table, one venue per level."""
+def _iso(ns: int | None) -> str | None:
+    if ns is None:
+        return None
+    when = datetime.datetime.fromtimestamp(ns // 1_000_000_000, tz=datetime.UTC)
+    return when.strftime("%Y-%m-%dT%H:%M:%S") + f".{ns % 1_000_000_000:09d}Z"
+
+
+def _stamp(message: Any, field: str) -> str | None:
+    return _iso(getattr(message, field).ToNanoseconds()) if message.HasField(field) else None
+
+
+def shown(received: ReceivedSummary, instrument: str | None = None) -> ShownBook:
+    """``received`` in one shape; ``instrument`` labels a Keyrock Summary (which has none)."""
+    book = received.summary
+    client_time = _iso(received.recv_time_ns) if received.recv_time_ns else None
+    if received.v1:
+        bids = tuple((lv.venue, lv.price_text, lv.amount_text) for lv in book.bids)
+        asks = tuple((lv.venue, lv.price_text, lv.amount_text) for lv in book.asks)
+        venues = tuple(
+            ShownVenue(
+                v.name,
+                _STATE_NAMES.get(v.state, "unknown"),
+                v.age.ToNanoseconds() / 1e9 if v.HasField("age") else None,
+                v.reason,
+            )
+            for v in book.venues
+        )
+        both = bool(bids and asks)
+        return ShownBook(
+            received.number,
+            book.instrument,
+            book.sequence,
+            bids,
+            asks,
+            book.spread if both else None,
+            book.spread_text if both else None,
+            venues,
+            {
+                "exchange_time": _stamp(book, "exchange_time"),
+                "receive_time": _stamp(book, "receive_time"),
+                "publish_time": _stamp(book, "publish_time"),
+                "client_time": client_time,
+            },
+        )
+    bids = tuple((lv.exchange, _num(lv.price), _num(lv.amount)) for lv in book.bids)
+    asks = tuple((lv.exchange, _num(lv.price), _num(lv.amount)) for lv in book.asks)
+    both = bool(bids and asks)
+    return ShownBook(
+        received.number,
+        instrument,
+        None,
+        bids,
+        asks,
+        book.spread if both else None,
+        _num(book.spread) if both else None,
+        (),
+        {
+            "exchange_time": None,
+            "receive_time": None,
+            "publish_time": None,
+            "client_time": client_time,
+        },
+    )
+
+
+def book_json(book: ShownBook) -> bytes:
+    """One JSON object (no newline): instrument, sequence, times, levels, venues."""
+
+    def levels(side: tuple[tuple[str, str, str], ...]) -> list[dict[str, Any]]:
+        return [
+            {
+                "exchange": v,
+                "price": float(p),
+                "amount": float(a),
+                "price_text": p,
+                "amount_text": a,
+            }
+            for v, p, a in side
+        ]
+
+    return msgspec.json.encode(
+        {
+            "n": book.number,
+            "instrument": book.instrument,
+            "sequence": book.sequence,
+            **book.times,
+            "spread": book.spread,
+            "spread_text": book.spread_text,
+            "crossed": book.crossed,
+            "bids": levels(book.bids),
+            "asks": levels(book.asks),
+            "venues": [
+                {"name": v.name, "state": v.state, "age": v.age, "reason": v.reason}
+                for v in book.venues
+            ],
+        }
+    )
+
+
+def summary_json(received: ReceivedSummary, instrument: str | None = None) -> bytes:
+    """``book_json`` of a received book."""
+    return book_json(shown(received, instrument))
+
+
+def _decimals(text: str) -> int:
+    return len(text.partition(".")[2])
+
+
+def _fixed(text: str, decimals: int) -> str:
+    """``text`` padded with zeros to ``decimals`` places, so a column's points line up."""
+    if not text or decimals == 0:
+        return text
+    whole, _, fraction = text.partition(".")
+    return f"{whole}.{fraction.ljust(decimals, '0')}"
+
+
+def _age(age: float | None) -> str:
+    if age is None:
+        return "never"
+    return f"{age:.1f}s" if age < 100 else f"{age:.0f}s"
+
+
+def render_table(
+    received: ReceivedSummary | None, rate: float, source: str, instrument: str | None = None
+) -> Group:
+    """The consolidated book as a two-sided table, one venue per level.
+
+    Prices (and amounts) are shown at one number of decimals per column, so the
+    decimal points line up; a crossed book is highlighted; an empty book says
+    that no venue is live instead of showing a spread.
+    """
     table = Table(expand=False, header_style="bold")
     for name, style, justify in (
         ("bid venue", "green", "left"),
@@ -78,39 +234,67 @@ def render_table(received: ReceivedSummary | None, rate: float, source: str) -> 
     ):
         table.add_column(name, style=style, justify=justify)  # type: ignore[arg-type]
     if received is None:
-        return Group(Text(f"{source}: waiting for the first book..."), table)
-    summary = received.summary
-    bids, asks = list(summary.bids), list(summary.asks)
+        label = f"{instrument} @ {source}" if instrument else source
+        return Group(Text(f"{label}: waiting for the first book..."), table)
+    book = shown(received, instrument)
+    levels = book.bids + book.asks
+    price_places = max((_decimals(p) for _, p, _ in levels), default=0)
+    amount_places = max((_decimals(a) for _, _, a in levels), default=0)
+    bids, asks = book.bids, book.asks
     for i in range(max(len(bids), len(asks))):
         bid = (
-            (bids[i].exchange, _num(bids[i].amount), _num(bids[i].price))
+            (bids[i][0], _fixed(bids[i][2], amount_places), _fixed(bids[i][1], price_places))
             if i < len(bids)
             else ("",) * 3
         )
         ask = (
-            (_num(asks[i].price), _num(asks[i].amount), asks[i].exchange)
+            (_fixed(asks[i][1], price_places), _fixed(asks[i][2], amount_places), asks[i][0])
             if i < len(asks)
             else ("",) * 3
         )
         table.add_row(*bid, *ask)
-    if bids and asks:
-        spread = f"spread {_num(summary.spread)}"
+    header = Text()
+    header.append(f"{book.instrument} @ {source}" if book.instrument else source, "bold")
+    if not book.live:
+        header.append("  no live venue", "bold yellow")
+    elif book.spread_text is None:
+        header.append("  no spread: a side is empty")
+    elif book.crossed:
+        header.append(
+            f"  CROSSED: spread {_fixed(book.spread_text, price_places)}", "bold white on red"
+        )
     else:
-        spread = "no spread: a side is empty (no live venue quotes it)"
-    header = Text.assemble(
-        (source, "bold"), f"  {spread}  {rate:6.1f} updates/s  #{received.number}"
-    )
-    return Group(header, table)
+        header.append(f"  spread {_fixed(book.spread_text, price_places)}")
+    header.append(f"  {rate:6.1f} updates/s  #{book.number}")
+    if book.sequence is not None:
+        header.append(f"  seq {book.sequence}")
+    parts: list[Any] = [header]
+    if book.venues:
+        venues = Text("venues: ")
+        for j, venue in enumerate(book.venues):
+            if j:
+                venues.append("  ")
+            venues.append(f"{venue.name} ", "bold")
+            venues.append(venue.state, _STATE_STYLES.get(venue.state, ""))
+            venues.append(f" {_age(venue.age)}")
+            if venue.reason and venue.state != "live":
+                venues.append(f" ({venue.reason})", "dim")
+        parts.append(venues)
+    return Group(*parts, table)
 
 
 async def print_json_lines(
-    books: Fanout[ReceivedSummary], count: int, out: TextIO = sys.stdout
+    books: Fanout[ReceivedSummary],
+    count: int,
+    out: TextIO = sys.stdout,
+    *,
+    instrument: str | None = None,
 ) -> None:
-    """Write each newest Summary as one JSON line until ``count`` lines (0: forever)."""
+    """Write each newest book as one JSON line until ``count`` lines (0: forever)."""
     written = 0
     with books.subscribe() as subscription:
         async for received in subscription:
-            line = summary_json(received).decode() + "\n"
+            line = summary_json(received, instrument).decode() + "\n"
             await trio.to_thread.run_sync(_write, out, line)
             written += 1
             if count and written >= count:
@@ -123,23 +307,30 @@ def _write(out: TextIO, line: str) -> None:
 
 
 async def show_live_table(
-    books: Fanout[ReceivedSummary], count: int, source: str, console: Console | None = None
+    books: Fanout[ReceivedSummary],
+    count: int,
+    source: str,
+    console: Console | None = None,
+    *,
+    instrument: str | None = None,
 ) -> None:
-    """Redraw the table on every new Summary, at most ``FPS`` times a second."""
+    """Redraw the table on every new book, at most ``FPS`` times a second; stop after
+    ``count`` books shown (0: never), as the JSON lines do."""
     meter = RateMeter()
-    shown = 0
+    drawn = 0
     with (
         books.subscribe() as subscription,
         Live(
-            render_table(None, 0.0, source),
+            render_table(None, 0.0, source, instrument),
             console=console,
             auto_refresh=False,
             redirect_stderr=False,
         ) as live,
     ):
         async for received in subscription:
-            live.update(render_table(received, meter.observe(received), source), refresh=True)
-            shown += 1
-            if count and shown >= count:
+            table = render_table(received, meter.observe(received), source, instrument)
+            live.update(table, refresh=True)
+            drawn += 1
+            if count and drawn >= count:
                 return
             await trio.sleep(1 / FPS)

@@ -1,12 +1,14 @@
 """``dragonflybot``: one command for everything (``make demo`` runs ``dragonflybot demo``).
 
-dragonflybot demo [--duration S] [--instrument ethbtc] [--seed N]
+dragonflybot demo [--duration S] [--instrument ETH-BTC] [--seed N]
 dragonflybot server ...    (same as dragonflybot-grpc-server)
 dragonflybot client ...    (same as dragonflybot-grpc-client)
+dragonflybot health ...    is a server SERVING? (exit 0 when it is)
 dragonflybot feed ...      venue feeds publishing to the bus (docs/scaling.md)
 dragonflybot aggregate ... the merge between the bus's venue books and its consolidated books
 dragonflybot sim ...       simulated venues only
 dragonflybot record ...    capture a venue's traffic
+dragonflybot --version
 """
 
 from __future__ import annotations
@@ -37,6 +39,12 @@ def _client(argv: list[str]) -> int:
     return main(argv)
 
 
+def _health(argv: list[str]) -> int:
+    from dragonflybot.cli.health import main
+
+    return main(argv)
+
+
 def _sim(argv: list[str]) -> int:
     from dragonflybot.cli.sim import sim_main
 
@@ -63,8 +71,9 @@ def _record(argv: list[str]) -> int:
 
 COMMANDS: dict[str, tuple[Callable[[list[str]], int], str]] = {
     "demo": (_demo, "simulated venues + server + client, offline"),
-    "server": (_server, "serve the consolidated book over gRPC"),
-    "client": (_client, "watch a server's book (table or JSON lines)"),
+    "server": (_server, "serve the consolidated book over gRPC (= dragonflybot-grpc-server)"),
+    "client": (_client, "watch a server's book, table or JSON (= dragonflybot-grpc-client)"),
+    "health": (_health, "ask a server whether it is SERVING (exit 0 when it is)"),
     "sim": (_sim, "run simulated venues"),
     "record": (_record, "capture a venue's traffic to a file"),
     "feed": (_feed, "run venue feeds, publish their books to the bus (Redis)"),
@@ -75,7 +84,7 @@ COMMANDS: dict[str, tuple[Callable[[list[str]], int], str]] = {
 def usage() -> str:
     lines = [f"usage: {PROG} COMMAND [ARGS...]", "", "commands:"]
     lines += [f"  {name:<9} {text}" for name, (_, text) in COMMANDS.items()]
-    lines += ["", f"'{PROG} COMMAND --help' describes each command."]
+    lines += ["", f"'{PROG} COMMAND --help' describes each command; '{PROG} --version'."]
     return "\n".join(lines)
 
 
@@ -86,6 +95,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_USAGE
     if args[0] in ("-h", "--help"):
         print(usage())
+        return EXIT_OK
+    if args[0] == "--version":
+        from dragonflybot.cli.options import version
+
+        print(f"{PROG} {version()}")
         return EXIT_OK
     command = COMMANDS.get(args[0])
     if command is None:

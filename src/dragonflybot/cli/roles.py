@@ -25,8 +25,6 @@ from dragonflybot.cli.simulated import AppRunner
 from dragonflybot.config import AppConfig, BusSettings
 from dragonflybot.errors import ConfigError, DragonflybotError
 
-LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
-
 
 def bus_settings(config: AppConfig, url: str | None) -> BusSettings:
     """The file's ``[bus]`` (defaults if absent) with ``--bus URL`` applied."""
@@ -60,14 +58,19 @@ def add_bus_flag(parser: argparse.ArgumentParser, *, optional_url: bool = False)
 
 def _role_parser(prog: str, description: str) -> argparse.ArgumentParser:
     parser = OneLineParser(prog=prog, description=description)
+    options.add_version_flag(parser)
     parser.add_argument("--config", metavar="FILE", help="TOML configuration file")
     parser.add_argument(
+        "--instrument",
         "--instrument-name",
+        dest="instrument",
         type=options.instrument_name,
-        help="run this instrument only (selected from --config if listed there)",
+        metavar="NAME",
+        help="run this instrument only, BASE-QUOTE such as ETH-BTC (selected from --config "
+        "if listed there)",
     )
     add_bus_flag(parser)
-    parser.add_argument("--log-level", type=str.upper, choices=LOG_LEVELS, help="default: INFO")
+    options.add_log_level_flag(parser, None)
     options.add_observability_flags(parser)
     return parser
 
@@ -75,7 +78,7 @@ def _role_parser(prog: str, description: str) -> argparse.ArgumentParser:
 def _base_config(args: argparse.Namespace, *, simulate: bool = False) -> AppConfig:
     return options.build_config(
         config_path=args.config,
-        instrument=args.instrument_name,
+        instrument=args.instrument,
         venues=None,
         depth=None,
         listen=None,

@@ -1,9 +1,12 @@
 """``dragonflybot-grpc-server``: serve the consolidated book of one or more instruments.
 
-    dragonflybot-grpc-server --instrument-name ethbtc            # real venues
-    dragonflybot-grpc-server --instrument-name ethbtc --simulate # local simulated venues
+    dragonflybot-grpc-server --instrument ETH-BTC            # real venues
+    dragonflybot-grpc-server --instrument ETH-BTC --simulate # local simulated venues
     dragonflybot-grpc-server --config examples/two-instruments.toml
     dragonflybot-grpc-server --config deploy.toml --bus redis://redis:6379  # a gateway
+    dragonflybot-grpc-server --instrument ETH-BTC \
+        --venue-url binance=ws://127.0.0.1:9001 --venue-url bitstamp=ws://127.0.0.1:9002
+                                                             # a standalone `dragonflybot sim`
 
 Runs until SIGINT or SIGTERM, then ends every stream with a gRPC status and
 exits 0. Usage mistakes print one line and exit 2.
@@ -23,19 +26,24 @@ from dragonflybot.errors import DragonflybotError
 from dragonflybot.venues.registry import VENUES
 
 PROG = "dragonflybot-grpc-server"
-LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 
 
 def build_parser(prog: str = PROG) -> argparse.ArgumentParser:
     parser = OneLineParser(
         prog=prog,
-        description="Stream the consolidated order book of crypto venues over gRPC "
-        "(orderbook.OrderbookAggregator/BookSummary, plus grpc.health.v1.Health).",
+        description="Stream the consolidated order book of crypto venues over gRPC: "
+        "dragonflybot.v1 (every instrument on one address), the Keyrock "
+        "orderbook.OrderbookAggregator/BookSummary, health and reflection.",
     )
+    options.add_version_flag(parser)
     parser.add_argument(
+        "--instrument",
         "--instrument-name",
+        dest="instrument",
         type=options.instrument_name,
-        help="instrument to serve, e.g. ethbtc (selects it from --config if listed there)",
+        metavar="NAME",
+        help="instrument to serve, BASE-QUOTE such as ETH-BTC (compact ethbtc accepted); "
+        "selects it from --config if listed there",
     )
     parser.add_argument(
         "--venues",
@@ -43,13 +51,25 @@ def build_parser(prog: str = PROG) -> argparse.ArgumentParser:
         help=f"comma-separated venues (default: every registered venue, {','.join(VENUES)})",
     )
     parser.add_argument(
-        "--depth", type=options.depth, help="consolidated levels per side (default: 10)"
+        "--venue-url",
+        type=options.venue_url,
+        action="append",
+        metavar="NAME=URL",
+        help="connect venue NAME to URL instead of its production endpoint: ws:// or wss:// "
+        "for its WebSocket, http:// or https:// for its REST base (repeatable; e.g. the "
+        "URLs a standalone 'dragonflybot sim' prints)",
+    )
+    parser.add_argument(
+        "--depth",
+        type=options.depth,
+        help="consolidated levels per side, 1-250 (default: 10, or the config's depth)",
     )
     parser.add_argument(
         "--listen",
         type=options.listen_address,
         metavar="HOST:PORT",
-        help=f"gRPC listen address (default: {DEFAULT_LISTEN})",
+        help="the gRPC API address: dragonflybot.v1 for every instrument, and the Keyrock "
+        f"BookSummary of a single instrument (default: {DEFAULT_LISTEN}, or the config's listen)",
     )
     parser.add_argument("--config", metavar="FILE", help="TOML configuration file")
     parser.add_argument(
@@ -68,12 +88,13 @@ def build_parser(prog: str = PROG) -> argparse.ArgumentParser:
         "--max-connections",
         type=options.max_connections,
         metavar="N",
-        help="gRPC client connections served at once per instrument, more are refused "
+        help="gRPC client connections served at once per gRPC address, more are refused "
         "with GOAWAY (default: 512; the other limits are in the config's [limits] table)",
     )
-    parser.add_argument("--log-level", type=str.upper, choices=LOG_LEVELS, help="default: INFO")
+    options.add_log_level_flag(parser, None)
     options.add_observability_flags(parser)
     security_flags.add_server_flags(parser)
+    options.add_fix_flags(parser)
     add_bus_flag(parser, optional_url=True)
     return parser
 
@@ -82,7 +103,7 @@ def config_from_args(args: argparse.Namespace) -> AppConfig:
     """Flags and file -> validated config; raises ``ConfigError``."""
     config = options.build_config(
         config_path=args.config,
-        instrument=args.instrument_name,
+        instrument=args.instrument,
         venues=args.venues,
         depth=args.depth,
         listen=args.listen,
@@ -92,6 +113,9 @@ def config_from_args(args: argparse.Namespace) -> AppConfig:
         metrics_listen=args.metrics_listen,
         max_client_rate=args.client_max_rate,
         max_connections=args.max_connections,
+        fix_listen=args.fix_listen,
+        liquidity_depth=args.liquidity_depth,
+        venue_urls=args.venue_url or (),
     )
     config = security_flags.apply_server_flags(config, args)
     plan_topology(config)

@@ -8,6 +8,9 @@ SIGTERM ends a run cleanly with 0.
 from __future__ import annotations
 
 import argparse
+import errno
+import os
+import socket
 import sys
 from collections.abc import Awaitable, Callable
 from typing import Final, NoReturn, TextIO
@@ -16,7 +19,13 @@ import msgspec
 import trio
 
 from dragonflybot.cli.common import run_unwrapped, until_signal
-from dragonflybot.cli.options import checked_number
+from dragonflybot.cli.options import (
+    add_version_flag,
+    checked_number,
+    instrument_name,
+    seconds,
+)
+from dragonflybot.config import format_listen
 from dragonflybot.errors import ConfigError, DragonflybotError
 from dragonflybot.sim import Faults, SimConfig, SimHandle, serve_simulation
 from dragonflybot.sim.config import VENUES
@@ -42,6 +51,16 @@ def _positive_float(text: str) -> float:
     )
 
 
+def _venue_depth(text: str) -> int:
+    return checked_number(
+        text,
+        int,
+        lambda value: 1 <= value <= 5000,
+        malformed="bad depth {text!r}: expected an integer",
+        invalid="bad depth {value}: expected 1-5000 (levels per side of a venue book)",
+    )
+
+
 def _port(text: str) -> int:
     return checked_number(
         text,
@@ -56,19 +75,35 @@ def _sim_parser() -> _Parser:
     parser = _Parser(
         prog="dragonflybot sim",
         description=f"Run simulated venues ({', '.join(VENUES)}), or replay a capture, and "
-        "print their endpoints; serve until Ctrl-C.",
+        "print their endpoints (for dragonflybot-grpc-server --venue-url); serve until Ctrl-C.",
     )
-    parser.add_argument("--venue", action="append", choices=VENUES, help="repeatable; default: all")
-    parser.add_argument("--instrument", action="append", help="repeatable; default: ethbtc")
-    parser.add_argument("--seed", type=int, default=1)
+    add_version_flag(parser)
+    parser.add_argument(
+        "--venue", action="append", choices=VENUES, help="repeatable (default: every venue)"
+    )
+    parser.add_argument(
+        "--instrument",
+        "--instrument-name",
+        dest="instrument",
+        action="append",
+        type=instrument_name,
+        metavar="NAME",
+        help="BASE-QUOTE such as ETH-BTC, repeatable (default: ETH-BTC)",
+    )
+    parser.add_argument("--seed", type=int, default=1, help="market seed (default: 1)")
     parser.add_argument(
         "--rate",
         type=_positive_float,
         default=20.0,
-        help="market updates per second per venue and instrument",
+        help="market updates per second per venue and instrument (default: 20)",
     )
-    parser.add_argument("--depth", type=int, default=200, help="levels per side of each book")
-    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument(
+        "--depth",
+        type=_venue_depth,
+        default=200,
+        help="levels per side of each simulated venue book, 1-5000 (default: 200)",
+    )
+    parser.add_argument("--host", default="127.0.0.1", help="default: 127.0.0.1")
     for venue in VENUES:
         for flag, what in ((f"--port-{venue}", "WebSocket"), (f"--rest-port-{venue}", "REST")):
             parser.add_argument(
@@ -85,7 +120,9 @@ def _sim_parser() -> _Parser:
         help="serve a capture or a line-format recording (repeatable)",
     )
     pace = parser.add_mutually_exclusive_group()
-    pace.add_argument("--speed", type=_positive_float, default=1.0, help="replay pace multiple")
+    pace.add_argument(
+        "--speed", type=_positive_float, default=1.0, help="replay pace multiple (default: 1)"
+    )
     pace.add_argument(
         "--as-fast-as-possible", action="store_true", help="replay as fast as each client reads"
     )
@@ -93,9 +130,14 @@ def _sim_parser() -> _Parser:
         "--stamp-send-time", action="store_true", help='add "T_send_ns" to every data payload'
     )
     parser.add_argument(
-        "--ws-backend", choices=("trio-websocket", "wsproto"), default="trio-websocket"
+        "--ws-backend",
+        choices=("trio-websocket", "wsproto"),
+        default="trio-websocket",
+        help="default: trio-websocket",
     )
-    parser.add_argument("--duration", type=_positive_float, help="stop after this many seconds")
+    parser.add_argument(
+        "--duration", type=seconds, help="stop after this many seconds (default: Ctrl-C)"
+    )
     _add_fault_flags(parser)
     return parser
 
@@ -175,8 +217,17 @@ def _record_parser() -> _Parser:
         prog="dragonflybot record",
         description="Record a venue's raw frames (and REST snapshot) to a capture file.",
     )
+    add_version_flag(parser)
     parser.add_argument("--venue", required=True, choices=VENUES)
-    parser.add_argument("--instrument", required=True)
+    parser.add_argument(
+        "--instrument",
+        "--instrument-name",
+        dest="instrument",
+        required=True,
+        type=instrument_name,
+        metavar="NAME",
+        help="BASE-QUOTE such as ETH-BTC (compact ethbtc accepted)",
+    )
     parser.add_argument(
         "--output",
         "-o",
@@ -184,12 +235,28 @@ def _record_parser() -> _Parser:
         metavar="FILE",
         help="capture file (appended to if it exists)",
     )
-    parser.add_argument("--mode", choices=("depth", "top"), default="depth")
+    parser.add_argument("--mode", choices=("depth", "top"), default="depth", help="default: depth")
     parser.add_argument("--ws-url", help="default: the venue's production endpoint")
     parser.add_argument("--rest-url", help="default: the venue's production REST base")
-    parser.add_argument("--duration", type=_positive_float, help="stop after this many seconds")
-    parser.add_argument("--count", type=int, help="stop after this many received frames")
+    parser.add_argument(
+        "--duration", type=seconds, help="stop after this many seconds (default: Ctrl-C)"
+    )
+    parser.add_argument(
+        "--count",
+        type=_frame_count,
+        help="stop after this many received frames, >= 1 (default: no limit)",
+    )
     return parser
+
+
+def _frame_count(text: str) -> int:
+    return checked_number(
+        text,
+        int,
+        lambda value: value >= 1,
+        malformed="bad count {text!r}: expected an integer",
+        invalid="bad count {value}: expected >= 1",
+    )
 
 
 def _parse(parser: _Parser, argv: list[str], err: TextIO) -> argparse.Namespace | int:
@@ -228,7 +295,7 @@ def sim_config_from_args(args: argparse.Namespace) -> SimConfig:
     return SimConfig(
         venues=venues,
         faults=faults_from_args(args, venues),
-        instruments=tuple(dict.fromkeys(args.instrument or ["ethbtc"])),
+        instruments=tuple(dict.fromkeys(args.instrument or ["ETH-BTC"])),
         seed=args.seed,
         rate=args.rate,
         depth=args.depth,
@@ -243,6 +310,23 @@ def sim_config_from_args(args: argparse.Namespace) -> SimConfig:
     )
 
 
+def _check_ports_free(config: SimConfig) -> None:
+    """Each port asked for by flag can be bound, else a ``ConfigError`` naming it: the
+    simulator's own bind error says which host but not which of a venue's ports."""
+    asked = [(venue, "WebSocket", port) for venue, port in config.ports.items()]
+    asked += [(venue, "REST", port) for venue, port in config.rest_ports.items()]
+    for venue, what, port in asked:
+        family = socket.AF_INET6 if ":" in config.host else socket.AF_INET
+        with socket.socket(family, socket.SOCK_STREAM) as probe:
+            try:
+                probe.bind((config.host, port))
+            except OSError as exc:
+                reason = "address already in use" if exc.errno == errno.EADDRINUSE else exc
+                raise ConfigError(
+                    f"{venue} {what}: cannot listen on {format_listen(config.host, port)}: {reason}"
+                ) from None
+
+
 def sim_main(argv: list[str]) -> int:
     """``dragonflybot sim ...``: serve simulated venues until Ctrl-C; returns the exit code."""
     parsed = _parse(_sim_parser(), argv, sys.stderr)
@@ -250,6 +334,7 @@ def sim_main(argv: list[str]) -> int:
         return parsed
     try:
         config = sim_config_from_args(parsed)
+        _check_ports_free(config)
     except ConfigError as exc:
         print(f"dragonflybot sim: error: {exc}", file=sys.stderr)
         return 2
@@ -273,9 +358,8 @@ def record_main(argv: list[str]) -> int:
     parsed = _parse(_record_parser(), argv, sys.stderr)
     if isinstance(parsed, int):
         return parsed
-    if parsed.count is not None and parsed.count < 1:
-        print("dragonflybot record: error: --count must be >= 1", file=sys.stderr)
-        return 2
+    existed = os.path.exists(parsed.output)
+    size = os.path.getsize(parsed.output) if existed else 0
     options = RecordOptions(
         venue=parsed.venue,
         instrument=parsed.instrument,
@@ -292,11 +376,28 @@ def record_main(argv: list[str]) -> int:
         await record(options, stats=stats)
 
     error = _run_trio(run, None)
+    if error is not None and stats.frames == 0:
+        # Nothing recorded: leave no header-only capture behind (or the file as it was).
+        _restore(parsed.output, existed, size)
     if isinstance(error, ConfigError):
         print(f"dragonflybot record: error: {error}", file=sys.stderr)
         return 2
     if error is not None:
-        print(f"dragonflybot record: {error}", file=sys.stderr)
+        print(f"dragonflybot record: error: {error}", file=sys.stderr)
         return 1
     print(f"recorded {stats.frames} frames and {stats.rest} REST snapshots to {options.output}")
     return 0
+
+
+def _restore(path: str, existed: bool, size: int) -> None:
+    """Undo a failed recording's writes: remove the file it created, or cut an existing
+    one back to its size before (captures are appended to)."""
+    try:
+        if existed:
+            os.truncate(path, size)
+        else:
+            os.remove(path)
+    except FileNotFoundError:
+        pass
+    except OSError as exc:
+        print(f"dragonflybot record: cannot clean up {path!r}: {exc.strerror}", file=sys.stderr)

@@ -23,7 +23,7 @@ from prometheus_client.registry import Collector
 
 from dragonflybot.feed.stats import FeedState, FeedStats
 from dragonflybot.latency import LatencyHistogram
-from dragonflybot.metrics.source import InstrumentSource
+from dragonflybot.metrics.source import InstrumentSource, ServerCounts
 from dragonflybot.service.stats import ServerStats
 
 PREFIX = "dragonflybot"
@@ -145,7 +145,7 @@ SERVER_COUNTERS: tuple[tuple[str, Callable[[ServerStats], int], str], ...] = (
         "gRPC connections ended by an unexpected server error (a bug; logged).",
     ),
 )
-"""(name without the prefix and ``_total``, how to read it, help), labelled ``instrument``."""
+"""(name without the prefix and ``_total``, how to read it, help), labelled ``listen``."""
 
 FLOOD_KINDS: tuple[tuple[str, Callable[[ServerStats], int]], ...] = (
     ("control", lambda s: s.floods_control),
@@ -156,10 +156,15 @@ FLOOD_KINDS: tuple[tuple[str, Callable[[ServerStats], int]], ...] = (
 
 
 class AppCollector(Collector):
-    """Every metric of the given instruments, labelled ``instrument`` (and ``venue``)."""
+    """Every metric of the given instruments, labelled ``instrument`` (and ``venue``), and
+    of the gRPC servers, labelled ``listen`` (a server serves every instrument at its
+    address, so its counters belong to the address, not to one instrument)."""
 
-    def __init__(self, instruments: Sequence[InstrumentSource]) -> None:
+    def __init__(
+        self, instruments: Sequence[InstrumentSource], servers: Sequence[ServerCounts] = ()
+    ) -> None:
         self._instruments = tuple(instruments)
+        self._servers = tuple(servers)
 
     def collect(self) -> Iterator[Metric]:
         yield from self._feed_metrics()
@@ -231,7 +236,10 @@ class AppCollector(Collector):
     def _service_metrics(self) -> Iterator[Metric]:
         labels = ["instrument"]
         connections = GaugeMetricFamily(
-            f"{PREFIX}_grpc_connections", "gRPC client connections open.", labels=labels
+            f"{PREFIX}_grpc_connections",
+            "gRPC client connections open to the instrument's address (shared by the "
+            "instruments on it).",
+            labels=labels,
         )
         streams = GaugeMetricFamily(
             f"{PREFIX}_grpc_book_streams", "BookSummary streams open.", labels=labels
@@ -247,27 +255,48 @@ class AppCollector(Collector):
             "Summaries skipped by a stream because a newer one replaced them.",
             labels=labels,
         )
+        v1_streams = GaugeMetricFamily(
+            f"{PREFIX}_grpc_v1_book_streams",
+            "dragonflybot.v1 StreamBook streams open.",
+            labels=labels,
+        )
+        v1_opened = CounterMetricFamily(
+            f"{PREFIX}_grpc_v1_book_streams_opened", "StreamBook streams started.", labels=labels
+        )
+        v1_sent = CounterMetricFamily(
+            f"{PREFIX}_grpc_v1_books_sent", "v1 Books handed to streams.", labels=labels
+        )
+        v1_conflated = CounterMetricFamily(
+            f"{PREFIX}_grpc_v1_books_conflated",
+            "v1 Books skipped by a stream because a newer one replaced them.",
+            labels=labels,
+        )
         for rt in self._instruments:
             key = [rt.name]
-            connections.add_metric(key, rt.server.connection_count)
+            connections.add_metric(key, rt.connection_count)
             streams.add_metric(key, rt.stream_stats.open)
             opened.add_metric(key, rt.stream_stats.opened)
             sent.add_metric(key, rt.stream_stats.sent)
             conflated.add_metric(key, rt.stream_stats.conflated)
+            v1_streams.add_metric(key, rt.v1_stats.open)
+            v1_opened.add_metric(key, rt.v1_stats.opened)
+            v1_sent.add_metric(key, rt.v1_stats.sent)
+            v1_conflated.add_metric(key, rt.v1_stats.conflated)
         yield from (connections, streams, opened, sent, conflated)
+        yield from (v1_streams, v1_opened, v1_sent, v1_conflated)
         for name, read, doc in SERVER_COUNTERS:
-            counter = CounterMetricFamily(f"{PREFIX}_{name}", doc, labels=labels)
-            for rt in self._instruments:
-                counter.add_metric([rt.name], read(rt.server.stats))
+            counter = CounterMetricFamily(f"{PREFIX}_{name}", doc, labels=["listen"])
+            for server in self._servers:
+                counter.add_metric([server.address], read(server.stats))
             yield counter
         floods = CounterMetricFamily(
             f"{PREFIX}_grpc_floods_cut",
             "gRPC connections cut with GOAWAY ENHANCE_YOUR_CALM, by what they flooded.",
-            labels=[*labels, "kind"],
+            labels=["listen", "kind"],
         )
-        for rt in self._instruments:
+        for server in self._servers:
             for kind, read in FLOOD_KINDS:
-                floods.add_metric([rt.name, kind], read(rt.server.stats))
+                floods.add_metric([server.address, kind], read(server.stats))
         yield floods
 
     def _latency_metrics(self) -> Iterator[Metric]:
@@ -281,6 +310,11 @@ class AppCollector(Collector):
                 "latency_receive_to_sent_seconds",
                 "Venue frame receipt to the hand-off of its Summary to a gRPC stream.",
                 lambda rt: rt.stream_stats.receive_to_sent,
+            ),
+            (
+                "latency_receive_to_v1_sent_seconds",
+                "Venue frame receipt to the hand-off of its v1 Book to a StreamBook stream.",
+                lambda rt: rt.v1_stats.receive_to_sent,
             ),
         )
         parsed = HistogramMetricFamily(

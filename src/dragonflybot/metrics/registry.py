@@ -15,13 +15,15 @@ from prometheus_client import GCCollector, ProcessCollector
 from prometheus_client.registry import CollectorRegistry
 
 from dragonflybot.metrics.collector import AppCollector
-from dragonflybot.metrics.source import InstrumentSource
+from dragonflybot.metrics.source import InstrumentSource, ServerCounts
 
 
-def build_registry(instruments: Sequence[InstrumentSource]) -> CollectorRegistry:
-    """A fresh registry exposing ``instruments`` (and this process)."""
+def build_registry(
+    instruments: Sequence[InstrumentSource], servers: Sequence[ServerCounts] = ()
+) -> CollectorRegistry:
+    """A fresh registry exposing ``instruments``, the gRPC ``servers`` (and this process)."""
     registry = CollectorRegistry()
-    registry.register(AppCollector(instruments))
+    registry.register(AppCollector(instruments, servers))
     ProcessCollector(registry=registry)
     GCCollector(registry=registry)
     return registry

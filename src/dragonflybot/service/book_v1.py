@@ -26,6 +26,7 @@ from purerpc import RpcFailedError, Status, StatusCode
 from dragonflybot.aggregator.fanout import Fanout
 from dragonflybot.aggregator.state import BookState
 from dragonflybot.errors import ConfigError
+from dragonflybot.instrument import canonical, resolve_served
 from dragonflybot.service.book_summary import StreamStats
 from dragonflybot.service.book_v1_encoding import (
     BookV1Encoder,
@@ -36,7 +37,6 @@ from dragonflybot.service.book_v1_encoding import (
     venue_healths,
     venue_status,
 )
-from dragonflybot.service.instrument_names import instrument_key
 from dragonflybot.service.proto.book_v1_grpc import BookServiceServicer
 from dragonflybot.service.summary import EncodedBook, PreEncoded
 from dragonflybot.service.ticker import Ticker
@@ -57,6 +57,8 @@ class InstrumentSource:
     """The aggregator's depth: the most levels per side a client can ask for."""
     books: Fanout[EncodedBook]
     """The aggregator's published states (``SummaryPublisher.books``)."""
+    stats: StreamStats | None = None
+    """This instrument's StreamBook counters (for per-instrument metrics), if wanted."""
 
 
 class _Instrument:
@@ -68,7 +70,8 @@ class _Instrument:
 
 
 class BookServiceV1(BookServiceServicer):
-    """Serves the ``InstrumentSource``s given; names resolve with ``instrument_key``."""
+    """Serves the ``InstrumentSource``s given; client names resolve with
+    ``dragonflybot.instrument.resolve_served`` (canonical or compact)."""
 
     def __init__(
         self,
@@ -87,9 +90,9 @@ class BookServiceV1(BookServiceServicer):
             raise ConfigError(f"max_rate must be a number >= 0, got {max_rate}")
         self._by_key: dict[str, _Instrument] = {}
         for source in instruments:
-            key = instrument_key(source.name)
-            if key is None:
-                raise ConfigError(f"instrument name {source.name!r} is not BASE-QUOTE")
+            key = canonical(source.name)
+            if key != source.name:
+                raise ConfigError(f"instrument name {source.name!r} is not canonical: {key!r}")
             if key in self._by_key:
                 raise ConfigError(f"instrument {source.name!r} is given twice")
             if source.max_depth < 1:
@@ -113,7 +116,7 @@ class BookServiceV1(BookServiceServicer):
                     f"instrument is required; this server has: {self._names()}",
                 )
             )
-        key = instrument_key(name)
+        key = resolve_served(name, self._by_key)
         found = self._by_key.get(key) if key is not None else None
         if found is None:
             shown = name if len(name) <= 64 else name[:64] + "..."
@@ -177,11 +180,17 @@ class BookServiceV1(BookServiceServicer):
         ticker, phase = self._pace(input_message.max_rate)
         encoder = instrument.encoder
         stats = self.stats
+        own = instrument.source.stats
         stats.open += 1
         stats.opened += 1
+        if own is not None:
+            own.open += 1
+            own.opened += 1
         try:
             with instrument.source.books.subscribe() as subscription:
                 stats.live.add(subscription)
+                if own is not None:
+                    own.live.add(subscription)
                 try:
                     first = True
                     async for book in subscription:
@@ -189,16 +198,25 @@ class BookServiceV1(BookServiceServicer):
                         recv_ns = book.state.newest_recv_ns
                         if recv_ns is not None and not first:  # the first is the book as it was
                             stats.receive_to_sent.observe_ns(clock.monotonic_ns - recv_ns)
+                            if own is not None:
+                                own.receive_to_sent.observe_ns(clock.monotonic_ns - recv_ns)
                         first = False
                         stats.sent += 1
+                        if own is not None:
+                            own.sent += 1
                         yield PreEncoded(encoder.encode(book.state, depth, venues, clock))
                         if ticker is not None:
                             await ticker.wait(phase)
                 finally:
                     stats.live.discard(subscription)
                     stats.conflated_ended += subscription.skipped
+                    if own is not None:
+                        own.live.discard(subscription)
+                        own.conflated_ended += subscription.skipped
         finally:
             stats.open -= 1
+            if own is not None:
+                own.open -= 1
         raise RpcFailedError(ENDED)
 
     async def ListInstruments(self, input_message: Any) -> Any:

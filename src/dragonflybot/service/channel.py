@@ -33,6 +33,7 @@ import anyio
 import attrs
 import trio
 
+from dragonflybot.config import format_listen
 from dragonflybot.errors import TransportError
 from dragonflybot.service.purerpc_adapter import ClientSocket, GRPCConfiguration
 
@@ -98,20 +99,22 @@ async def open_channel(
             else:
                 socket = await anyio.connect_tcp(host, port)
     except trio.TooSlowError as exc:
-        raise TransportError(f"cannot connect to {host}:{port}: timed out") from exc
+        raise TransportError(f"cannot connect to {format_listen(host, port)}: timed out") from exc
     except ssl.SSLError as exc:
         reason = exc.reason or str(exc)
-        raise TransportError(f"cannot connect to {host}:{port}: TLS failed: {reason}") from exc
+        raise TransportError(
+            f"cannot connect to {format_listen(host, port)}: TLS failed: {reason}"
+        ) from exc
     except (anyio.BrokenResourceError, anyio.EndOfStream) as exc:
         raise TransportError(
-            f"cannot connect to {host}:{port}: the server closed the connection during "
-            "the TLS handshake (is it plaintext, or does it want a client certificate?)"
+            f"cannot connect to {format_listen(host, port)}: the server closed the connection "
+            "during the TLS handshake (is it plaintext, or does it want a client certificate?)"
         ) from exc
     except OSError as exc:
         # anyio reports "All connection attempts failed" and chains the real reason.
         cause = exc.__cause__ if isinstance(exc.__cause__, OSError) else exc
         reason = os.strerror(cause.errno) if cause.errno else str(cause)
-        raise TransportError(f"cannot connect to {host}:{port}: {reason}") from exc
+        raise TransportError(f"cannot connect to {format_listen(host, port)}: {reason}") from exc
     async with socket:
         config = GRPCConfiguration(client_side=True, max_message_length=max_message)
         async with ClientSocket(config, socket) as grpc_socket:

@@ -775,7 +775,14 @@ class Connection:
             self._sending = len(data)
             try:
                 await self._sock.send(data)
-            except (anyio.BrokenResourceError, anyio.ClosedResourceError, OSError):
+            except (
+                # EndOfStream: TLS over a peer that already sent close_notify (a client
+                # that got what it wanted and left); the peer going away, not a bug.
+                anyio.EndOfStream,
+                anyio.BrokenResourceError,
+                anyio.ClosedResourceError,
+                OSError,
+            ):
                 self._broken = True
                 self._read_scope.cancel()
                 return

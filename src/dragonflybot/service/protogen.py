@@ -20,11 +20,13 @@ PROTOS = (
     "orderbook.proto",
     "grpc/health/v1/health.proto",
     "dragonflybot/v1/book.proto",
+    "dragonflybot/v1/liquidity.proto",
     "grpc_reflection/v1/reflection.proto",
     "grpc_reflection/v1alpha/reflection.proto",
 )
 FLAT_NAMES = {
     "dragonflybot/v1/book": "book_v1",
+    "dragonflybot/v1/liquidity": "liquidity_v1",
     "grpc_reflection/v1/reflection": "reflection_v1",
     "grpc_reflection/v1alpha/reflection": "reflection_v1alpha",
 }
