@@ -46,11 +46,16 @@ async def test_every_venue_in_one_consolidated_book_dropped_and_back() -> None:
 async def test_lost_messages_resync_each_venue_its_own_way() -> None:
     async with running(DEPTH_MODES) as (_, sim, rt):  # type: ignore[arg-type]
         await wait_live(rt, set(ALL))
+        # Bitstamp sends no sequence: a lost diff is invisible to any client and its
+        # phantom level stays until the venue touches that price again, so the book
+        # cannot be required to settle here (its lost diffs are covered by the
+        # crossed-book tests, tests/venues/test_crossed_venue_book.py).
+        lossy = [venue for venue in ALL if venue != "bitstamp"]
         async with reading(f"127.0.0.1:{rt.port}") as reader:
-            for venue in ALL:
+            for venue in lossy:
                 sim.set_faults(venue, Faults(gap_every=10))
             await trio.sleep(2.0)
-            for venue in ALL:
+            for venue in lossy:
                 sim.set_faults(venue, NO_FAULTS)
             await wait_live(rt, set(ALL))
             await settle(sim, reader, ALL)
@@ -59,8 +64,9 @@ async def test_lost_messages_resync_each_venue_its_own_way() -> None:
             # A lost message is repaired on the same connection (REST refetch or
             # resubscription), never by reconnecting.
             assert stats.reconnects == 0, venue
-            if venue != "bitstamp":  # Bitstamp cannot see a lost diff (no sequence)
-                assert stats.gaps >= 1 and stats.resyncs >= 1, venue
+        for venue in lossy:
+            stats = rt.feed_stats[venue]
+            assert stats.gaps >= 1 and stats.resyncs >= 1, venue
 
 
 async def test_every_summary_of_the_demo_setup_is_the_true_merge() -> None:
