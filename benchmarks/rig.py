@@ -27,9 +27,12 @@ import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from multiprocessing.connection import Connection
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 import trio
+
+if TYPE_CHECKING:
+    from dragonflybot.config import InstrumentConfig
 
 CTX = multiprocessing.get_context("spawn")
 SERVICE_CPU = 0
@@ -109,6 +112,33 @@ Plan = list[tuple[str, int, list[tuple[str, str, str, str]]]]
 """Per instrument: (name, gRPC port, [(venue, mode, ws_url, rest_url)])."""
 
 
+def plan_instruments(plan: Plan) -> list[InstrumentConfig]:
+    """The plan as instrument configuration, as every benchmarked service process runs it.
+
+    Imports the package lazily: a child process pins its CPU before importing it.
+    """
+    from dragonflybot.config import InstrumentConfig, VenueConfig
+
+    return [
+        InstrumentConfig(
+            name=name,
+            listen=f"127.0.0.1:{port}",
+            venues=[
+                VenueConfig(
+                    name=venue,
+                    mode=mode,  # type: ignore[arg-type]
+                    ws_url=ws,
+                    rest_url=rest,
+                    stale_after=30.0,
+                    dead_after=60.0,
+                )
+                for venue, mode, ws, rest in venues
+            ],
+        )
+        for name, port, venues in plan
+    ]
+
+
 class _TracingStream:
     def __init__(self, stream: Any, log: list[tuple[int, str | bytes]]) -> None:
         self._stream = stream
@@ -143,7 +173,7 @@ def service_child(
     pin({SERVICE_CPU})
     from dragonflybot.app import run_app
     from dragonflybot.client import connect_websocket
-    from dragonflybot.config import AppConfig, InstrumentConfig, LimitsConfig, VenueConfig
+    from dragonflybot.config import AppConfig, LimitsConfig
     from dragonflybot.feed import run_feed
 
     frames_log: list[tuple[int, str | bytes]] = []
@@ -155,24 +185,7 @@ def service_child(
             yield _TracingStream(stream, frames_log)
 
     config = AppConfig(
-        instruments=[
-            InstrumentConfig(
-                name=name,
-                listen=f"127.0.0.1:{port}",
-                venues=[
-                    VenueConfig(
-                        name=venue,
-                        mode=mode,  # type: ignore[arg-type]
-                        ws_url=ws,
-                        rest_url=rest,
-                        stale_after=30.0,
-                        dead_after=60.0,
-                    )
-                    for venue, mode, ws, rest in venues
-                ],
-            )
-            for name, port, venues in plan
-        ],
+        instruments=plan_instruments(plan),
         depth=10,
         log_level="WARNING",
         max_client_rate=max_client_rate,

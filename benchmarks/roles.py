@@ -52,28 +52,11 @@ def role_child(
 ) -> None:
     """One role process: ready -> "go" (feeds start) -> measures -> "stop" -> reports."""
     from dragonflybot.app_roles import Role, Roles, run_roles
-    from dragonflybot.config import AppConfig, BusSettings, InstrumentConfig, VenueConfig
+    from dragonflybot.config import AppConfig, BusSettings
     from dragonflybot.feed import run_feed
 
     config = AppConfig(
-        instruments=[
-            InstrumentConfig(
-                name=name,
-                listen=f"127.0.0.1:{port}",
-                venues=[
-                    VenueConfig(
-                        name=venue,
-                        mode=mode,  # type: ignore[arg-type]
-                        ws_url=ws,
-                        rest_url=rest,
-                        stale_after=30.0,
-                        dead_after=60.0,
-                    )
-                    for venue, mode, ws, rest in venues
-                ],
-            )
-            for name, port, venues in plan
-        ],
+        instruments=rig.plan_instruments(plan),
         depth=10,
         log_level="WARNING",
         max_client_rate=max_client_rate,

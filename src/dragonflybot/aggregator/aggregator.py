@@ -15,6 +15,7 @@ from typing import Protocol
 import attrs
 import trio
 
+from dragonflybot.aggregator.batches import apply_in_batches
 from dragonflybot.aggregator.state import BookState
 from dragonflybot.aggregator.table import ViewTable
 from dragonflybot.core.merge import Consolidated
@@ -126,22 +127,6 @@ class Aggregator:
             async with receive:
                 self.publish_current()
                 task_status.started()
-                batch: list[VenueUpdate] = []
-                ended = False
-                while not ended:
-                    try:
-                        batch.append(await receive.receive())
-                    except trio.EndOfChannel:
-                        break
-                    while True:
-                        try:
-                            batch.append(receive.receive_nowait())
-                        except trio.WouldBlock:
-                            break
-                        except trio.EndOfChannel:
-                            ended = True
-                            break
-                    self.apply_batch(batch)
-                    batch.clear()
+                await apply_in_batches(receive, self.apply_batch)
         finally:
             self._publisher.close()

@@ -17,6 +17,7 @@ import time
 import attrs
 import trio
 
+from dragonflybot.aggregator.batches import apply_in_batches
 from dragonflybot.aggregator.fanout import Fanout
 from dragonflybot.aggregator.table import ViewTable
 from dragonflybot.aggregator.tee import tee_updates
@@ -97,21 +98,7 @@ class LiquidityAggregator:
             async with receive:
                 self.publish_current()
                 task_status.started()
-                ended = False
-                while not ended:
-                    try:
-                        batch = [await receive.receive()]
-                    except trio.EndOfChannel:
-                        break
-                    while True:
-                        try:
-                            batch.append(receive.receive_nowait())
-                        except trio.WouldBlock:
-                            break
-                        except trio.EndOfChannel:
-                            ended = True
-                            break
-                    self.apply_batch(batch)
+                await apply_in_batches(receive, self.apply_batch)
         finally:
             self.fanout.close()
 

@@ -232,10 +232,6 @@ def requested(payload: bytes) -> list[str]:
     return request.args if request.op == "subscribe" else []
 
 
-def rest_key(url: str) -> str | None:
-    return None
-
-
 def owns_path(path: str) -> bool:
     return path.startswith("/v5/")
 
@@ -262,7 +258,6 @@ SIM_VENUE: Final = SimVenue(
     renderer=_renderer,
     replay_frame=replay_frame,
     requested=requested,
-    rest_key=rest_key,
     owns_path=owns_path,
     subscribed=_subscribed,
     restart=_restart,

@@ -276,10 +276,6 @@ def requested(payload: bytes) -> list[str]:
     return request.product_ids
 
 
-def rest_key(url: str) -> str | None:
-    return None
-
-
 def owns_path(path: str) -> bool:
     return path in ("", "/")
 
@@ -306,7 +302,6 @@ SIM_VENUE: Final = SimVenue(
     renderer=_renderer,
     replay_frame=replay_frame,
     requested=requested,
-    rest_key=rest_key,
     owns_path=owns_path,
     subscribed=_subscribed,
     heartbeat=_heartbeat,

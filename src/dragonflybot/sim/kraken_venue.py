@@ -299,10 +299,6 @@ def requested(payload: bytes) -> list[str]:
     return [book_name(symbol) for symbol in params.symbol] if params.channel == kraken.BOOK else []
 
 
-def rest_key(url: str) -> str | None:
-    return None
-
-
 def owns_path(path: str) -> bool:
     return path == WS_PATH
 
@@ -324,7 +320,6 @@ SIM_VENUE: Final = SimVenue(
     renderer=_renderer,
     replay_frame=replay_frame,
     requested=requested,
-    rest_key=rest_key,
     owns_path=owns_path,
     subscribed=_subscribed,
 )

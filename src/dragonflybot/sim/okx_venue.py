@@ -203,10 +203,6 @@ def requested(payload: bytes) -> list[str]:
     return [channel_name(a.instId) for a in request.args if a.channel == okx.CHANNEL and a.instId]
 
 
-def rest_key(url: str) -> str | None:
-    return None
-
-
 def owns_path(path: str) -> bool:
     return path == WS_PATH
 
@@ -227,7 +223,6 @@ SIM_VENUE: Final = SimVenue(
     renderer=_renderer,
     replay_frame=replay_frame,
     requested=requested,
-    rest_key=rest_key,
     owns_path=owns_path,
     subscribed=_subscribed,
 )

@@ -59,6 +59,10 @@ def _no_channels(url: str) -> list[str]:
     return []
 
 
+def _no_rest_key(url: str) -> str | None:
+    return None
+
+
 @attrs.frozen
 class SimVenue:
     """A simulated venue: its sans-I/O server protocol, market rendering and replay rules."""
@@ -76,10 +80,11 @@ class SimVenue:
     recorder's own request, answered live instead."""
     requested: Callable[[bytes], list[str]]
     """Streams/channels a recorded outgoing frame subscribed to."""
-    rest_key: Callable[[str], str | None]
-    """The key (symbol, pair) a recorded or requested REST URL asks for."""
     owns_path: Callable[[str], bool]
     """A recorded URL path of this venue (for URLs whose host names no venue)."""
+    rest_key: Callable[[str], str | None] = _no_rest_key
+    """The key (symbol, pair) a recorded or requested REST URL asks for; by default
+    none: a venue whose book comes whole on the stream serves no book over REST."""
     connect_channels: Callable[[str], list[str]] = _no_channels
     """Streams a recorded connection URL itself subscribed to."""
     subscribed: Callable[[Renderer, Key, VenueMarket], Outgoing | None] | None = None

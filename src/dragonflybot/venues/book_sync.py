@@ -19,7 +19,7 @@ the sync kind knows (``resync``), counted in ``SyncCounters``.
 from __future__ import annotations
 
 import abc
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import ClassVar, Final
 
 import attrs
@@ -272,3 +272,26 @@ class StreamSync(BookSync):
             return refused
         self.book.apply_wire(bids, asks)
         return self._applied(last, event_time_ms, checksum)
+
+
+class FramesSync(StreamSync):
+    """A ``StreamSync`` that resubscribes with the frames its protocol supplies.
+
+    The four stream venues differ only in how they build those frames, never in how
+    the sync uses them, so the protocol hands over a callable: fixed frames (Coinbase,
+    Bybit) or frames built at each resync by the protocol itself (Kraken numbers each
+    request; OKX notes that a resubscription is under way).
+    """
+
+    def __init__(
+        self,
+        frames: Callable[[], tuple[str, ...]],
+        *,
+        keep_wire: bool = False,
+        depth: int | None = None,
+    ) -> None:
+        super().__init__(keep_wire=keep_wire, depth=depth)
+        self._frames = frames
+
+    def resubscribe_frames(self) -> tuple[str, ...]:
+        return self._frames()

@@ -33,7 +33,7 @@ from dragonflybot.venues.base import (
     require_alnum,
 )
 from dragonflybot.venues.book_protocol import BookProtocol
-from dragonflybot.venues.book_sync import StreamSync
+from dragonflybot.venues.book_sync import FramesSync
 from dragonflybot.venues.spec import VenueSpec
 
 NAME: Final = "bybit"
@@ -101,17 +101,10 @@ def topic_of(depth: int, symbol: str) -> str:
     return f"orderbook.{depth}.{symbol}"
 
 
-class _Sync(StreamSync):
+class _Sync(FramesSync):
     """``position`` is the book's ``u``; each delta must be exactly the next one."""
 
     update_name = "deltas"
-
-    def __init__(self, depth: int, frames: tuple[str, ...]) -> None:
-        super().__init__(depth=depth)
-        self._frames = frames
-
-    def resubscribe_frames(self) -> tuple[str, ...]:
-        return self._frames
 
     def continues(self, position: int, first: int, last: int) -> bool:
         return first == position + 1
@@ -148,7 +141,7 @@ class BybitProtocol(BookProtocol[_Sync]):
             ws_url or DEFAULT_WS_URL,
             rest_url or DEFAULT_REST_URL,
             (self.topic,),
-            _Sync(levels, frames),
+            _Sync(lambda: frames, depth=levels),
         )
         self.seq: int | None = None
         """``seq`` (cross sequence) of the newest applied message."""

@@ -33,7 +33,7 @@ from dragonflybot.venues.base import (
     VenueNotice,
 )
 from dragonflybot.venues.book_protocol import BookProtocol
-from dragonflybot.venues.book_sync import StreamSync
+from dragonflybot.venues.book_sync import FramesSync
 from dragonflybot.venues.spec import VenueSpec
 
 NAME: Final = "coinbase"
@@ -160,17 +160,10 @@ def _second_ms(text: str) -> int:
     return int(moment.timestamp()) * 1000
 
 
-class _Sync(StreamSync):
+class _Sync(FramesSync):
     """``position`` is the ``sequence_num`` of the message that last changed the book."""
 
     update_name = "l2_data updates"
-
-    def __init__(self, frames: tuple[str, ...]) -> None:
-        super().__init__()
-        self._frames = frames
-
-    def resubscribe_frames(self) -> tuple[str, ...]:
-        return self._frames
 
 
 class CoinbaseProtocol(BookProtocol[_Sync]):
@@ -206,7 +199,7 @@ class CoinbaseProtocol(BookProtocol[_Sync]):
             ws_url or DEFAULT_WS_URL,
             rest_url or DEFAULT_REST_URL,
             (f"{LEVEL2}:{product}",),
-            _Sync(resubscribe),
+            _Sync(lambda: resubscribe),
         )
         self._times = _TimeCache()
         self._sequence: int | None = None

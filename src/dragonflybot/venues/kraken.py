@@ -26,7 +26,7 @@ Wire schema here is shared by the feed and the simulator (``sim.kraken_wire``).
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from datetime import datetime
 from decimal import Decimal
 from typing import Annotated, Final, Literal
@@ -49,7 +49,7 @@ from dragonflybot.venues.base import (
     VenueNotice,
 )
 from dragonflybot.venues.book_protocol import BookProtocol
-from dragonflybot.venues.book_sync import StreamSync
+from dragonflybot.venues.book_sync import FramesSync
 from dragonflybot.venues.spec import VenueSpec
 
 NAME: Final = "kraken"
@@ -217,17 +217,10 @@ def event_time_ms(timestamp: str | None) -> int | None:
         raise DecodeError(f"bad timestamp {timestamp[:40]!r}") from exc
 
 
-class KrakenSync(StreamSync):
+class KrakenSync(FramesSync):
     """The ``book`` book: cut to the subscribed depth, CRC32 over the top 10 after each message."""
 
     update_name = "book updates"
-
-    def __init__(self, frames: Callable[[], tuple[str, ...]], depth: int) -> None:
-        super().__init__(keep_wire=True, depth=depth)
-        self._frames = frames
-
-    def resubscribe_frames(self) -> tuple[str, ...]:
-        return self._frames()
 
     def integrity(self) -> str | None:
         """CRC32 over the best 10 asks then bids, written at the pair's precision."""
@@ -276,7 +269,7 @@ class KrakenProtocol(BookProtocol[KrakenSync]):
         if self._configured is not None:
             self._set_precision(self._configured)
         stream = f"{BOOK}-{self.depth}:{self.symbol}"
-        sync = KrakenSync(self._resubscribe_texts, self.depth)
+        sync = KrakenSync(self._resubscribe_texts, keep_wire=True, depth=self.depth)
         super().__init__(
             NAME, "depth", ws_url or DEFAULT_WS_URL, rest_url or DEFAULT_REST_URL, (stream,), sync
         )

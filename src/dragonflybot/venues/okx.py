@@ -23,7 +23,7 @@ Wire schema here is shared by the feed and the simulator (``sim.okx_wire``).
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Annotated, Final
 
 import msgspec
@@ -44,7 +44,7 @@ from dragonflybot.venues.base import (
     parse_int,
 )
 from dragonflybot.venues.book_protocol import BookProtocol
-from dragonflybot.venues.book_sync import StreamSync
+from dragonflybot.venues.book_sync import FramesSync
 from dragonflybot.venues.spec import VenueSpec
 
 NAME: Final = "okx"
@@ -137,17 +137,10 @@ NO_PREV: Final = -3
 """``first`` of an update that has a ``seqId`` but no ``prevSeqId``: never continues."""
 
 
-class OkxSync(StreamSync):
+class OkxSync(FramesSync):
     """The ``books`` book: ``prevSeqId`` chain before applying, CRC32 after."""
 
     update_name = "books update"
-
-    def __init__(self, frames: Callable[[], tuple[str, ...]], depth: int | None) -> None:
-        super().__init__(keep_wire=True, depth=depth)
-        self._frames = frames
-
-    def resubscribe_frames(self) -> tuple[str, ...]:
-        return self._frames()
 
     def continues(self, position: int, first: int, last: int) -> bool:
         """``prevSeqId`` equals the book's ``seqId``: that one rule accepts the keepalive
@@ -184,7 +177,7 @@ class OkxProtocol(BookProtocol[OkxSync]):
         self.inst_id = inst_id_of(instrument, symbol)
         if depth is not None and depth < okx_checksum.LEVELS:
             raise ConfigError(f"{NAME}: depth must keep the {okx_checksum.LEVELS} checked levels")
-        sync = OkxSync(self._resubscribe_texts, depth)
+        sync = OkxSync(self._resubscribe_texts, keep_wire=True, depth=depth)
         super().__init__(
             NAME,
             "depth",
