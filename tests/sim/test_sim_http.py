@@ -5,10 +5,14 @@ from __future__ import annotations
 import re
 
 import h11
+import pytest
 import trio
 import trio.testing
 
+from dragonflybot.errors import ConfigError
 from dragonflybot.sim.http import HttpResponse, serve_http
+
+from .conftest import running
 
 
 def handler(method: str, target: str) -> HttpResponse:
@@ -83,3 +87,16 @@ async def test_idle_client_is_disconnected(autojump_clock: trio.testing.MockCloc
         assert trio.current_time() - start >= 30.0
         await stream.aclose()
         nursery.cancel_scope.cancel()
+
+
+async def test_a_port_in_use_is_named_in_the_error() -> None:
+    """The simulator's own bind error says which venue, which listener and which address."""
+    with trio.socket.socket() as taken:
+        await taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        expected = rf"binance REST: cannot listen on 127\.0\.0\.1:{port}"
+        matcher = pytest.RaisesExc(ConfigError, match=expected)
+        with pytest.RaisesGroup(matcher, flatten_subgroups=True):
+            async with running(venues=("binance",), rest_ports={"binance": port}):
+                pass

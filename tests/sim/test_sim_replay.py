@@ -21,13 +21,19 @@ from .conftest import receive, receive_n, running
 
 
 async def record_from_sim(
-    sim: SimHandle, venue: str, path: Path, *, mode: str = "depth", count: int = 40
+    sim: SimHandle,
+    venue: str,
+    path: Path,
+    *,
+    mode: str = "depth",
+    count: int = 40,
+    instrument: str = "ETH-BTC",
 ) -> list[CaptureRecord]:
     endpoints = sim.endpoints[venue]
     stats = await record(
         RecordOptions(
             venue=venue,
-            instrument="ETH-BTC",
+            instrument=instrument,
             output=str(path),
             mode=mode,  # type: ignore[arg-type]
             ws_url=endpoints.ws_url,
@@ -59,6 +65,13 @@ async def test_recorder_captures_the_feed_conversation(tmp_path: Path) -> None:
     assert times == sorted(times)
     (rest,) = kinds(records, RecordKind.REST)
     assert "/api/v3/depth?symbol=ETHBTC" in rest.url and rest.payload.startswith(b'{"lastUpdateId"')
+
+
+async def test_the_capture_names_the_instrument_canonically(tmp_path: Path) -> None:
+    path = tmp_path / "binance.cap"
+    async with running(venues=("binance",), rate=100.0) as sim:
+        records = await record_from_sim(sim, "binance", path, count=3, instrument="ethbtc")
+    assert msgspec.json.decode(records[0].payload)["instrument"] == "ETH-BTC"
 
 
 async def replay_client(

@@ -27,6 +27,7 @@ import trio_websocket
 
 from dragonflybot.config import Mode, VenueConfig
 from dragonflybot.errors import ConfigError, TransportError
+from dragonflybot.instrument import canonical
 from dragonflybot.sim.capture import CaptureRecord, CaptureWriter, RecordKind
 from dragonflybot.venues import registry
 from dragonflybot.venues.base import FetchSnapshot, SendText, VenueProtocol
@@ -219,6 +220,8 @@ async def record(
     when this returns (or is cancelled); ``stats`` (if given) is kept up to date, so a
     caller that cancels still has the counts."""
     spec = registry.lookup(options.venue, venues)
+    # The capture's metadata names the instrument canonically however the caller spelt it.
+    options = attrs.evolve(options, instrument=canonical(options.instrument))
     venue_config = VenueConfig(
         name=options.venue, mode=options.mode, ws_url=options.ws_url, rest_url=options.rest_url
     )

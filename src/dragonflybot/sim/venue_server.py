@@ -15,6 +15,7 @@ from collections.abc import Awaitable, Callable
 
 import trio
 
+from dragonflybot.config import format_listen
 from dragonflybot.errors import ConfigError
 from dragonflybot.sim.config import Endpoints, SimConfig
 from dragonflybot.sim.connection import ClientConnection
@@ -94,6 +95,23 @@ class VenueServer(abc.ABC):
         """Hook: a client connection started (its tasks run in ``nursery``)."""
         log.debug("%s: client %d connected", self.venue, conn.index)
 
+    async def _listen(
+        self,
+        nursery: trio.Nursery,
+        what: str,
+        serve: Callable[..., Awaitable[None]],
+        handler: object,
+        port: int,
+    ) -> int:
+        """Start one listener; a bind failure names the venue, the listener and the address."""
+        host = self.config.host
+        try:
+            bound: int = await nursery.start(serve, handler, host, port)
+        except OSError as exc:
+            where = format_listen(host, port)
+            raise ConfigError(f"{self.venue} {what}: cannot listen on {where}: {exc}") from exc
+        return bound
+
     async def serve(
         self, *, task_status: trio.TaskStatus[Endpoints] = trio.TASK_STATUS_IGNORED
     ) -> None:
@@ -104,15 +122,12 @@ class VenueServer(abc.ABC):
         )
         handler: ConnectionHandler = self._on_request
         async with trio.open_nursery() as nursery:
-            try:
-                ws_port = await nursery.start(
-                    serve_ws, handler, config.host, config.ports.get(self.venue, 0)
-                )
-                rest_port = await nursery.start(
-                    serve_http, self.rest, config.host, config.rest_ports.get(self.venue, 0)
-                )
-            except OSError as exc:
-                raise ConfigError(f"{self.venue}: cannot listen on {config.host}: {exc}") from exc
+            ws_port = await self._listen(
+                nursery, "WebSocket", serve_ws, handler, config.ports.get(self.venue, 0)
+            )
+            rest_port = await self._listen(
+                nursery, "REST", serve_http, self.rest, config.rest_ports.get(self.venue, 0)
+            )
             self._clock_origin = trio.current_time()
             self._epoch_ns = self._start_epoch_ns()
             await self.background(nursery)
