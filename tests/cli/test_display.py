@@ -152,3 +152,15 @@ def test_client_labels_the_table_with_the_canonical_instrument() -> None:
     console = Console(record=True, width=100)
     console.print(render_table(received(BOOK), 1.0, "ETH-BTC @ 127.0.0.1:50051"))
     assert "ETH-BTC @ 127.0.0.1:50051" in console.export_text()
+
+
+def test_the_table_names_the_gateway_the_book_came_from() -> None:
+    """With several ``--server``s the header names the one being followed, not the first."""
+    console = Console(record=True, width=100)
+    waiting = render_table(None, 0.0, "127.0.0.1:50051, 127.0.0.1:50052")
+    console.print(waiting)
+    assert "127.0.0.1:50051, 127.0.0.1:50052: waiting" in console.export_text()
+    book = ReceivedSummary(to_summary(BOOK), 1, 0, server="127.0.0.1:50052")
+    console.print(render_table(book, 1.0, "127.0.0.1:50051, 127.0.0.1:50052"))
+    header = console.export_text().splitlines()[0]
+    assert header.startswith("127.0.0.1:50052") and "50051" not in header

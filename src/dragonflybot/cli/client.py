@@ -131,7 +131,8 @@ async def follow_and_show(
             )
         )
         if table:
-            await show_live_table(books, count, format_listen(host, port), instrument=instrument)
+            servers = ", ".join(format_listen(*server) for server in [(host, port), *alternates])
+            await show_live_table(books, count, servers, instrument=instrument)
         else:
             await print_json_lines(books, count, instrument=instrument)
         nursery.cancel_scope.cancel()

@@ -237,6 +237,7 @@ def render_table(
         label = f"{instrument} @ {source}" if instrument else source
         return Group(Text(f"{label}: waiting for the first book..."), table)
     book = shown(received, instrument)
+    source = received.server or source
     levels = book.bids + book.asks
     price_places = max((_decimals(p) for _, p, _ in levels), default=0)
     amount_places = max((_decimals(a) for _, _, a in levels), default=0)

@@ -53,6 +53,8 @@ class ReceivedSummary:
     """``summary`` is a ``dragonflybot.v1.Book`` (instrument, sequence, times, venues)."""
     recv_time_ns: int = 0
     """``time.time_ns()`` at receipt (UTC), for what a person or a log reads."""
+    server: str = ""
+    """The ``host:port`` it came from: with several gateways, the one followed now."""
 
 
 _REFUSALS = frozenset({"NOT_FOUND", "INVALID_ARGUMENT", "PERMISSION_DENIED", "UNAUTHENTICATED"})
@@ -158,11 +160,18 @@ async def follow_any_book(
         await trio.sleep(delay)
 
 
-def _publish(out: Fanout[ReceivedSummary], session: _Session, book: Any, v1: bool) -> None:
+def _publish(
+    out: Fanout[ReceivedSummary], session: _Session, book: Any, v1: bool, server: str
+) -> None:
     session.count += 1
     out.publish(
         ReceivedSummary(
-            book, session.count, time.monotonic_ns(), v1=v1, recv_time_ns=time.time_ns()
+            book,
+            session.count,
+            time.monotonic_ns(),
+            v1=v1,
+            recv_time_ns=time.time_ns(),
+            server=server,
         )
     )
 
@@ -177,6 +186,7 @@ async def _attempt(
     security: ChannelSecurity | None,
 ) -> TransportError | ServiceError:
     """One connection: returns why it ended (it always ends with an error)."""
+    server = format_listen(host, port)
     try:
         async with open_channel(
             host, port, connect_timeout=connect_timeout, security=security
@@ -188,7 +198,7 @@ async def _attempt(
                     try:
                         request = BookRequest(instrument=session.instrument)
                         async for book in stub_v1.StreamBook(request, metadata=channel.metadata):
-                            _publish(out, session, book, True)
+                            _publish(out, session, book, True, server)
                     except RpcFailedError as exc:
                         if exc.status.status_code.name != "UNIMPLEMENTED":
                             raise
@@ -203,7 +213,7 @@ async def _attempt(
                         return TransportError("server ended the stream")
                 stub = OrderbookAggregatorStub(channel)  # type: ignore[no-untyped-call]
                 async for summary in stub.BookSummary(Empty(), metadata=channel.metadata):
-                    _publish(out, session, summary, False)
+                    _publish(out, session, summary, False, server)
             except RpcFailedError as exc:
                 if exc.status.status_code.name in _REFUSALS:
                     return ServiceError(f"the server refused the stream: {_status_text(exc)}")
