@@ -161,9 +161,16 @@ def plan_topology(
             raise ConfigError(f"{where}: instrument {name!r} has no venue")
         for j, venue in enumerate(feeds):
             try:
-                lookup(venue.name, venues)
+                spec = lookup(venue.name, venues)
             except ConfigError as exc:
                 raise ConfigError(f"{where}[{j}].name: {exc}") from None
+            try:
+                # A protocol is a plain state machine: building one here checks what only
+                # the venue knows (Bybit's depths, a symbol it cannot map) before anything
+                # starts, instead of a feed dropping out of a running server.
+                spec.create(venue, name)
+            except ConfigError as exc:
+                raise ConfigError(f"{where}[{j}]: {exc}") from None
         try:
             host, port = parse_listen(inst.listen or config.listen or DEFAULT_LISTEN)
         except ConfigError as exc:

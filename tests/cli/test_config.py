@@ -169,3 +169,27 @@ venues = [{ name = "bitstamp", mode = "diff" }]
 def test_unknown_mode_is_a_config_error_naming_the_key() -> None:
     with pytest.raises(ConfigError, match=r"venues\[0\]\.mode"):
         decode_config(b'[[venues]]\nname = "binance"\nmode = "full"')
+
+
+@pytest.mark.parametrize(
+    ("text", "key"),
+    [
+        (
+            '[[instruments]]\nname = "ETH-BTC"\n[[venues]]\nname = "bybit"\ndepth = 7',
+            "venues[0]: bybit: depth must be one of 1, 50, 200, 1000, got 7",
+        ),
+        (
+            '[[instruments]]\nname = "ETH-BTC"\n'
+            '[[instruments.venues]]\nname = "binance"\n[[instruments.venues]]\nname = "bybit"\n'
+            "depth = 3",
+            "instruments[0].venues[1]: bybit: depth must be one of",
+        ),
+    ],
+)
+def test_what_only_a_venue_knows_is_checked_before_anything_starts(text: str, key: str) -> None:
+    """A depth Bybit does not publish is a config error at start, not a feed that drops out."""
+    from dragonflybot.app import plan_topology
+
+    with pytest.raises(ConfigError) as info:
+        plan_topology(decode_config(text))
+    assert key in str(info.value)
