@@ -39,7 +39,7 @@ from __future__ import annotations
 import functools
 import logging
 import ssl
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
 from types import MappingProxyType
 from typing import Any, Protocol
 
@@ -220,7 +220,10 @@ class InstrumentRuntime:
         plan: InstrumentPlan,
         *,
         max_client_rate: float = 0.0,
+        fed: Collection[str] | None = None,
     ) -> None:
+        """``fed``: the venues of ``plan`` whose feeds this process runs (default: all);
+        a process of the bus roles serves (or merges) venues fed elsewhere."""
         self.plan = plan
         self.publisher = SummaryPublisher()
         self.stream_stats = StreamStats()
@@ -237,7 +240,10 @@ class InstrumentRuntime:
         self.server: GrpcServer | None = None
         """The server at its address (``plan.host``/``plan.port``); set by ``run_app``."""
         self.aggregator_stats = AggregatorStats()
-        self.feed_stats: dict[str, FeedStats] = {v.name: FeedStats() for v in plan.venues}
+        self.feed_stats: dict[str, FeedStats] = {
+            v.name: FeedStats() for v in plan.venues if fed is None or v.name in fed
+        }
+        """One per venue fed here: ``_FeedGroup`` starts exactly these feeds."""
 
     @property
     def name(self) -> str:
@@ -518,7 +524,9 @@ class _FeedGroup:
     ) -> None:
         plan = rt.plan
         for venue in plan.venues:
-            stats = rt.feed_stats[venue.name]
+            stats = rt.feed_stats.get(venue.name)
+            if stats is None:
+                continue  # fed by another process
             run = functools.partial(
                 runner, venue, plan.name, plan.feed_depth, send.clone(), stats=stats, venues=venues
             )
