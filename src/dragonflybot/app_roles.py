@@ -15,10 +15,45 @@ the consumer's side for an ingest with liveness::
 
 A gateway binds the same addresses as ``run_app`` (``app.plan_servers``: the API
 address with ``dragonflybot.v1`` BookService, health and reflection for every
-instrument, then each instrument's own address). The bus carries consolidated
-books only, not the aggregated-liquidity ladder, so the roles run no ladder: a
-gateway offers no ``LiquidityService`` and no FIX acceptor (``[fix]`` is for a
-single process).
+instrument, then each instrument's own address) and serves everything a single
+process serves: with a ladder depth (``liquidity_depth``, or ``[fix]``) the
+``LiquidityService`` and, with ``[fix]``, the FIX acceptor. The ladder's
+topology::
+
+    serve:      one subscriber per instrument: book.<INSTRUMENT>, view.<venue>.<INSTRUMENT>,
+                feed.<venue> ─┬─ books ─> BookGate ─> SummaryPublisher ─> gRPC, FIX (BBO)
+                              └─ views ─> ViewGate ─> LiquidityAggregator ─> LiquidityService,
+                                                                             FIX (ladder)
+
+Each gateway runs the ladder aggregator itself, from the venue views the feeds
+already publish, rather than the aggregate role publishing ladders on a subject
+of their own, because:
+
+- a cost-to-trade answer walks the venue views, not the ladder (the ladder's
+  ``liquidity_depth`` prices hold fewer levels than the views), so a ladder
+  subject would have to carry every view again: the views subjects already are
+  that message, published once per venue change;
+- liveness comes for free and is the same rule as the merge's: the ``ViewGate``
+  turns a feed process that stopped heartbeating, a down notice or a bus outage
+  into ``VenueDown``, so no ladder ever sums a view from a dead process and the
+  ladder is empty (no live venue) while the bus is down; a ladder subject would
+  need a gate, a staleness rule and a codec kind of its own;
+- the layers stay as they are: ``LiquidityAggregator`` is the one ``run_app``
+  runs, only the queue in front of it changed (a bus ingest instead of the tee
+  of the feeds' channel), and the aggregate role does no work nobody reads;
+- the cost is a gateway's inbound traffic (every venue's view of its
+  instruments instead of one book each: docs/scaling.md) and one ladder build
+  per view change per gateway, small beside the per-client fan-out a gateway
+  exists for.
+
+Where the aggregator runs in the serving process (``aggregate`` + ``serve``),
+the ladder taps the aggregator's input as in ``run_app``. Every role plans from
+the same file, so the feeds publish views ``InstrumentPlan.feed_depth`` deep,
+enough for the ladder (the gateway takes no depth flags of its own with
+``--bus``). A gateway lists and streams every instrument of the file with all
+of its venues (``ListInstruments``, ``StreamBook``; an instrument outside the
+file is NOT_FOUND, as in one process): the file describes the deployment, so
+there is nothing to discover on the bus.
 
 Roles combine (``feed`` + ``aggregate`` in one process is the in-process
 feeds->aggregator channel with books on the bus). The layers themselves do not
