@@ -244,8 +244,10 @@ def ladder_rows(message: Any) -> tuple[list[Any], list[Any], list[str]]:
     return side(message.bids), side(message.asks), list(message.live_venues)
 
 
-def expected_ladder(views: list[VenueView]) -> tuple[list[Any], list[Any], list[str]]:
-    ladder = build_ladder(views, LADDER)
+def expected_ladder(
+    views: list[VenueView], depth: int = LADDER
+) -> tuple[list[Any], list[Any], list[str]]:
+    ladder = build_ladder(views, depth)
 
     def side(rows: Any) -> list[Any]:
         return [
