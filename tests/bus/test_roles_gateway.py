@@ -453,3 +453,35 @@ async def test_a_gateway_serves_books_ladders_and_fix_from_the_bus(redis: RedisS
                     lambda: ladder.latest,
                 )
             nursery.cancel_scope.cancel()
+
+
+async def test_aggregate_and_serve_in_one_process_tap_the_aggregators_input(
+    redis: RedisServer,
+) -> None:
+    """``aggregate`` + ``serve``: the ladder reads the views the aggregator reads (as in
+    ``run_app``), and the book is both served here and published for other gateways."""
+    config = deployment(redis)
+    both = list(VIEWS[BTC].values())
+    with trio.fail_after(60):
+        async with trio.open_nursery() as nursery:
+            app = await start_roles(nursery, config, roles_of(config, Role.AGGREGATE, Role.SERVE))
+            other_gateway = await start_roles(nursery, config, roles_of(config, Role.SERVE))
+            await start_roles(nursery, config, roles_of(config, Role.FEED))
+            target = f"127.0.0.1:{app.servers[0].port}"
+            async with streaming(target, ladder_call(BTC)) as ladder:
+                await until(
+                    lambda: (
+                        ladder.latest is not None
+                        and ladder_rows(ladder.latest) == expected_ladder(both)
+                    ),
+                    lambda: ladder.latest,
+                )
+            other = f"127.0.0.1:{other_gateway.servers[0].port}"
+            async with streaming(other, book_call(BTC)) as book:
+                await until(
+                    lambda: (
+                        book.latest is not None and book_rows(book.latest) == expected_book(both)
+                    ),
+                    lambda: book.latest,
+                )
+            nursery.cancel_scope.cancel()
