@@ -294,6 +294,7 @@ def build_servers(
     limits: LimitsConfig | None = None,
     tls: ssl.SSLContext | None = None,
     auth: TokenCheck | None = None,
+    ladders_serving: Fanout[bool] | None = None,
 ) -> list[GrpcServer]:
     """One ``GrpcServer`` per address: v1, liquidity, health, reflection and the Keyrock
     service of its default instrument. Sets each runtime's ``server``.
@@ -303,6 +304,9 @@ def build_servers(
 
     ``serving``: whether any instrument of the process has a live venue (``""`` and
     the v1 services in health); the Keyrock service's health is its instrument's.
+    ``ladders_serving``: the ``LiquidityService``'s, when its ladders have a liveness of
+    their own (a gateway's come from the views, its books from an aggregator); else
+    ``serving``.
     """
     by_name = {rt.name: rt for rt in runtimes}
     v1 = BookServiceV1([rt.source() for rt in runtimes], max_rate=max_client_rate)
@@ -314,7 +318,9 @@ def build_servers(
         names = {SERVICE_NAME: default.publisher.serving, book_v1.SERVICE_NAME: serving}
         if ladders:
             services.append(LiquidityService(ladders, default=default.name))
-            names[liquidity.SERVICE_NAME] = serving
+            names[liquidity.SERVICE_NAME] = (
+                ladders_serving if ladders_serving is not None else serving
+            )
         services.append(HealthService(serving, services=names))
         server = GrpcServer(
             [*services, *reflection_servicers(services)],

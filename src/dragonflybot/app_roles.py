@@ -79,7 +79,11 @@ import trio
 
 from dragonflybot.aggregator import Aggregator, Fanout
 from dragonflybot.aggregator.aggregator import Publisher
-from dragonflybot.aggregator.liquidity import LiquidityAggregator, split_for_liquidity
+from dragonflybot.aggregator.liquidity import (
+    LiquidityAggregator,
+    LiquidityState,
+    split_for_liquidity,
+)
 from dragonflybot.aggregator.state import BookState
 from dragonflybot.app import (
     FEED_BUFFER,
@@ -378,6 +382,27 @@ async def _split_deliveries(
             await target.send(received)
 
 
+async def _any_ladder_live(ladders: Sequence[Fanout[LiquidityState]], out: Fanout[bool]) -> None:
+    """Publish to ``out`` whether any ladder has a live venue: the ``LiquidityService``'s
+    health. A gateway's ladders and books have different sources (the feeds' views, an
+    aggregator's books), so one can be live while the other is not."""
+    latest = [False] * len(ladders)
+
+    async def follow(i: int, ladder: Fanout[LiquidityState]) -> None:
+        with ladder.subscribe() as states:
+            async for state in states:
+                latest[i] = bool(state.live)
+                if out.latest() is not any(latest):
+                    out.publish(any(latest))
+
+    try:
+        async with trio.open_nursery() as nursery:
+            for i, ladder in enumerate(ladders):
+                nursery.start_soon(follow, i, ladder)
+    finally:
+        out.close()
+
+
 async def _forward_views(
     receive: trio.MemoryReceiveChannel[VenueUpdate], outlet: ViewOutlet
 ) -> None:
@@ -421,6 +446,8 @@ async def run_roles(
         InstrumentRuntime(plan, max_client_rate=config.max_client_rate, fed=fed) for plan in plans
     ]
     any_live: Fanout[bool] = Fanout()
+    ladders = [rt.liquidity for rt in runtimes if rt.liquidity is not None]
+    any_ladder_live: Fanout[bool] | None = Fanout() if serving and ladders else None
     servers = (
         build_servers(
             plan_servers(config, plans),
@@ -430,6 +457,7 @@ async def run_roles(
             limits=config.limits,
             tls=tls,
             auth=auth,
+            ladders_serving=any_ladder_live,
         )
         if serving
         else []
@@ -444,6 +472,8 @@ async def run_roles(
             nursery.start_soon(
                 any_serving, [rt.publisher.serving for rt in runtimes], any_live, name="any-serving"
             )
+        if any_ladder_live is not None:
+            nursery.start_soon(_any_ladder_live, ladders, any_ladder_live, name="any-ladder-live")
         metrics_address: tuple[str, int] | None = None
         if config.metrics_listen is not None:
             host, port = parse_listen(config.metrics_listen)

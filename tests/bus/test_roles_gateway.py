@@ -12,6 +12,8 @@ with ``merge`` / ``build_ladder`` / ``cost_to_trade`` of those views:
 - ``LiquidityService`` (Ladder, CostToTrade) and the FIX acceptor (BBO and
   ladder MarketDataRequests) carry the true ladder, built by the gateway's own
   liquidity aggregator from the venue views on the bus;
+- an aggregator that dies stops the books (NOT_SERVING) but not the ladder,
+  whose health follows its own live venues;
 - a feed process that dies (cancelled: no goodbye, its heartbeats stop) takes
   its venue out of the ladder within ``stale_after``, on gRPC and FIX alike;
 - Redis going away empties the ladder (no live venue, no levels) and turns the
@@ -68,7 +70,8 @@ from dragonflybot.venues.spec import VenueSpec
 from .redis_servers import RedisServer
 
 pb: Any = liquidity_v1_pb2
-V1 = "/dragonflybot.v1.BookService/"
+BOOKS = "dragonflybot.v1.BookService"
+V1 = f"/{BOOKS}/"
 HEALTH_CHECK = "/grpc.health.v1.Health/Check"
 SERVING, NOT_SERVING = b"\x08\x01", b"\x08\x02"
 ETH, BTC = "ETH-BTC", "BTC-USDT"
@@ -316,6 +319,12 @@ def health(target: str, service: str) -> bytes:
         return answer
 
 
+async def wait_health(target: str, service: str, want: bytes) -> None:
+    with trio.fail_after(10):
+        while await trio.to_thread.run_sync(health, target, service) != want:  # noqa: ASYNC110
+            await trio.sleep(0.05)
+
+
 @attrs.define
 class FixBooks:
     """The latest full refresh (35=W) of each request, read by a task."""
@@ -347,7 +356,8 @@ async def test_a_gateway_serves_books_ladders_and_fix_from_the_bus(redis: RedisS
     with trio.fail_after(90):
         async with trio.open_nursery() as nursery:
             gateway = await start_roles(nursery, config, roles_of(config, Role.SERVE))
-            await start_roles(nursery, config, roles_of(config, Role.AGGREGATE))
+            aggregator_process = trio.CancelScope()
+            await start_roles(nursery, config, roles_of(config, Role.AGGREGATE), aggregator_process)
             binance_process = trio.CancelScope()
             await start_roles(
                 nursery,
@@ -428,6 +438,14 @@ async def test_a_gateway_serves_books_ladders_and_fix_from_the_bus(redis: RedisS
                     )
                     assert reply == cost_reply(cost_to_trade(both, side, parse(quantity)), BTC)
                 assert await trio.to_thread.run_sync(health, target, LIQUIDITY) == SERVING
+
+                # The aggregator dies: the books stop (NOT_SERVING) but the ladder, built
+                # here from the feeds' views, stays true and its service SERVING.
+                aggregator_process.cancel()
+                await wait_health(target, BOOKS, NOT_SERVING)
+                assert await trio.to_thread.run_sync(health, target, LIQUIDITY) == SERVING
+                assert ladder_rows(ladder.latest) == expected_ladder(both)
+                await start_roles(nursery, config, roles_of(config, Role.AGGREGATE))
 
                 # The binance feed process dies without a word: its heartbeats stop, and
                 # within stale_after its venue leaves the ladder too (gRPC and FIX).
