@@ -42,9 +42,10 @@ of their own, because:
   runs, only the queue in front of it changed (a bus ingest instead of the tee
   of the feeds' channel), and the aggregate role does no work nobody reads;
 - the cost is a gateway's inbound traffic (every venue's view of its
-  instruments instead of one book each: docs/scaling.md) and one ladder build
-  per view change per gateway, small beside the per-client fan-out a gateway
-  exists for.
+  instruments instead of one book each) and a ladder step per view on every
+  replica, about what an aggregator pays per view (measured and sized in
+  docs/scaling.md): ladders belong on the instruments that need them, served by
+  gateway groups over instrument ranges.
 
 Where the aggregator runs in the serving process (``aggregate`` + ``serve``),
 the ladder taps the aggregator's input as in ``run_app``. Every role plans from
@@ -375,7 +376,13 @@ async def _split_deliveries(
     views: trio.MemorySendChannel[Received],
 ) -> None:
     """A gateway subscriber's deliveries: consolidated books to one ingest, the rest
-    (views, down notices, heartbeats) to the other; both end when it does."""
+    (views, down notices, heartbeats) to the other; both end when it does.
+
+    Nothing is dropped (a lost view of a quiet venue would leave an old one in the
+    ladder), so a ladder that falls behind holds up the books too; its aggregator
+    then takes every queued view in one batch and builds once, which makes the
+    cost per view fall as the load rises (docs/scaling.md, "the ladder on a
+    gateway")."""
     async with receive, books, views:
         async for received in receive:
             target = books if isinstance(received.message.body, BookMsg) else views
