@@ -39,7 +39,7 @@ from __future__ import annotations
 import functools
 import logging
 import ssl
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
 from types import MappingProxyType
 from typing import Any, Protocol
 
@@ -227,7 +227,10 @@ class InstrumentRuntime:
         plan: InstrumentPlan,
         *,
         max_client_rate: float = 0.0,
+        fed: Collection[str] | None = None,
     ) -> None:
+        """``fed``: the venues of ``plan`` whose feeds this process runs (default: all);
+        a process of the bus roles serves (or merges) venues fed elsewhere."""
         self.plan = plan
         self.publisher = SummaryPublisher()
         self.stream_stats = StreamStats()
@@ -244,7 +247,10 @@ class InstrumentRuntime:
         self.server: GrpcServer | None = None
         """The server at its address (``plan.host``/``plan.port``); set by ``run_app``."""
         self.aggregator_stats = AggregatorStats()
-        self.feed_stats: dict[str, FeedStats] = {v.name: FeedStats() for v in plan.venues}
+        self.feed_stats: dict[str, FeedStats] = {
+            v.name: FeedStats() for v in plan.venues if fed is None or v.name in fed
+        }
+        """One per venue fed here: ``_FeedGroup`` starts exactly these feeds."""
 
     @property
     def name(self) -> str:
@@ -295,6 +301,7 @@ def build_servers(
     limits: LimitsConfig | None = None,
     tls: ssl.SSLContext | None = None,
     auth: TokenCheck | None = None,
+    ladders_serving: Fanout[bool] | None = None,
 ) -> list[GrpcServer]:
     """One ``GrpcServer`` per address: v1, liquidity, health, reflection and the Keyrock
     service of its default instrument. Sets each runtime's ``server``.
@@ -304,6 +311,9 @@ def build_servers(
 
     ``serving``: whether any instrument of the process has a live venue (``""`` and
     the v1 services in health); the Keyrock service's health is its instrument's.
+    ``ladders_serving``: the ``LiquidityService``'s, when its ladders have a liveness of
+    their own (a gateway's come from the views, its books from an aggregator); else
+    ``serving``.
     """
     by_name = {rt.name: rt for rt in runtimes}
     v1 = BookServiceV1([rt.source() for rt in runtimes], max_rate=max_client_rate)
@@ -315,7 +325,9 @@ def build_servers(
         names = {SERVICE_NAME: default.publisher.serving, book_v1.SERVICE_NAME: serving}
         if ladders:
             services.append(LiquidityService(ladders, default=default.name))
-            names[liquidity.SERVICE_NAME] = serving
+            names[liquidity.SERVICE_NAME] = (
+                ladders_serving if ladders_serving is not None else serving
+            )
         services.append(HealthService(serving, services=names))
         server = GrpcServer(
             [*services, *reflection_servicers(services)],
@@ -525,7 +537,9 @@ class _FeedGroup:
     ) -> None:
         plan = rt.plan
         for venue in plan.venues:
-            stats = rt.feed_stats[venue.name]
+            stats = rt.feed_stats.get(venue.name)
+            if stats is None:
+                continue  # fed by another process
             run = functools.partial(
                 runner, venue, plan.name, plan.feed_depth, send.clone(), stats=stats, venues=venues
             )

@@ -15,10 +15,46 @@ the consumer's side for an ingest with liveness::
 
 A gateway binds the same addresses as ``run_app`` (``app.plan_servers``: the API
 address with ``dragonflybot.v1`` BookService, health and reflection for every
-instrument, then each instrument's own address). The bus carries consolidated
-books only, not the aggregated-liquidity ladder, so the roles run no ladder: a
-gateway offers no ``LiquidityService`` and no FIX acceptor (``[fix]`` is for a
-single process).
+instrument, then each instrument's own address) and serves everything a single
+process serves: with a ladder depth (``liquidity_depth``, or ``[fix]``) the
+``LiquidityService`` and, with ``[fix]``, the FIX acceptor. The ladder's
+topology::
+
+    serve:      one subscriber per instrument: book.<INSTRUMENT>, view.<venue>.<INSTRUMENT>,
+                feed.<venue> ─┬─ books ─> BookGate ─> SummaryPublisher ─> gRPC, FIX (BBO)
+                              └─ views ─> ViewGate ─> LiquidityAggregator ─> LiquidityService,
+                                                                             FIX (ladder)
+
+Each gateway runs the ladder aggregator itself, from the venue views the feeds
+already publish, rather than the aggregate role publishing ladders on a subject
+of their own, because:
+
+- a cost-to-trade answer walks the venue views, not the ladder (the ladder's
+  ``liquidity_depth`` prices hold fewer levels than the views), so a ladder
+  subject would have to carry every view again: the views subjects already are
+  that message, published once per venue change;
+- liveness comes for free and is the same rule as the merge's: the ``ViewGate``
+  turns a feed process that stopped heartbeating, a down notice or a bus outage
+  into ``VenueDown``, so no ladder ever sums a view from a dead process and the
+  ladder is empty (no live venue) while the bus is down; a ladder subject would
+  need a gate, a staleness rule and a codec kind of its own;
+- the layers stay as they are: ``LiquidityAggregator`` is the one ``run_app``
+  runs, only the queue in front of it changed (a bus ingest instead of the tee
+  of the feeds' channel), and the aggregate role does no work nobody reads;
+- the cost is a gateway's inbound traffic (every venue's view of its
+  instruments instead of one book each) and a ladder step per view on every
+  replica, about what an aggregator pays per view (measured and sized in
+  docs/scaling.md): ladders belong on the instruments that need them, served by
+  gateway groups over instrument ranges.
+
+Where the aggregator runs in the serving process (``aggregate`` + ``serve``),
+the ladder taps the aggregator's input as in ``run_app``. Every role plans from
+the same file, so the feeds publish views ``InstrumentPlan.feed_depth`` deep,
+enough for the ladder (the gateway takes no depth flags of its own with
+``--bus``). A gateway lists and streams every instrument of the file with all
+of its venues (``ListInstruments``, ``StreamBook``; an instrument outside the
+file is NOT_FOUND, as in one process): the file describes the deployment, so
+there is nothing to discover on the bus.
 
 Roles combine (``feed`` + ``aggregate`` in one process is the in-process
 feeds->aggregator channel with books on the bus). The layers themselves do not
@@ -44,6 +80,11 @@ import trio
 
 from dragonflybot.aggregator import Aggregator, Fanout
 from dragonflybot.aggregator.aggregator import Publisher
+from dragonflybot.aggregator.liquidity import (
+    LiquidityAggregator,
+    LiquidityState,
+    split_for_liquidity,
+)
 from dragonflybot.aggregator.state import BookState
 from dragonflybot.app import (
     FEED_BUFFER,
@@ -52,6 +93,7 @@ from dragonflybot.app import (
     InstrumentPlan,
     InstrumentRuntime,
     _FeedGroup,
+    _fix_server,
     _log_live_venues,
     build_servers,
     plan_servers,
@@ -73,10 +115,12 @@ from dragonflybot.bus import (
     run_view_ingest,
     view_subject,
 )
+from dragonflybot.bus.codec import BookMsg
 from dragonflybot.config import AppConfig, BusSettings, parse_listen
 from dragonflybot.core.view import VenueDown, VenueUpdate
 from dragonflybot.errors import ConfigError
 from dragonflybot.feed import run_feed
+from dragonflybot.fix.metrics import FixCollector
 from dragonflybot.metrics import build_registry, serve_metrics
 from dragonflybot.metrics.bus import BusCollector, BusEndpoint
 from dragonflybot.service.health import any_serving
@@ -119,13 +163,6 @@ def bus_config(settings: BusSettings) -> BusConfig:
     except ConfigError as exc:
         raise ConfigError(f"bus.url: {exc}") from None
     return attrs.evolve(base, backoff_cap=max(settings.backoff_cap, base.backoff_base))
-
-
-def feed_plan(plan: InstrumentPlan, wanted: frozenset[str] | None) -> InstrumentPlan:
-    """The part of ``plan`` whose feeds this process runs."""
-    if wanted is None:
-        return plan
-    return attrs.evolve(plan, venues=tuple(v for v in plan.venues if v.name in wanted))
 
 
 def check_feed_venues(plans: Sequence[InstrumentPlan], wanted: Collection[str]) -> None:
@@ -184,49 +221,84 @@ class _Wiring:
         self._venues = venues
 
     def instrument(self, plan: InstrumentPlan, rt: InstrumentRuntime) -> None:
-        """Wire one instrument: the books link, then the views link."""
-        books = self._books_link(plan, rt)
+        """Wire one instrument: the books link, the views link and (served here) the ladder."""
+        if self.serving:
+            self._nursery.start_soon(_log_live_venues, rt, name=f"health-log:{plan.name}")
+        ladder = self._ladder(rt)
+        if not self.aggregating:
+            if self.serving:
+                self._serve_from_bus(plan, rt.publisher, ladder)
+            if self.feeding:
+                send, receive = trio.open_memory_channel[VenueUpdate](FEED_BUFFER)
+                self._views_to_bus(plan.name, tuple(rt.feed_stats), receive)
+                self.feeds.add(rt, send, self._feed_runner, self._venues)
+            return
+        books: Publisher = BookOutlet(self.bus_publisher(), plan.name)
+        if self.serving:
+            # Served here too: other gateways can serve the same book from the bus.
+            books = _TeePublisher(rt.publisher, books)
         send, receive = trio.open_memory_channel[VenueUpdate](FEED_BUFFER)
-        if self.aggregating:
-            aggregator = Aggregator(plan.depth, books, stats=rt.aggregator_stats)
-            self._nursery.start_soon(aggregator.run, receive, name=f"aggregator:{plan.name}")
-            if not self.feeding:
-                self._views_from_bus(plan, send)
-                return
-        elif self.feeding:
-            self._views_to_bus(rt.plan, receive)
+        aggregator = Aggregator(plan.depth, books, stats=rt.aggregator_stats)
+        self._nursery.start_soon(aggregator.run, receive, name=f"aggregator:{plan.name}")
+        if ladder is not None:
+            # As in run_app: the ladder reads the BBO aggregator's input, tee'd.
+            send = split_for_liquidity(self._nursery, send, ladder, name=plan.name)
         if self.feeding:
             self.feeds.add(rt, send, self._feed_runner, self._venues)
         else:
-            send.close()
-            receive.close()
+            self._views_from_bus(plan, send)
 
-    def _books_link(self, plan: InstrumentPlan, rt: InstrumentRuntime) -> Publisher:
-        """What the aggregator publishes to (when it runs here); a gateway's ingest otherwise."""
-        if self.serving:
-            self._nursery.start_soon(_log_live_venues, rt, name=f"health-log:{plan.name}")
-        if not self.aggregating:
-            if self.serving:
-                self._books_from_bus(plan, rt.publisher)
-            return rt.publisher
-        outlet = BookOutlet(self.bus_publisher(), plan.name)
-        # Served here too: other gateways can serve the same book from the bus.
-        return _TeePublisher(rt.publisher, outlet) if self.serving else outlet
+    def _ladder(self, rt: InstrumentRuntime) -> LiquidityAggregator | None:
+        """The instrument's liquidity aggregator, run where it is served (module docstring)."""
+        depth = rt.plan.liquidity_depth
+        if not self.serving or rt.liquidity is None or depth is None:
+            return None
+        return LiquidityAggregator(depth, rt.liquidity)
 
-    def _books_from_bus(self, plan: InstrumentPlan, publisher: Publisher) -> None:
-        subscriber, deliveries = self._subscriber(plan.name, [book_subject(plan.name)])
+    def _serve_from_bus(
+        self, plan: InstrumentPlan, publisher: Publisher, ladder: LiquidityAggregator | None
+    ) -> None:
+        """A gateway's ingest: the consolidated book and, with a ladder, the venue views.
+
+        One subscriber per instrument takes every subject; its deliveries are split by
+        kind between the ``BookGate`` (books) and a ``ViewGate`` (views, down notices,
+        heartbeats) in front of the local ``LiquidityAggregator``, so the ladder obeys
+        the same liveness rules as the aggregator role's merge.
+        """
+        subjects = [book_subject(plan.name)]
+        if ladder is not None:
+            subjects += _view_subjects(plan)
+        subscriber, deliveries = self._subscriber(plan.name, subjects)
+        book_deliveries = deliveries
+        if ladder is not None:
+            book_send, book_deliveries = trio.open_memory_channel[Received](INGEST_BUFFER)
+            view_send, view_deliveries = trio.open_memory_channel[Received](INGEST_BUFFER)
+            self._bus_nursery.start_soon(
+                _split_deliveries,
+                deliveries,
+                book_send,
+                view_send,
+                name=f"bus-split:{plan.name}",
+            )
+            updates_send, updates = trio.open_memory_channel[VenueUpdate](FEED_BUFFER)
+            self._nursery.start_soon(ladder.run, updates, name=f"liquidity:{plan.name}")
+            view_gate = ViewGate(plan.name, self.settings.stale_after)
+            self._bus_nursery.start_soon(
+                functools.partial(
+                    run_view_ingest, view_gate, view_deliveries, subscriber.status, updates_send
+                ),
+                name=f"view-ingest:{plan.name}",
+            )
         gate = BookGate(plan.name, self.settings.stale_after)
         self._bus_nursery.start_soon(
-            functools.partial(run_book_ingest, gate, deliveries, subscriber.status, publisher),
+            functools.partial(run_book_ingest, gate, book_deliveries, subscriber.status, publisher),
             name=f"book-ingest:{plan.name}",
         )
 
     def _views_from_bus(
         self, plan: InstrumentPlan, send: trio.MemorySendChannel[VenueUpdate]
     ) -> None:
-        subjects = [view_subject(v.name, plan.name) for v in plan.venues]
-        subjects += [feed_subject(v.name) for v in plan.venues]
-        subscriber, deliveries = self._subscriber(plan.name, subjects)
+        subscriber, deliveries = self._subscriber(plan.name, _view_subjects(plan))
         gate = ViewGate(plan.name, self.settings.stale_after)
         self._bus_nursery.start_soon(
             functools.partial(run_view_ingest, gate, deliveries, subscriber.status, send),
@@ -234,11 +306,14 @@ class _Wiring:
         )
 
     def _views_to_bus(
-        self, plan: InstrumentPlan, receive: trio.MemoryReceiveChannel[VenueUpdate]
+        self,
+        instrument: str,
+        venues: tuple[str, ...],
+        receive: trio.MemoryReceiveChannel[VenueUpdate],
     ) -> None:
-        outlet = ViewOutlet(self.bus_publisher(), plan.name)
-        self.view_outlets.append((outlet, tuple(v.name for v in plan.venues)))
-        self._nursery.start_soon(_forward_views, receive, outlet, name=f"views-out:{plan.name}")
+        outlet = ViewOutlet(self.bus_publisher(), instrument)
+        self.view_outlets.append((outlet, venues))
+        self._nursery.start_soon(_forward_views, receive, outlet, name=f"views-out:{instrument}")
 
     def bus_publisher(self) -> BusPublisher:
         if self.publisher is None:
@@ -289,6 +364,52 @@ class _Wiring:
                 outlet.publish(VenueDown(venue, "feed process stopped"))
 
 
+def _view_subjects(plan: InstrumentPlan) -> list[str]:
+    """What a views ingest of ``plan`` reads: each venue's view and its feed's heartbeats."""
+    subjects = [view_subject(v.name, plan.name) for v in plan.venues]
+    return subjects + [feed_subject(v.name) for v in plan.venues]
+
+
+async def _split_deliveries(
+    receive: trio.MemoryReceiveChannel[Received],
+    books: trio.MemorySendChannel[Received],
+    views: trio.MemorySendChannel[Received],
+) -> None:
+    """A gateway subscriber's deliveries: consolidated books to one ingest, the rest
+    (views, down notices, heartbeats) to the other; both end when it does.
+
+    Nothing is dropped (a lost view of a quiet venue would leave an old one in the
+    ladder), so a ladder that falls behind holds up the books too; its aggregator
+    then takes every queued view in one batch and builds once, which makes the
+    cost per view fall as the load rises (docs/scaling.md, "the ladder on a
+    gateway")."""
+    async with receive, books, views:
+        async for received in receive:
+            target = books if isinstance(received.message.body, BookMsg) else views
+            await target.send(received)
+
+
+async def _any_ladder_live(ladders: Sequence[Fanout[LiquidityState]], out: Fanout[bool]) -> None:
+    """Publish to ``out`` whether any ladder has a live venue: the ``LiquidityService``'s
+    health. A gateway's ladders and books have different sources (the feeds' views, an
+    aggregator's books), so one can be live while the other is not."""
+    latest = [False] * len(ladders)
+
+    async def follow(i: int, ladder: Fanout[LiquidityState]) -> None:
+        with ladder.subscribe() as states:
+            async for state in states:
+                latest[i] = bool(state.live)
+                if out.latest() is not any(latest):
+                    out.publish(any(latest))
+
+    try:
+        async with trio.open_nursery() as nursery:
+            for i, ladder in enumerate(ladders):
+                nursery.start_soon(follow, i, ladder)
+    finally:
+        out.close()
+
+
 async def _forward_views(
     receive: trio.MemoryReceiveChannel[VenueUpdate], outlet: ViewOutlet
 ) -> None:
@@ -316,22 +437,24 @@ async def run_roles(
         raise ConfigError(
             "[simulation] is set: run through dragonflybot.cli.simulated.run_with_simulation"
         )
-    # No ladder over the bus (module docstring): the plans without one.
-    plans = [attrs.evolve(p, liquidity_depth=None) for p in plan_topology(config, venues)]
+    # The plans keep their ladder depth: feeds publish views deep enough for it
+    # (``InstrumentPlan.feed_depth``), and the serve role runs the ladder.
+    plans = plan_topology(config, venues)
     if roles.feed_venues is not None:
         check_feed_venues(plans, roles.feed_venues)
     bus_config(roles.bus)  # a bad URL fails here, before anything starts
     feeding = Role.FEED in roles.roles
     serving = Role.SERVE in roles.roles
     tls, auth = server_security(config) if serving else (None, None)
+    # Every runtime has its whole plan (a gateway lists and serves every venue of it); only
+    # the venues fed here get feeds and feed stats.
+    fed = roles.feed_venues if feeding else frozenset[str]()
     runtimes = [
-        InstrumentRuntime(
-            feed_plan(plan, roles.feed_venues) if feeding else attrs.evolve(plan, venues=()),
-            max_client_rate=config.max_client_rate,
-        )
-        for plan in plans
+        InstrumentRuntime(plan, max_client_rate=config.max_client_rate, fed=fed) for plan in plans
     ]
     any_live: Fanout[bool] = Fanout()
+    ladders = [rt.liquidity for rt in runtimes if rt.liquidity is not None]
+    any_ladder_live: Fanout[bool] | None = Fanout() if serving and ladders else None
     servers = (
         build_servers(
             plan_servers(config, plans),
@@ -341,6 +464,7 @@ async def run_roles(
             limits=config.limits,
             tls=tls,
             auth=auth,
+            ladders_serving=any_ladder_live,
         )
         if serving
         else []
@@ -355,11 +479,17 @@ async def run_roles(
             nursery.start_soon(
                 any_serving, [rt.publisher.serving for rt in runtimes], any_live, name="any-serving"
             )
+        if any_ladder_live is not None:
+            nursery.start_soon(_any_ladder_live, ladders, any_ladder_live, name="any-ladder-live")
         metrics_address: tuple[str, int] | None = None
         if config.metrics_listen is not None:
             host, port = parse_listen(config.metrics_listen)
             port = await nursery.start(serve_metrics, registry, host, port)
             metrics_address = (host, port)
+        fix_server = _fix_server(config, runtimes) if serving else None
+        if fix_server is not None:
+            await nursery.start(fix_server.serve)
+            registry.register(FixCollector(fix_server))
         async with trio.open_nursery() as bus_nursery:
             wiring = _Wiring(roles, nursery, bus_nursery, feed_runner, venues)
             for plan, rt in zip(plans, runtimes, strict=True):
@@ -368,7 +498,13 @@ async def run_roles(
             published = wiring.start_publishing()
             if feeding:
                 nursery.start_soon(wiring.feeds.run, name="feeds")
-            app = App(runtimes, servers=servers, registry=registry, metrics_address=metrics_address)
+            app = App(
+                runtimes,
+                servers=servers,
+                registry=registry,
+                metrics_address=metrics_address,
+                fix_server=fix_server,
+            )
             names = sorted(r.value for r in roles.roles)
             log.info("roles %s on bus %s", ", ".join(names), wiring.config.url)
             task_status.started(app)
@@ -376,10 +512,14 @@ async def run_roles(
             log.info("shutting down")
             for server in servers:
                 server.shutdown()
+            if fix_server is not None:
+                fix_server.shutdown()
             wiring.feeds.cancel()
             with trio.move_on_after(config.shutdown_grace):
                 for server in servers:
                     await server.wait_closed()
+                if fix_server is not None:
+                    await fix_server.wait_closed()
                 if feeding:
                     await wiring.feeds.wait_done()
                 if published is not None and wiring.publisher is not None:

@@ -67,6 +67,11 @@ def test_role_usage_errors_are_one_line(tmp_path: Path, capsys: pytest.CaptureFi
     assert "a gateway (--bus) has none" in capsys.readouterr().err
     assert aggregate_main(["--config", config, "--bus", "ftp://x"]) == 2
     assert "bus.url" in capsys.readouterr().err
+    # The depths are the file's: the feeds publish views as deep as it says.
+    for flag in ("--depth", "--liquidity-depth"):
+        assert server_main(["--config", config, "--bus", flag, "20"]) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and f"{flag} with --bus" in err
 
 
 async def test_a_gateway_without_publishers_is_up_on_the_bus_and_not_serving(

@@ -48,8 +48,9 @@ def add_bus_flag(parser: argparse.ArgumentParser, *, optional_url: bool = False)
         help="the Redis bus, redis://HOST:PORT or redis+cluster://HOST:PORT "
         "(default: the config's [bus].url"
         + (
-            "); with --bus this server is a gateway: it serves the consolidated books "
-            "an aggregator publishes on the bus instead of running feeds"
+            "); with --bus this server is a gateway: instead of running feeds it serves "
+            "the consolidated books an aggregator publishes on the bus, and the ladder and "
+            "FIX (when configured) from the feeds' views there"
             if optional_url
             else ")"
         ),

@@ -22,7 +22,7 @@ from dragonflybot.cli import options, security_flags
 from dragonflybot.cli.common import OneLineParser, fail, serve_main
 from dragonflybot.cli.roles import add_bus_flag, gateway_roles, role_runner
 from dragonflybot.config import DEFAULT_LISTEN, AppConfig
-from dragonflybot.errors import DragonflybotError
+from dragonflybot.errors import ConfigError, DragonflybotError
 from dragonflybot.venues.registry import VENUES
 
 PROG = "dragonflybot-grpc-server"
@@ -122,11 +122,28 @@ def config_from_args(args: argparse.Namespace) -> AppConfig:
     return config
 
 
+def check_gateway_flags(args: argparse.Namespace) -> None:
+    """A gateway (``--bus``) takes its depths from the file, as every role does.
+
+    The feed processes publish views as deep as the file's ``depth`` and
+    ``liquidity_depth`` (``InstrumentPlan.feed_depth``); a deeper ladder on one
+    gateway's command line would sum views cut short and understate the totals
+    at its deep end, and a deeper book would promise levels nobody publishes.
+    """
+    for flag, value in (("--depth", args.depth), ("--liquidity-depth", args.liquidity_depth)):
+        if value is not None:
+            raise ConfigError(
+                f"{flag} with --bus: a gateway's depths are the config file's, which the "
+                "feed and aggregate processes read too"
+            )
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.bus is None:
         return serve_main(PROG, lambda: config_from_args(args))
     try:
+        check_gateway_flags(args)
         config = config_from_args(args)
         roles = gateway_roles(config, args.bus, simulate=config.simulation is not None)
     except DragonflybotError as exc:
