@@ -33,9 +33,9 @@ class Hops(NamedTuple):
 
     total: int
     to_service: int
-    """Venue send → the frame leaves the service's WebSocket client (wire, kernel, wake-up)."""
+    """Venue send → the service's socket read that brought the frame (wire, kernel, wake-up)."""
     in_service: int
-    """→ the aggregator publishes the state (reader, listener, aggregator steps)."""
+    """→ the aggregator publishes the state (read loop and aggregator steps)."""
     to_client: int
     """→ the grpcio client has it (stream and writer steps, socket, grpcio)."""
 
@@ -43,6 +43,9 @@ class Hops(NamedTuple):
 def latencies(result: dict[str, Any], received: list[tuple[int, bytes]]) -> list[Hops]:
     frames: list[tuple[int, int | None]] = result["frames"]
     times = [t for t, _ in frames]
+    # The legs split at the socket read that brought the frame (``rig._TracingStream``):
+    # a frame handed out of the client's buffer later waited in the service meanwhile.
+    reads: list[int] = result.get("reads") or times
     states: list[tuple[int, int | None, bytes, int]] = result["states"]
     offset: int = result["clock_offset_ns"]
     out: list[Hops] = []
@@ -60,8 +63,8 @@ def latencies(result: dict[str, Any], received: list[tuple[int, bytes]]) -> list
                 out.append(
                     Hops(
                         recv_ns - sent,
-                        frames[k][0] + offset - sent,
-                        published - frames[k][0],
+                        reads[k] + offset - sent,
+                        published - reads[k],
                         recv_ns - (published + offset),
                     )
                 )
@@ -110,11 +113,11 @@ def run(options: Options) -> list[Table]:
     )
     legs = Table(
         "Where the time goes, per leg",
-        "The same Summaries split at two points the service stamps: the frame leaving its "
-        "WebSocket client (the feed's `connect` seam) and the aggregator's publication of the "
+        "The same Summaries split at two points the service stamps: the socket read that "
+        "brought the frame (the feed's `connect` seam) and the aggregator's publication of the "
         "state. *to the service*: the simulator's write, the loopback, the wake-up of the "
-        "service's core and the socket read; *in the service*: reader, listener and "
-        "aggregator steps; *to the client*: the stream and purerpc writer steps, the socket "
+        "service's core and the socket read; *in the service*: the read loop (frames of one "
+        "socket read applied in turn) and the aggregator step; *to the client*: the stream and purerpc writer steps, the socket "
         "write and the grpcio client (its C core and its Python thread). Median and p99 in "
         "microseconds, over the Summaries of all runs of the rate.",
         ["venue frames/s", "to the service", "in the service", "to the client", "total"],
