@@ -117,8 +117,9 @@ def run(options: Options) -> list[Table]:
         "brought the frame (the feed's `connect` seam) and the aggregator's publication of the "
         "state. *to the service*: the simulator's write, the loopback, the wake-up of the "
         "service's core and the socket read; *in the service*: the read loop (frames of one "
-        "socket read applied in turn) and the aggregator step; *to the client*: the stream and purerpc writer steps, the socket "
-        "write and the grpcio client (its C core and its Python thread). Median and p99 in "
+        "socket read applied in turn) and the aggregator step; *to the client*: the stream "
+        "and purerpc writer steps, the socket write and the grpcio client (its C core and "
+        "its Python thread). Median and p99 in "
         "microseconds, over the Summaries of all runs of the rate.",
         ["venue frames/s", "to the service", "in the service", "to the client", "total"],
     )
