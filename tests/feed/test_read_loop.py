@@ -5,7 +5,9 @@ and buffered by the protocol while the request is out, and the body reaches the
 protocol between two frames, in arrival order. Hypothesis plays every placement of
 the body among the frames and every grouping of the frames into socket reads (frames
 of one read are handed out without a checkpoint, as the wsproto client does); the
-book the feed publishes must be the venue's. On the autojump clock.
+book the feed publishes must be the venue's. The deadlines are judged by a watchdog
+task beside the loop: hypothesis plays the silences between frames. On the autojump
+clock.
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ from dragonflybot.client import RestClient
 from dragonflybot.config import VenueConfig
 from dragonflybot.core.book import Level
 from dragonflybot.core.fixed import parse
-from dragonflybot.core.view import VenueUpdate, VenueView
+from dragonflybot.core.view import VenueDown, VenueUpdate, VenueView
 from dragonflybot.feed import FeedStats, run_feed
 
 DEPTH = 5
@@ -56,7 +58,7 @@ class BurstStream:
 
     async def send(self, message: str) -> None:
         request = json.loads(message)
-        assert request["method"] == "SUBSCRIBE" and request["params"] == [STREAM]
+        assert request["method"] == "SUBSCRIBE", request
         self.write([json.dumps({"result": None, "id": request["id"]})])
         await trio.lowlevel.checkpoint()
 
@@ -194,5 +196,70 @@ def test_the_snapshot_meets_the_frames_in_arrival_order_whatever_the_reads(
                 assert stats.gaps == 0 and stats.resyncs == 0
                 assert stats.frames == n + 1 and stats.malformed == 0
                 nursery.cancel_scope.cancel()
+
+    trio.run(scenario, clock=trio.testing.MockClock(autojump_threshold=0))
+
+
+PARTIAL = "ethbtc@depth20@100ms"
+STALE_AFTER = 10.0
+DEAD_AFTER = 30.0
+
+
+def partial_frame(update_id: int) -> str:
+    data = {"lastUpdateId": update_id, "bids": [[f"{update_id}", "1"]], "asks": [["9999", "1"]]}
+    return json.dumps({"stream": PARTIAL, "data": data})
+
+
+@settings(max_examples=40)
+@given(
+    # Half-second steps offset by a quarter: no gap ends exactly on a deadline.
+    gaps=st.lists(st.integers(0, 2 * 40).map(lambda k: k / 2 + 0.25), min_size=1, max_size=10)
+)
+def test_the_watchdog_judges_every_silence_and_nothing_else(gaps: list[float]) -> None:
+    """A feed whose frames come after ``gaps`` of silence (its pings unanswered): each
+    gap longer than ``stale_after`` is one stale period (the venue reported down, then back
+    with the next frame), the first gap longer than ``dead_after`` ends the connection, and
+    a shorter gap costs nothing. Flowing frames never move the watchdog's verdicts."""
+    dead_at = next((i for i, gap in enumerate(gaps) if gap > DEAD_AFTER), None)
+    judged = gaps if dead_at is None else gaps[:dead_at]
+    expected_stale = sum(gap > STALE_AFTER for gap in judged) + (dead_at is not None)
+
+    async def scenario() -> None:
+        stream = BurstStream()
+        stats = FeedStats()
+        config = VenueConfig(
+            name="binance",
+            mode="top",
+            stale_after=STALE_AFTER,
+            dead_after=DEAD_AFTER,
+            heartbeat_interval=2.0,
+        )
+        send, receive = trio.open_memory_channel[VenueUpdate](1000)
+        feed = partial(run_feed, config, "ethbtc", DEPTH, send, stats=stats, connect=stream.connect)
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(feed)
+            stream.write([partial_frame(1)])
+            for update_id, gap in enumerate(judged, 2):
+                await trio.sleep(gap)
+                stream.write([partial_frame(update_id)])
+            if dead_at is not None:
+                await trio.sleep(DEAD_AFTER + 1)
+            else:
+                await trio.sleep(1)
+            updates: list[VenueUpdate] = []
+            while True:
+                try:
+                    updates.append(receive.receive_nowait())
+                except trio.WouldBlock:
+                    break
+            assert stats.stale_periods == expected_stale
+            assert stats.reconnects == (dead_at is not None)
+            stale = [u for u in updates if isinstance(u, VenueDown) and u.state == "stale"]
+            assert len(stale) == expected_stale
+            if dead_at is None:
+                # Every stale period ended by the next frame: the venue is back in the book.
+                assert isinstance(updates[-1], VenueView)
+                assert stats.state == "live"
+            nursery.cancel_scope.cancel()
 
     trio.run(scenario, clock=trio.testing.MockClock(autojump_threshold=0))
