@@ -298,8 +298,9 @@ def run_in_service(options: Options) -> list[Table]:
         "Latency inside the service, venue frame read → Summary bytes written",
         f"Binance + Bitstamp diff feeds (simulated, half the rate each) for {seconds:g} s per "
         "run, the first 0.5 s dropped; one grpcio client; service pinned to one core. Stamped "
-        "in the service process with `time.monotonic_ns`: as the frame leaves the WebSocket "
-        "client (`run_feed`'s `connect` seam) and after the write that put the Summary's last "
+        "in the service process with `time.monotonic_ns`: at the socket read that brought the "
+        "frame (`run_feed`'s `connect` seam; a frame that came in one read with earlier ones "
+        "keeps that read's time) and after the write that put the Summary's last "
         "byte into the client's socket (`GrpcServer.wrap_accepted`). Microseconds; median "
         f"(min-max) over {repeats} runs per rate.",
         [
