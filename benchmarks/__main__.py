@@ -25,6 +25,7 @@ SUITES: Final = (
     "benchmarks.receive",
     "benchmarks.throughput",
     "benchmarks.latency",
+    "benchmarks.latency_in_service",
     "benchmarks.fanout",
     "benchmarks.roles",
     "benchmarks.soak",

@@ -1,6 +1,9 @@
 """One measurement for an A/B comparison of two source trees, printed as a JSON line.
 
 ``python -m benchmarks.ab latency``: one latency run at 5,000 frames/s.
+``python -m benchmarks.ab in-service [SECONDS]``: one run of the in-service latency (frame
+read → Summary bytes written, ``benchmarks.latency.in_service``) at 5,000 frames/s, with the
+service's CPU share.
 ``python -m benchmarks.ab fanout CLIENTS [CAP]``: one ``benchmarks.fanout`` case with the
 service CPU per delivered Summary. ``python -m benchmarks.ab throughput snapshot 2
 [count]``: one end-to-end throughput
@@ -106,7 +109,35 @@ def latency_5k(seconds: float = 10.0) -> dict[str, Any]:
     }
 
 
+def in_service_5k(seconds: float = 10.0) -> dict[str, Any]:
+    """One in-service latency run at 5,000 frames/s: percentiles and service CPU."""
+    import os
+
+    from benchmarks.latency import in_service_rate, percentile
+
+    timed, cpu, per_frame, buffered = in_service_rate(5_000, seconds)
+    ordered = sorted(v.total for v in timed)
+    first = sorted(v.to_publish for v in timed)
+    return {
+        "timed": len(ordered),
+        **{
+            f"p{p:g}_us": percentile(ordered, p) / 1000 if ordered else 0.0
+            for p in (50, 90, 99, 99.9)
+        },
+        "to_publish_p50_us": percentile(first, 50) / 1000 if first else 0.0,
+        "to_publish_p99_us": percentile(first, 99) / 1000 if first else 0.0,
+        "service_cpu": round(cpu, 4),
+        "cpu_us_per_frame": round(per_frame, 2),
+        "buffered_frames": round(buffered, 3),
+        "load": os.getloadavg()[0],
+        "source": dragonflybot.__file__,
+    }
+
+
 def main(argv: list[str]) -> None:
+    if argv[0] == "in-service":
+        print(json.dumps(in_service_5k(float(argv[1]) if len(argv) > 1 else 10.0)))
+        return
     if argv[0] == "parse":
         print(json.dumps(parse_costs()))
         return

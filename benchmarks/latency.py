@@ -33,9 +33,9 @@ class Hops(NamedTuple):
 
     total: int
     to_service: int
-    """Venue send → the frame leaves the service's WebSocket client (wire, kernel, wake-up)."""
+    """Venue send → the service's socket read that brought the frame (wire, kernel, wake-up)."""
     in_service: int
-    """→ the aggregator publishes the state (reader, listener, aggregator steps)."""
+    """→ the aggregator publishes the state (read loop and aggregator steps)."""
     to_client: int
     """→ the grpcio client has it (stream and writer steps, socket, grpcio)."""
 
@@ -43,6 +43,9 @@ class Hops(NamedTuple):
 def latencies(result: dict[str, Any], received: list[tuple[int, bytes]]) -> list[Hops]:
     frames: list[tuple[int, int | None]] = result["frames"]
     times = [t for t, _ in frames]
+    # The legs split at the socket read that brought the frame (``rig._TracingStream``):
+    # a frame handed out of the client's buffer later waited in the service meanwhile.
+    reads: list[int] = result.get("reads") or times
     states: list[tuple[int, int | None, bytes, int]] = result["states"]
     offset: int = result["clock_offset_ns"]
     out: list[Hops] = []
@@ -60,8 +63,8 @@ def latencies(result: dict[str, Any], received: list[tuple[int, bytes]]) -> list
                 out.append(
                     Hops(
                         recv_ns - sent,
-                        frames[k][0] + offset - sent,
-                        published - frames[k][0],
+                        reads[k] + offset - sent,
+                        published - reads[k],
                         recv_ns - (published + offset),
                     )
                 )
@@ -110,12 +113,13 @@ def run(options: Options) -> list[Table]:
     )
     legs = Table(
         "Where the time goes, per leg",
-        "The same Summaries split at two points the service stamps: the frame leaving its "
-        "WebSocket client (the feed's `connect` seam) and the aggregator's publication of the "
+        "The same Summaries split at two points the service stamps: the socket read that "
+        "brought the frame (the feed's `connect` seam) and the aggregator's publication of the "
         "state. *to the service*: the simulator's write, the loopback, the wake-up of the "
-        "service's core and the socket read; *in the service*: reader, listener and "
-        "aggregator steps; *to the client*: the stream and purerpc writer steps, the socket "
-        "write and the grpcio client (its C core and its Python thread). Median and p99 in "
+        "service's core and the socket read; *in the service*: the read loop (frames of one "
+        "socket read applied in turn) and the aggregator step; *to the client*: the stream "
+        "and purerpc writer steps, the socket write and the grpcio client (its C core and "
+        "its Python thread). Median and p99 in "
         "microseconds, over the Summaries of all runs of the rate.",
         ["venue frames/s", "to the service", "in the service", "to the client", "total"],
     )
@@ -165,4 +169,190 @@ SUITE = Suite(
     title="End to end: latency",
     run=run,
     packages=("trio", "wsproto", "purerpc", "grpcio", "hdrhistogram"),
+)
+
+
+# --- in the service: frame read from the socket → Summary bytes written to the client socket ---
+
+
+def grpc_messages(writes: list[tuple[int, bytes]]) -> list[tuple[int, bytes]]:
+    """The gRPC messages a server wrote on one connection, each with the stamp of the write
+    that carried its last byte: HTTP/2 frames parsed from the concatenated writes (so a
+    message split across DATA frames or writes is still found), then the 5-byte gRPC
+    length prefix out of each stream's DATA payloads."""
+    out: list[tuple[int, bytes]] = []
+    buffer = bytearray()
+    pending: dict[int, bytearray] = {}
+    pos = 0
+    for stamp, chunk in writes:
+        buffer += chunk
+        while len(buffer) - pos >= 9:
+            length = int.from_bytes(buffer[pos : pos + 3], "big")
+            if len(buffer) - pos < 9 + length:
+                break
+            kind, flags = buffer[pos + 3], buffer[pos + 4]
+            stream = int.from_bytes(buffer[pos + 5 : pos + 9], "big") & 0x7FFF_FFFF
+            payload = bytes(buffer[pos + 9 : pos + 9 + length])
+            pos += 9 + length
+            if kind != 0:  # not DATA
+                continue
+            if flags & 0x08:  # PADDED
+                payload = payload[1 : len(payload) - payload[0]]
+            data = pending.setdefault(stream, bytearray())
+            data += payload
+            while len(data) >= 5 and len(data) >= 5 + int.from_bytes(data[1:5], "big"):
+                size = int.from_bytes(data[1:5], "big")
+                out.append((stamp, bytes(data[5 : 5 + size])))
+                del data[: 5 + size]
+        del buffer[:pos]
+        pos = 0
+    return out
+
+
+class InService(NamedTuple):
+    """One Summary written to a client, in ``time.monotonic_ns`` of the service process."""
+
+    written: int
+    """When the write that put its last byte into the client's socket returned."""
+    total: int
+    """The newest venue frame merged into it read from the socket → written."""
+    to_publish: int
+    """→ the aggregator published its state (the feed and aggregator part of ``total``)."""
+
+
+def in_service(result: dict[str, Any]) -> list[InService]:
+    """An ``InService`` per Summary written to a client: from the socket read that brought
+    the newest venue frame merged into its state (the feed's ``connect`` seam,
+    ``rig._TracingStream``) to the write that
+    put its last byte into the client's socket (``GrpcServer.wrap_accepted``); both stamped
+    with ``time.monotonic_ns`` in the service process. A state skipped by conflation has no
+    write and is not counted; a Summary written to several clients counts once per client."""
+    times = [t for t, _ in result["frames"]]
+    reads: list[int] = result["reads"]
+    states: list[tuple[int, int | None, bytes, int]] = result["states"]
+    where: dict[bytes, list[int]] = {}
+    for index, state in enumerate(states):
+        where.setdefault(state[2], []).append(index)
+    out: list[InService] = []
+    for writes in result["writes"]:
+        last = -1
+        for written, body in grpc_messages(writes):
+            indices = where.get(body)
+            if not indices:
+                continue
+            i = bisect.bisect_right(indices, last)
+            if i == len(indices):
+                continue
+            last = indices[i]
+            newest, published = states[last][1], states[last][3]
+            if newest is None:
+                continue
+            k = bisect.bisect_right(times, newest) - 1
+            if k >= 0:
+                out.append(InService(written, written - reads[k], published - reads[k]))
+    return out
+
+
+IN_SERVICE_RATES: Final = (5_000,)
+
+
+def in_service_rate(rate: int, seconds: float) -> tuple[list[InService], float, float, float]:
+    """One run: the timed Summaries (warm-up dropped), the service's CPU share, its CPU
+    microseconds per venue frame and the share of frames that came in a socket read with
+    an earlier one."""
+    sim, endpoints = rig.start_sim(
+        venues=("binance", "bitstamp"),
+        instruments=("ethbtc",),
+        rate=rate / 2,
+        stamp_send_time=True,
+        ws_backend="wsproto",
+    )
+    try:
+        port = rig.free_port()
+        plan: rig.Plan = [
+            ("ethbtc", port, [(v, "depth", *endpoints[v]) for v in ("binance", "bitstamp")])
+        ]
+        result, _ = rig.run_pipeline(
+            plan, [([f"127.0.0.1:{port}"], False, 0.0)], trace=True, max_seconds=seconds
+        )
+    finally:
+        rig.stop(sim)
+    timed = in_service(result)
+    start = timed[0].written + WARMUP_NS if timed else 0
+    (t0, c0, f0), _, (t1, c1, f1) = result["samples"]
+    cpu = (c1 - c0) / (t1 - t0) if t1 > t0 else 0.0
+    per_frame = (c1 - c0) / (f1 - f0) * 1e6 if f1 > f0 else 0.0
+    buffered = sum(r != t for r, (t, _) in zip(result["reads"], result["frames"], strict=True))
+    share = buffered / len(result["reads"]) if result["reads"] else 0.0
+    return [v for v in timed if v.written >= start], cpu, per_frame, share
+
+
+def percentile(ordered: list[int], p: float) -> int:
+    return ordered[min(len(ordered) - 1, round(p / 100 * (len(ordered) - 1)))]
+
+
+def run_in_service(options: Options) -> list[Table]:
+    seconds = 4.0 if options.quick else 20.0
+    repeats = 1 if options.quick else 3
+    table = Table(
+        "Latency inside the service, venue frame read → Summary bytes written",
+        f"Binance + Bitstamp diff feeds (simulated, half the rate each) for {seconds:g} s per "
+        "run, the first 0.5 s dropped; one grpcio client; service pinned to one core. Stamped "
+        "in the service process with `time.monotonic_ns`: at the socket read that brought the "
+        "frame (`run_feed`'s `connect` seam; a frame that came in one read with earlier ones "
+        "keeps that read's time) and after the write that put the Summary's last "
+        "byte into the client's socket (`GrpcServer.wrap_accepted`). Microseconds; median "
+        f"(min-max) over {repeats} runs per rate.",
+        [
+            "venue frames/s",
+            "Summaries timed",
+            "p50",
+            "p90",
+            "p99",
+            "p99.9",
+            "of it to the publication p50 / p99",
+            "service CPU µs/frame",
+        ],
+    )
+    for rate in IN_SERVICE_RATES:
+        runs: list[list[float]] = []
+        for _ in range(repeats):
+            timed, _, per_frame, _ = in_service_rate(rate, seconds)
+            if not timed:
+                continue
+            ordered = sorted(v.total for v in timed)
+            first = sorted(v.to_publish for v in timed)
+            runs.append(
+                [
+                    float(len(ordered)),
+                    *(percentile(ordered, p) / 1e3 for p in (50, 90, 99, 99.9)),
+                    percentile(first, 50) / 1e3,
+                    percentile(first, 99) / 1e3,
+                    per_frame,
+                ]
+            )
+        if not runs:
+            table.rows.append([f"{rate:,}", "0", "—", "—", "—", "—", "—", "—"])
+            continue
+        table.rows.append(
+            [
+                f"{rate:,}",
+                *(spread([r[i] for r in runs]) for i in range(5)),
+                f"{spread([r[5] for r in runs])} / {spread([r[6] for r in runs])}",
+                spread([r[7] for r in runs], ".1f"),
+            ]
+        )
+        print("  ", table.rows[-1], flush=True)
+    return [table]
+
+
+IN_SERVICE_SUITE = Suite(
+    name="latency-in-service",
+    timing=(
+        "- Timing: `time.monotonic_ns` in the service process, at the frame's read and at the "
+        "Summary's write; median (min-max) of 3 runs per rate (1 with `--quick`)"
+    ),
+    title="In the service: latency",
+    run=run_in_service,
+    packages=("trio", "wsproto", "purerpc"),
 )

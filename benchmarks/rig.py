@@ -140,9 +140,20 @@ def plan_instruments(plan: Plan) -> list[InstrumentConfig]:
 
 
 class _TracingStream:
-    def __init__(self, stream: Any, log: list[tuple[int, str | bytes]]) -> None:
+    """Logs each frame with its ``monotonic_ns`` as the WebSocket client hands it over, and
+    in ``reads`` the stamp of the socket read that brought it in.
+
+    The two differ when one socket read brings several frames: the client hands out the
+    later ones from its buffer (``WsprotoStream._ready``, read here) only once the feed
+    comes back for them, so a loop that applies each frame before receiving the next would
+    otherwise have the wait of a buffered frame left out of its latency.
+    """
+
+    def __init__(self, stream: Any, log: list[tuple[int, str | bytes]], reads: list[int]) -> None:
         self._stream = stream
         self._log = log
+        self._reads = reads
+        self._read_ns = 0
 
     @property
     def url(self) -> str:
@@ -159,12 +170,54 @@ class _TracingStream:
         await self._stream.send(message)
 
     async def receive(self) -> str | bytes:
+        buffered = bool(getattr(self._stream, "_ready", None))
         frame: str | bytes = await self._stream.receive()
-        self._log.append((time.monotonic_ns(), frame))
+        now = time.monotonic_ns()
+        if not buffered:
+            self._read_ns = now
+        self._log.append((now, frame))
+        self._reads.append(self._read_ns)
         return frame
 
     async def aclose(self) -> None:
         await self._stream.aclose()
+
+
+def stamped_socket(log: list[list[tuple[int, bytes]]]) -> Callable[[Any], Any]:
+    """A ``GrpcServer.wrap_accepted`` that logs ``(monotonic_ns, bytes)`` after each write,
+    one list per connection in ``log``: the stamp is taken once the bytes are in the kernel.
+
+    One wrapper per accepted connection, so an unwrapped server has nothing on its send
+    path. A tree without the seam (an A/B "before") gets the same wrapper by replacing the
+    ``Connection`` its server module builds. anyio is imported here, in the child.
+    """
+    import anyio.abc
+
+    class StampedSocket(anyio.abc.SocketStream):
+        def __init__(self, inner: Any) -> None:
+            self._inner = inner
+            self._writes: list[tuple[int, bytes]] = []
+            log.append(self._writes)
+
+        @property
+        def extra_attributes(self) -> Any:
+            return self._inner.extra_attributes
+
+        async def receive(self, max_bytes: int = 65536) -> bytes:
+            data: bytes = await self._inner.receive(max_bytes)
+            return data
+
+        async def send(self, item: bytes) -> None:
+            await self._inner.send(item)
+            self._writes.append((time.monotonic_ns(), bytes(item)))
+
+        async def send_eof(self) -> None:
+            await self._inner.send_eof()
+
+        async def aclose(self) -> None:
+            await self._inner.aclose()
+
+    return StampedSocket
 
 
 def service_child(
@@ -177,12 +230,14 @@ def service_child(
     from dragonflybot.feed import run_feed
 
     frames_log: list[tuple[int, str | bytes]] = []
+    reads: list[int] = []
+    writes: list[list[tuple[int, bytes]]] = []
     states: list[tuple[int, int | None, bytes, int]] = []
 
     @asynccontextmanager
     async def tracing_connect(url: str, **kwargs: Any) -> AsyncIterator[Any]:
         async with connect_websocket(url, **kwargs) as stream:
-            yield _TracingStream(stream, frames_log)
+            yield _TracingStream(stream, frames_log, reads)
 
     config = AppConfig(
         instruments=plan_instruments(plan),
@@ -220,6 +275,7 @@ def service_child(
                         )
 
                     publisher.publish = traced
+                stamp_writes(app, stamped_socket(writes))
             conn.send("ready")
             await trio.to_thread.run_sync(conn.recv)
             go.set()
@@ -253,6 +309,8 @@ def service_child(
                 "updates": sum(a.updates for a in agg),
                 "forwarded": sum(s.forwarded for s in feeds),
                 "states": states,
+                "writes": writes,
+                "reads": reads,
                 # Wall minus monotonic clock: puts the service's monotonic stamps on the
                 # simulator's and the client's wall clock (one machine) for per-hop figures.
                 "clock_offset_ns": time.time_ns() - time.monotonic_ns(),
@@ -270,6 +328,23 @@ def service_child(
             app.shutdown()
 
     trio.run(main)
+
+
+def stamp_writes(app: Any, wrap: Callable[[Any], Any]) -> None:
+    """Every gRPC server of ``app`` wraps the sockets it accepts from now on with ``wrap``."""
+    servers = {id(rt.server): rt.server for rt in app.instruments.values() if rt.server}
+    if all(hasattr(server, "wrap_accepted") for server in servers.values()):
+        for server in servers.values():
+            server.wrap_accepted = wrap
+        return
+    from dragonflybot.service import server as module  # an older tree: no seam
+
+    original = module.__dict__["Connection"]
+
+    def wrapped(methods: Any, stream: Any, *args: Any, **kwargs: Any) -> Any:
+        return original(methods, wrap(stream), *args, **kwargs)
+
+    module.__dict__["Connection"] = wrapped
 
 
 # --- grpcio clients -------------------------------------------------------------------------

@@ -1,4 +1,4 @@
-"""Feed layers 2 and 3: per-venue subscriber and listener tasks.
+"""Feed layers 2 and 3: per-venue subscriber and listener, one read loop per connection.
 
 ``run_feed`` connects to one venue, keeps its book through the venue's sans-I/O
 protocol (``dragonflybot.venues``) and sends ``VenueView``/``VenueDown`` updates

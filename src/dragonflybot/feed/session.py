@@ -2,17 +2,23 @@
 
 Shape (per connection, all in one nursery):
 
-* reader task — only ``await stream.receive()`` and push ``(frame, monotonic_ns)``
-  into a bounded memory channel. Nothing else runs in the socket read loop, so the
-  receive time is taken as the frame leaves the socket, and a slow consumer shows
-  up as TCP back-pressure (the reader waits on the channel) instead of unbounded
-  memory;
-* listener (the session's own task) — the only user of the venue protocol and the
-  book: decode, apply, and hand top-N changes to the publisher, which never waits
-  (latest-value handoff to the aggregator, see ``feed.handoff``);
+* the session's own task owns the socket and is the protocol's driver, as h11 and
+  wsproto are driven by the loop that owns their socket: ``await stream.receive()``,
+  stamp the frame, hand it to the venue's sans-I/O protocol, apply the events (the
+  book changes inside the protocol) and put a changed top N into the publisher's
+  latest-value slot (``feed.handoff``), which never waits. No second task and no
+  queue sit between the socket and the book: each would cost a scheduler round per
+  batch of frames (docs/performance.md, "Fewer hops", has the measured cost). The
+  frames one socket read brings in are handled without a checkpoint between them
+  (the stream hands out buffered frames without yielding), so the aggregator wakes
+  once per batch and merges the newest views. A slow book shows as TCP back-pressure:
+  the socket is not read while a frame is being applied;
 * snapshot fetch tasks (depth mode) — REST requests run beside the stream so frames
-  keep being buffered; the body comes back through the listener's channel, so
-  every change to protocol state happens in the listener, in arrival order;
+  keep being read and buffered by the protocol; the body is handed to the protocol the
+  moment it arrives, between two frames (one trio thread: each handler runs to its end
+  without a checkpoint, so frames and the body reach the protocol in arrival order);
+* watchdog task — sleeps until the next deadline (ack, stale, dead) and judges it
+  then: with frames flowing it wakes once per ``stale_after``, never per frame;
 * heartbeat task — every ``heartbeat_interval``, the venue's application heartbeat
   (Bitstamp's ``bts:heartbeat``, answered by the venue's own application) or, for a
   venue without one, a WebSocket ping (its pong proves the connection).
@@ -37,7 +43,6 @@ import time
 from collections.abc import Callable
 from typing import NoReturn
 
-import attrs
 import trio
 
 from dragonflybot.client import Backoff, HttpStatusError, MessageStream, RestClient
@@ -70,24 +75,8 @@ from dragonflybot.venues.base import (
 
 log = logging.getLogger("dragonflybot.feed")
 
-INBOUND_BUFFER = 1024
-"""Frames queued between reader and listener before the reader waits (TCP back-pressure)."""
 EXCERPT = 200
 """Characters of a malformed frame shown in the log."""
-
-
-@attrs.frozen(slots=True)
-class SnapshotBody:
-    """A REST body on its way from a fetch task to the listener."""
-
-    token: int
-    body: bytes
-    recv_ns: int
-
-
-Frame = tuple[str | bytes, int]
-"""A received message and its ``time.monotonic_ns()`` (a tuple: it is made per frame)."""
-Inbound = Frame | SnapshotBody
 
 
 def excerpt(frame: str | bytes) -> str:
@@ -96,28 +85,6 @@ def excerpt(frame: str | bytes) -> str:
         shown = repr(frame[:EXCERPT])
         return shown + ("..." if len(frame) > EXCERPT else "")
     return frame[:EXCERPT] + ("..." if len(frame) > EXCERPT else "")
-
-
-async def read_frames(stream: MessageStream, inbound: trio.MemorySendChannel[Inbound]) -> None:
-    """The socket read loop: receive, stamp, pass on. Ends by raising ``TransportError``.
-
-    Frames go into the channel without a checkpoint while it has room: one socket read
-    yields many frames, and handing them over one scheduler round each would wake the
-    listener, the aggregator and every stream once per frame. Passed on as a batch, the
-    listener applies them all and its latest-value handoff conflates the views, so the
-    aggregator merges and encodes once per batch. The socket read itself still yields.
-    """
-    receive = stream.receive
-    send_nowait = inbound.send_nowait
-    send = inbound.send
-    monotonic_ns = time.monotonic_ns
-    while True:
-        frame = await receive()
-        item = (frame, monotonic_ns())
-        try:
-            send_nowait(item)
-        except trio.WouldBlock:
-            await send(item)
 
 
 class Session:
@@ -155,14 +122,11 @@ class Session:
         """The venue answers an application heartbeat: its replies, not pongs, prove it."""
         self._stream: MessageStream | None = None
         self._nursery: trio.Nursery | None = None
-        self._inbound: trio.MemorySendChannel[Inbound] | None = None
 
     # --- running ------------------------------------------------------------------------
 
     async def run(self, stream: MessageStream) -> NoReturn:
         self._stream = stream
-        inbound_send, inbound_recv = trio.open_memory_channel[Inbound](INBOUND_BUFFER)
-        self._inbound = inbound_send
         now = trio.current_time()
         self._last_frame = now
         self._ack_deadline = now + self.config.ack_timeout
@@ -170,31 +134,35 @@ class Session:
         async with trio.open_nursery() as nursery:
             self._nursery = nursery
             self._dispatch(self.protocol.connection_made(), b"", frame=False)
-            nursery.start_soon(read_frames, stream, inbound_send)
             nursery.start_soon(self._heartbeats, self.protocol.heartbeat())
-            await self._listen(inbound_recv)
-        raise AssertionError("unreachable: the listener only ends by raising")
+            nursery.start_soon(self._watch)
+            await self._read(stream)
+        raise AssertionError("unreachable: the read loop only ends by raising")
 
-    async def _listen(self, inbound: trio.MemoryReceiveChannel[Inbound]) -> NoReturn:
+    async def _read(self, stream: MessageStream) -> NoReturn:
+        """The socket read loop, and the protocol's driver: receive, stamp, apply.
+
+        The stamp is taken as the frame leaves the WebSocket client, before any work
+        on it. Ends by raising (``TransportError`` from the stream, or what a frame's
+        events raise: ``SubscriptionError``, ``ReconnectRequested``).
+        """
+        receive = stream.receive
+        monotonic_ns = time.monotonic_ns
+        on_frame = self._on_frame
         while True:
-            try:
-                item = inbound.receive_nowait()
-            except trio.WouldBlock:
-                item = await self._wait(inbound)
-            if type(item) is tuple:
-                self._on_frame(item[0], item[1])
-            else:
-                assert isinstance(item, SnapshotBody)
-                events = self.protocol.snapshot_received(item.token, item.body)
-                self._after(self._dispatch(events, item.body, frame=False), item.recv_ns)
+            frame = await receive()
+            on_frame(frame, monotonic_ns())
 
-    async def _wait(self, inbound: trio.MemoryReceiveChannel[Inbound]) -> Inbound:
-        """The next item, enforcing the ack, stale and dead deadlines meanwhile."""
+    async def _watch(self) -> NoReturn:
+        """Enforce the ack, stale and dead deadlines: sleep until the next, judge it.
+
+        A frame moves a deadline without waking this task; it finds that out when it
+        wakes and sleeps again, so flowing frames cost it nothing.
+        """
         config = self.config
         while True:
             alive_at = self._alive_at()
-            dead_at = alive_at + max(config.dead_after, config.stale_after)
-            deadline = dead_at
+            deadline = alive_at + max(config.dead_after, config.stale_after)
             if not self._stale:
                 deadline = min(deadline, alive_at + config.stale_after)
             else:
@@ -202,26 +170,29 @@ class Session:
                 deadline = min(deadline, trio.current_time() + config.heartbeat_interval)
             if not self.protocol.subscribed:
                 deadline = min(deadline, self._ack_deadline)
-            with trio.move_on_at(deadline):
-                return await inbound.receive()
-            now = trio.current_time()
-            alive_at = self._alive_at()
-            dead_at = alive_at + max(config.dead_after, config.stale_after)
-            if not self.protocol.subscribed and now >= self._ack_deadline:
-                raise SubscriptionError(
-                    self._venue,
-                    f"no acknowledgement of {', '.join(self.protocol.streams)} "
-                    f"within {config.ack_timeout:g} s",
-                )
-            if now >= dead_at:
-                raise TransportError(
-                    f"{self._venue}: connection silent for {now - alive_at:.1f} s, "
-                    "connection presumed dead"
-                )
-            if not self._stale and now >= alive_at + config.stale_after:
-                self._go_stale(now)
-            elif self._stale and now < alive_at + config.stale_after:
-                self._revive()
+            await trio.sleep_until(deadline)
+            self._judge(trio.current_time())
+
+    def _judge(self, now: float) -> None:
+        """Raise or change the staleness for the deadlines passed at ``now``."""
+        config = self.config
+        alive_at = self._alive_at()
+        dead_at = alive_at + max(config.dead_after, config.stale_after)
+        if not self.protocol.subscribed and now >= self._ack_deadline:
+            raise SubscriptionError(
+                self._venue,
+                f"no acknowledgement of {', '.join(self.protocol.streams)} "
+                f"within {config.ack_timeout:g} s",
+            )
+        if now >= dead_at:
+            raise TransportError(
+                f"{self._venue}: connection silent for {now - alive_at:.1f} s, "
+                "connection presumed dead"
+            )
+        if not self._stale and now >= alive_at + config.stale_after:
+            self._go_stale(now)
+        elif self._stale and now < alive_at + config.stale_after:
+            self._revive()
 
     def _alive_at(self) -> float:
         """When the connection last proved alive: a frame, or a pong (no app heartbeat)."""
@@ -441,5 +412,8 @@ class Session:
                         delay,
                     )
                     await trio.sleep(delay)
-            assert self._inbound is not None
-            await self._inbound.send(SnapshotBody(request.token, body, time.monotonic_ns()))
+            # No checkpoint since the body arrived: no frame comes in between, and the
+            # protocol sees body and frames in arrival order (a stale token it ignores).
+            recv_ns = time.monotonic_ns()
+            events = self.protocol.snapshot_received(request.token, body)
+            self._after(self._dispatch(events, body, frame=False), recv_ns)

@@ -26,7 +26,7 @@ import contextlib
 import errno
 import logging
 import ssl
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any, Final
 
 import anyio
@@ -92,6 +92,10 @@ class GrpcServer:
         self._closing = False
         self._refusing = False
         self._throttle = LogThrottle()
+        self.wrap_accepted: Callable[[anyio.abc.SocketStream], anyio.abc.SocketStream] | None = None
+        """Wraps each accepted socket before its ``Connection`` sees it (set before clients
+        connect): the latency benchmark stamps the bytes written to each client there, once
+        per connection, instead of a branch on the send path."""
 
     @property
     def address(self) -> str:
@@ -161,6 +165,8 @@ class GrpcServer:
                 continue
             self._refusing = False
             self.stats.connections_accepted += 1
+            if self.wrap_accepted is not None:
+                stream = self.wrap_accepted(stream)
             connection = Connection(
                 self._methods,
                 stream,
