@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import ssl
 from collections import defaultdict
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
 from typing import Any, Final
 from urllib.parse import urlsplit
@@ -168,10 +168,21 @@ async def channels_by_node(
         return {(config.host, config.port): list(channels)}
     with trio.fail_after(config.timeout):
         ranges = await client.cluster_slots()
+    # With a node down coredis can hand back the node's error as the answer instead
+    # of raising it: the topology is unknown then, which is a bus failure like any.
+    if isinstance(ranges, BaseException):
+        raise BusClusterError(f"cluster topology unavailable: {describe(ranges)}") from ranges
+    if not isinstance(ranges, Mapping):
+        raise BusClusterError(f"unexpected CLUSTER SLOTS answer: {type(ranges).__name__}")
     owners: list[tuple[int, int, tuple[str, int]]] = []
     for (low, high), nodes in ranges.items():
         if nodes:
-            owners.append((int(low), int(high), (str(nodes[0]["host"]), int(nodes[0]["port"]))))
+            host = str(nodes[0]["host"])
+            # A node that does not know its own address reports "" or "?" (Redis 7):
+            # it is then the one this client asked, at the address it was given.
+            if host in ("", "?"):
+                host = config.host
+            owners.append((int(low), int(high), (host, int(nodes[0]["port"]))))
     by_node: defaultdict[tuple[str, int], list[str]] = defaultdict(list)
     for channel in channels:
         slot = hash_slot(channel.encode())
