@@ -189,7 +189,8 @@ class BusSubscriber:
 
     async def _subscribe(self, client: Client, link: _Link, channels: Sequence[str]) -> None:
         """Subscribe ``link`` to ``channels`` and wait (with a deadline) for every
-        confirmation; messages that arrive meanwhile are handled, not dropped."""
+        confirmation; messages that arrive meanwhile are handled afterwards, not dropped
+        (outside the deadline: a full delivery channel is back-pressure, not a failure)."""
         sharded = self.config.cluster
         reader = link.reader
         # ``SSUBSCRIBE`` takes channels of one slot only, and each subject is its own
@@ -200,14 +201,16 @@ class BusSubscriber:
             for i in range(0, len(channels), step)
         )
         reader.expect_confirmations(len(channels))
+        early: list[bytes] = []
         with trio.fail_after(self.config.timeout):
             await link.stream.send_all(request)
             while reader.unconfirmed > 0:
                 data = await link.stream.receive_some(RECEIVE_SIZE)
                 if not data:
                     raise trio.BrokenResourceError(f"Redis at {link.node} closed the connection")
-                for payload in reader.feed(data):
-                    await self._handle(client, payload, from_latest=False)
+                early += reader.feed(data)
+        for payload in early:
+            await self._handle(client, payload, from_latest=False)
 
     async def _read_loop(self, client: Client, link: _Link) -> None:
         stream = link.stream
