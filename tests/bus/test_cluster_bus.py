@@ -77,3 +77,53 @@ async def test_a_cluster_node_restart_is_survived(cluster: RedisCluster) -> None
                 ):
                     seen.add(got.message.subject)
         nursery.cancel_scope.cancel()
+
+
+async def test_a_subject_whose_slot_moves_is_followed_to_its_new_node(
+    cluster: RedisCluster,
+) -> None:
+    """Resharding: the old owner drops the sharded subscription (``sunsubscribe``), and the
+    subscriber's next session reads the topology again and subscribes on the new owner."""
+    config = BusConfig(
+        "127.0.0.1", cluster.nodes[0].port, cluster=True, timeout=1.0,
+        backoff_base=0.02, backoff_cap=0.2,
+    )  # fmt: skip
+    subject = view_subject("mover", "ETH-BTC")
+    key = config.names.key(subject)
+    slot = int(await cluster.nodes[0].cli_run("cluster", "keyslot", key))
+    ids = {}
+    for node in cluster.nodes:
+        ids[node.port] = (await node.cli_run("cluster", "myid")).decode().strip()
+    publisher = BusPublisher(config, epoch=21)
+    send, receive = trio.open_memory_channel[Received](64)
+    subscriber = BusSubscriber(config, [subject], send, idle_check=0.2)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(publisher.run)
+        await nursery.start(subscriber.run)
+        publisher.publish(subject, view_msg(venue="mover", instrument="ETH-BTC", bid="1"))
+        with trio.fail_after(10):
+            assert (await receive.receive()).message.seq == 1
+        sessions = subscriber.stats.sessions
+        # The owner is the node holding the subject's latest value.
+        counts = [
+            int(await n.cli_run("cluster", "countkeysinslot", str(slot))) for n in cluster.nodes
+        ]
+        assert sorted(counts) == [0, 0, 1]
+        owner = cluster.nodes[counts.index(1)]
+        target = next(n for n in cluster.nodes if n is not owner)
+        # Move the slot (and its latest-value key) from its owner to another node.
+        await target.cli_run("cluster", "setslot", str(slot), "importing", ids[owner.port])
+        await owner.cli_run("cluster", "setslot", str(slot), "migrating", ids[target.port])
+        await owner.cli_run("migrate", "127.0.0.1", str(target.port), "", "0", "5000", "keys", key)
+        for node in (target, owner, *(n for n in cluster.nodes if n not in (owner, target))):
+            await node.cli_run("cluster", "setslot", str(slot), "node", ids[target.port])
+        await wait_until(lambda: subscriber.stats.sessions > sessions, limit=10)
+        publisher.publish(subject, view_msg(venue="mover", instrument="ETH-BTC", bid="2"))
+        with trio.fail_after(15):
+            while True:
+                got = await receive.receive()
+                if got.message.body == view_msg(venue="mover", instrument="ETH-BTC", bid="2"):
+                    break
+        nursery.cancel_scope.cancel()
+    assert subscriber.stats.failures >= 1
+    assert int(await target.cli_run("cluster", "countkeysinslot", str(slot))) == 1

@@ -160,7 +160,7 @@ def test_publisher_forwards_only_top_n_changes_and_reports_down_once() -> None:
     assert drain(slot) is None
     set_book(protocol, "3", "2", "1")
     assert publisher.publish(protocol, 7, 100)
-    assert drain(slot) == VenueView("v", side("3", "2"), (), 7, 100)
+    assert drain(slot) == VenueView("v", side("3", "2"), (), 7, 100, 1)  # lastUpdateId 1
     set_book(protocol, "3", "2", "0.5")  # below the top 2
     assert not publisher.publish(protocol, 8, 101)
     assert drain(slot) is None
@@ -169,7 +169,7 @@ def test_publisher_forwards_only_top_n_changes_and_reports_down_once() -> None:
     publisher.down("disconnected: gone")  # already down
     assert drain(slot) is None and publisher.down_reason == "disconnected: gone"
     assert publisher.publish(protocol, 9, 102)  # same levels, but it was down
-    assert drain(slot) == VenueView("v", side("3", "2"), (), 9, 102)
+    assert drain(slot) == VenueView("v", side("3", "2"), (), 9, 102, 1)
     assert (stats.forwarded, stats.downs) == (2, 1)
 
 

@@ -48,7 +48,9 @@ def test_diff_book_changes_are_forwarded_exactly_when_the_top_n_moves() -> None:
     publisher = ViewPublisher("binance", 2, slot, stats)
     protocol = synced()
     assert publisher.publish(protocol, 1, 100)
-    assert taken(slot) == VenueView("binance", side(("3", "1"), ("2", "1")), (), 1, 100)
+    # Each view carries the venue's update id of the book it shows (the snapshot's
+    # lastUpdateId, then the ``u`` of the event that moved the top N).
+    assert taken(slot) == VenueView("binance", side(("3", "1"), ("2", "1")), (), 1, 100, 10)
 
     def step(first: int, bids: Any, asks: Any = ()) -> bool:
         assert protocol.receive(update(first, bids, asks)) == [BookChanged(1000 + first)]
@@ -57,14 +59,14 @@ def test_diff_book_changes_are_forwarded_exactly_when_the_top_n_moves() -> None:
     assert not step(11, [["1", "5"], ["0.5", "1"]])  # behind the top 2
     assert not step(12, [["2", "1"]])  # a repeated amount
     assert step(13, [["2", "4"]])
-    assert taken(slot) == VenueView("binance", side(("3", "1"), ("2", "4")), (), 13, 13)
+    assert taken(slot) == VenueView("binance", side(("3", "1"), ("2", "4")), (), 13, 13, 13)
     # Changed and changed back between two reads: new tuples, equal levels, nothing to send.
     assert protocol.receive(update(14, [["2.5", "1"]])) == [BookChanged(1014)]
     assert not step(15, [["2.5", "0"]])
     assert taken(slot) is None
     assert step(16, [], [["9", "1"]])
     assert taken(slot) == VenueView(
-        "binance", side(("3", "1"), ("2", "4")), side(("9", "1")), 16, 16
+        "binance", side(("3", "1"), ("2", "4")), side(("9", "1")), 16, 16, 16
     )
     assert stats.forwarded == 3
 
@@ -105,7 +107,7 @@ def test_a_protocol_without_its_own_top_is_read_through_top_bids_and_top_asks() 
     publisher = ViewPublisher("v", 1, slot, FeedStats())
     protocol = TopOnly(side(("5", "1"), ("4", "1")))
     assert publisher.publish(protocol, None, 1)
-    assert taken(slot) == VenueView("v", side(("5", "1")), (), None, 1)
+    assert taken(slot) == VenueView("v", side(("5", "1")), (), None, 1, None)  # no sequence
     protocol.bids = side(("5", "1"), ("3", "1"))  # a new tuple, the same top 1
     assert not publisher.publish(protocol, None, 2)
     protocol.bids = side(("6", "1"))

@@ -179,9 +179,10 @@ def test_other_streams_are_ignored() -> None:
 def test_partial_depth_replaces_top_book() -> None:
     protocol = subscribed("top")
     stream = "ethbtc@depth20@100ms"
+    assert protocol.venue_seq is None
     data = {"lastUpdateId": 5, "bids": [["0.05", "1"], ["0.04", "2"]], "asks": [["0.06", "3"]]}
     assert protocol.receive(frame(stream, data)) == [BookChanged(None)]
-    assert protocol.has_book
+    assert protocol.has_book and protocol.venue_seq == 5
     assert protocol.top_bids(5) == (lv("0.05", "1"), lv("0.04", "2"))
     assert protocol.top_bids(1) == (lv("0.05", "1"),)
     data = {"lastUpdateId": 6, "bids": [["0.051", "1"]], "asks": []}
@@ -189,6 +190,7 @@ def test_partial_depth_replaces_top_book() -> None:
     assert protocol.top_bids(5) == (lv("0.051", "1"),)
     assert protocol.top_asks(5) == ()
     assert protocol.counters.applied == 2
+    assert protocol.venue_seq == 6
 
 
 @pytest.mark.parametrize(
@@ -231,7 +233,7 @@ def test_diff_sync_drops_old_then_applies_in_sequence() -> None:
         Dropped(1, "buffered events not newer than snapshot 100"),
         BookChanged(1102),
     ]
-    assert protocol.synced and protocol.book_id == 102
+    assert protocol.synced and protocol.book_id == 102 and protocol.venue_seq == 102
     assert protocol.top_bids(5) == (lv("2.0", "2"), lv("1.5", "1"))
     assert protocol.receive(update(103, 104, asks=[["3.0", "0"]])) == [BookChanged(1104)]
     assert protocol.top_asks(5) == ()

@@ -125,7 +125,9 @@ def test_order_book_replaces_top_and_ignores_older() -> None:
     events = protocol.receive(data(chan, 1_000_000_500, [["0.05", "1"]], [["0.06", "2"]]))
     assert events == [BookChanged(1_000_000)]
     assert protocol.top_asks(100) == (lv("0.06", "2"),)
+    assert protocol.venue_seq == 1_000_000_500  # the microtimestamp: Bitstamp numbers nothing
     assert kinds(protocol.receive(data(chan, 999_000_000, [["0.01", "1"]]))) == [Dropped]
+    assert protocol.venue_seq == 1_000_000_500
     assert protocol.top_bids(100) == (lv("0.05", "1"),)
     assert kinds(protocol.receive(data("order_book_btcusd", 2_000_000_000))) == [Ignored]
 
@@ -141,7 +143,7 @@ def test_diff_sync_by_microtimestamp() -> None:
         fetch.token, rest(200, bids=[["2", "1"], ["1", "1"]], asks=[["6", "1"]])
     )
     assert events == [Dropped(2, "buffered diffs not newer than snapshot 200"), BookChanged(0)]
-    assert protocol.synced and protocol.book_micros == 300
+    assert protocol.synced and protocol.book_micros == 300 and protocol.venue_seq == 300
     assert protocol.top_asks(5) == (lv("5", "1"), lv("6", "1"))
     # Live: older or equal microtimestamps are dropped, newer applied.
     assert kinds(protocol.receive(diff(300, bids=[["9", "9"]]))) == [Dropped]

@@ -100,6 +100,7 @@ def test_the_documented_snapshot_and_delta() -> None:
     ]
     assert asks[0].amount == parse("0.5")
     assert p.update_id == 18521289 and p.seq == 7961638725 and p.cts == 1687940967464
+    assert p.venue_seq == 18521289  # the book's ``u``, consecutive per topic
 
 
 def test_a_stale_delta_is_dropped() -> None:

@@ -122,6 +122,7 @@ def test_the_documented_update_applies_absolute_quantities() -> None:
     # "0.00000000" removed the offer at 68901.00.
     assert [lv.price for lv in asks] == [parse("68902.50")]
     assert p.event_time_ms == EVENT_MS and p.sequence_num == 2
+    assert p.venue_seq == 2  # the message that last changed the book
 
 
 def test_a_sequence_gap_discards_the_book_and_resubscribes_the_product() -> None:

@@ -90,6 +90,7 @@ def live(depth: int = 10) -> tuple[KrakenProtocol, kraken_wire.KrakenBookWire]:
     )
     assert kinds(protocol.receive(snap)) == [BookChanged]
     assert protocol.synced and protocol.has_book
+    assert protocol.venue_seq is None  # Kraken's v2 book numbers nothing (checksum only)
     return protocol, wire
 
 

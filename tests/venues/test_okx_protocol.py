@@ -115,7 +115,7 @@ def test_updates_keepalive_and_restart_follow_the_chain() -> None:
     assert kinds(protocol.receive(wire.keepalive())) == [BookChanged]
     wire.restart(5)  # maintenance: seqId goes backwards, prevSeqId still chains
     assert kinds(protocol.receive(wire.update([], [pa("0.0502", "1")]))) == [BookChanged]
-    assert protocol.last_seq == 5
+    assert protocol.last_seq == 5 and protocol.venue_seq == 5
     assert kinds(protocol.receive(wire.update([], [pa("0.0503", "1")]))) == [BookChanged]
     assert protocol.counters.gaps == 0
 
@@ -162,7 +162,7 @@ def test_checksum_mismatch_resubscribes_and_zero_means_none() -> None:
 
 def test_no_sequence_ids_no_chain_check() -> None:
     protocol, wire = live(sequenced=False)
-    assert protocol.last_seq is None
+    assert protocol.last_seq is None and protocol.venue_seq is None
     assert kinds(protocol.receive(wire.update([pa("0.0497", "1")], []))) == [BookChanged]
     assert protocol.counters.verified == 2
 

@@ -3,7 +3,8 @@
 Layers talk through queues; this package makes one kind of queue span processes
 and machines (docs/scaling.md). Sans-I/O: ``codec`` (the versioned msgpack wire
 format), ``subjects`` (names, channels, keys), ``sequence`` (in order, duplicate,
-gap) and ``staleness`` (who fell silent). The trio tasks that own Redis
+gap), ``staleness`` (who fell silent) and ``pubsub_wire`` (a subscribed connection's
+replies, parsed by hiredis). The trio tasks that own Redis
 connections: ``publisher`` (latest-value slots -> SET + PUBLISH) and
 ``subscriber`` (subscribe, read the latest values, deliver in order), built on
 ``connection``. What roles plug in: ``outlet`` (a feed's updates and an

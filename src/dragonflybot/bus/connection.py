@@ -7,6 +7,11 @@ sharded pub/sub (``SPUBLISH``/``SSUBSCRIBE``): a message goes only to the node
 owning its subject's slot, so the stream scales with the nodes instead of being
 broadcast to all of them.
 
+Commands (``GET``/``MGET`` of latest values, the publisher's writes, the cluster
+topology) go through coredis. The subscriber reads its channels over its own
+trio socket (``open_pubsub_stream``, parsed by ``pubsub_wire``): coredis's
+pub/sub path cost about five times what the bus does with a message.
+
 coredis's own retries are switched off: the bus's publisher and subscriber
 retry whole sessions with ``client.backoff.Backoff``, so that "the bus is down"
 is one visible state rather than commands quietly stalling in a retry loop.
@@ -14,7 +19,9 @@ is one visible state rather than commands quietly stalling in a retry loop.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import ssl
+from collections import defaultdict
+from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
 from typing import Any, Final
 from urllib.parse import urlsplit
@@ -24,8 +31,10 @@ import attrs
 import coredis
 import coredis.exceptions
 import trio
+from coredis._utils import hash_slot
 from coredis.retry import NoRetryPolicy
 
+from dragonflybot.bus.pubsub_wire import BusProtocolError
 from dragonflybot.bus.subjects import BusNames
 from dragonflybot.client.backoff import Backoff
 from dragonflybot.errors import ConfigError
@@ -98,6 +107,11 @@ class BusConfig:
     def new_backoff(self) -> Backoff:
         return Backoff(self.backoff_base, self.backoff_cap, reset_after=1.0)
 
+    def tls_context(self) -> ssl.SSLContext | None:
+        """The TLS settings of every connection to the bus (``None`` without TLS): the
+        system's CAs, certificate and host name checked, for commands and pub/sub alike."""
+        return ssl.create_default_context() if self.tls else None
+
 
 @asynccontextmanager
 async def open_client(config: BusConfig) -> AsyncIterator[Client]:
@@ -108,6 +122,7 @@ async def open_client(config: BusConfig) -> AsyncIterator[Client]:
         "stream_timeout": config.timeout,
         "retry_policy": NoRetryPolicy(),
         "ssl": config.tls,
+        "ssl_context": config.tls_context(),
     }
     client: Client
     if config.cluster:
@@ -120,17 +135,66 @@ async def open_client(config: BusConfig) -> AsyncIterator[Client]:
         yield client
 
 
-def open_pubsub(config: BusConfig, client: Client) -> Any:
-    """A pub/sub session (sharded on a cluster), without coredis's own reconnects."""
-    if config.cluster:
-        return client.sharded_pubsub(
-            ignore_subscribe_messages=True,
-            retry_policy=None,
-            subscription_timeout=config.timeout,
-        )
-    return client.pubsub(
-        ignore_subscribe_messages=True, retry_policy=None, subscription_timeout=config.timeout
-    )
+async def open_pubsub_stream(config: BusConfig, host: str, port: int) -> trio.abc.Stream:
+    """A connection to ``host:port`` for the subscriber's own pub/sub reader, within
+    ``config.timeout`` (TLS handshake included). Pub/sub is not per database, so
+    nothing is selected; the caller closes it."""
+    with trio.fail_after(config.timeout):
+        stream: trio.abc.Stream = await trio.open_tcp_stream(host, port)
+        context = config.tls_context()
+        if context is not None:
+            tls = trio.SSLStream(stream, context, server_hostname=host)
+            try:
+                await tls.do_handshake()
+            except BaseException:
+                await trio.aclose_forcefully(stream)
+                raise
+            stream = tls
+    return stream
+
+
+async def channels_by_node(
+    config: BusConfig, client: Client, channels: Sequence[str]
+) -> dict[tuple[str, int], list[str]]:
+    """Which node to subscribe each channel on: the bus's own server, or on a cluster
+    the primary owning the channel's slot (sharded pub/sub delivers only there).
+
+    The topology is read afresh (``CLUSTER SLOTS``) for every session, so a session
+    after a failover or a resharding subscribes where the slots now are; a channel
+    whose slot moved meanwhile is refused (``MOVED``) or dropped by its old node,
+    which ends the session and leads here again.
+    """
+    if not config.cluster:
+        return {(config.host, config.port): list(channels)}
+    with trio.fail_after(config.timeout):
+        ranges = await client.cluster_slots()
+    # With a node down coredis can hand back the node's error as the answer instead
+    # of raising it: the topology is unknown then, which is a bus failure like any.
+    if isinstance(ranges, BaseException):
+        raise BusClusterError(f"cluster topology unavailable: {describe(ranges)}") from ranges
+    if not isinstance(ranges, Mapping):
+        raise BusClusterError(f"unexpected CLUSTER SLOTS answer: {type(ranges).__name__}")
+    owners: list[tuple[int, int, tuple[str, int]]] = []
+    for (low, high), nodes in ranges.items():
+        if nodes:
+            host = str(nodes[0]["host"])
+            # A node that does not know its own address reports "" or "?" (Redis 7):
+            # it is then the one this client asked, at the address it was given.
+            if host in ("", "?"):
+                host = config.host
+            owners.append((int(low), int(high), (host, int(nodes[0]["port"]))))
+    by_node: defaultdict[tuple[str, int], list[str]] = defaultdict(list)
+    for channel in channels:
+        slot = hash_slot(channel.encode())
+        node = next((n for low, high, n in owners if low <= slot <= high), None)
+        if node is None:
+            raise BusClusterError(f"no cluster node serves slot {slot} (channel {channel})")
+        by_node[node].append(channel)
+    return dict(by_node)
+
+
+class BusClusterError(coredis.exceptions.RedisClusterError):
+    """The cluster's topology leaves a channel's slot without a node (a bus failure)."""
 
 
 def queue_publish(config: BusConfig, pipe: Any, channel: str, data: bytes) -> None:
@@ -143,6 +207,7 @@ def queue_publish(config: BusConfig, pipe: Any, channel: str, data: bytes) -> No
 
 _FAILURES: Final = (
     coredis.exceptions.RedisError,
+    BusProtocolError,
     OSError,
     trio.TooSlowError,
     trio.BrokenResourceError,

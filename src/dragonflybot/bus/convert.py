@@ -10,6 +10,7 @@ sync between machines).
 from __future__ import annotations
 
 import time
+from typing import Final
 
 from dragonflybot.aggregator.state import BookState
 from dragonflybot.bus.codec import (
@@ -26,6 +27,8 @@ from dragonflybot.core.book import Level
 from dragonflybot.core.merge import Consolidated, MergedLevel
 from dragonflybot.core.view import VenueDown, VenueView
 
+_UINT64_MAX: Final = 2**64 - 1
+
 
 def mono_to_wall(mono_ns: int) -> int:
     """A ``time.monotonic_ns()`` instant as Unix ns."""
@@ -37,8 +40,14 @@ def wall_to_mono(wall_ns: int) -> int:
     return time.monotonic_ns() - (time.time_ns() - wall_ns)
 
 
-def view_message(view: VenueView, instrument: str, *, venue_seq: int | None = None) -> ViewMsg:
-    """What a feed publishes for ``view`` (subject ``view_subject(view.venue, instrument)``)."""
+def view_message(view: VenueView, instrument: str) -> ViewMsg:
+    """What a feed publishes for ``view`` (subject ``view_subject(view.venue, instrument)``),
+    with the venue's sequence and event time as the view carries them."""
+    venue_seq = view.venue_seq
+    if venue_seq is not None and not 0 <= venue_seq <= _UINT64_MAX:
+        # Venue numbers are parsed unbounded; one msgpack cannot carry (no venue sends
+        # one) goes as "no sequence" rather than failing the whole publish.
+        venue_seq = None
     return ViewMsg(
         view.venue,
         instrument,
@@ -63,6 +72,7 @@ def venue_view(msg: ViewMsg) -> VenueView:
         tuple(Level(p, a) for p, a in levels_of(msg.asks)),
         msg.exchange_ms,
         wall_to_mono(msg.recv_ns),
+        msg.venue_seq,
     )
 
 

@@ -25,14 +25,14 @@ class ViewOutlet:
         self.instrument = instrument
         self._subjects: dict[str, str] = {}
 
-    def publish(self, update: VenueUpdate, *, venue_seq: int | None = None) -> None:
+    def publish(self, update: VenueUpdate) -> None:
         subject = self._subjects.get(update.venue)
         if subject is None:
             subject = self._subjects[update.venue] = view_subject(update.venue, self.instrument)
         if isinstance(update, VenueDown):
             self._publisher.publish(subject, down_message(update, self.instrument))
         else:
-            body = view_message(update, self.instrument, venue_seq=venue_seq)
+            body = view_message(update, self.instrument)
             self._publisher.publish(subject, body)
 
 

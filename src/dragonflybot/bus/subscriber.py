@@ -6,19 +6,32 @@ key and on the channel), and the per-subject ``SequenceTracker`` drops what is
 not newer. A message that skips sequence numbers is delivered and followed by a
 read of the subject's latest value, in case something newer was lost as well.
 
-Every network wait has a deadline. A quiet subscription is checked with a
-``PING`` every ``idle_check`` seconds, so a Redis that vanished without closing
-the connection is noticed. Any bus failure ends the session: ``status`` turns
-False (a gateway reports NOT_SERVING, an aggregator treats its venues as
-stale), the task waits out a ``Backoff`` delay and starts a new session.
+The channels are read over the subscriber's own trio sockets, one per node
+(the bus's server, or on a cluster each primary owning some of the subjects'
+slots, with ``SSUBSCRIBE``), parsed by ``pubsub_wire`` (hiredis); coredis
+serves the commands (``MGET``/``GET`` of latest values, the cluster topology).
+One ``receive_some`` hands over every message that arrived meanwhile, so a busy
+subscriber pays one scheduler round per read rather than per message. While the
+delivery channel is full the socket is not read: Redis then holds the backlog
+(and disconnects a subscriber beyond its ``client-output-buffer-limit pubsub``,
+which reconnects and starts again from the latest values) instead of the
+process buffering it without bound.
+
+Every network wait has a deadline. A quiet connection is sent a ``PING`` every
+``idle_check`` seconds and must answer within ``timeout``, so a Redis that
+vanished without closing the connection is noticed. Any bus failure ends the
+session: ``status`` turns False (a gateway reports NOT_SERVING, an aggregator
+treats its venues as stale), the task waits out a ``Backoff`` delay and starts
+a new session.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterable
-from typing import Any
+from collections.abc import Iterable, Sequence
+from contextlib import AsyncExitStack
+from typing import Final
 
 import attrs
 import trio
@@ -28,21 +41,33 @@ from dragonflybot.bus.codec import BusCodec, BusMessage
 from dragonflybot.bus.connection import (
     BusConfig,
     Client,
+    channels_by_node,
     describe,
     is_bus_failure,
     open_client,
-    open_pubsub,
+    open_pubsub_stream,
 )
+from dragonflybot.bus.pubsub_wire import PING, PubSubReader, subscribe_command
 from dragonflybot.bus.sequence import SequenceTracker, Verdict
 from dragonflybot.client.backoff import Backoff
 from dragonflybot.errors import ConfigError
 
 log = logging.getLogger(__name__)
 
-_MESSAGE_TYPES = frozenset({"message", "smessage"})
-
 LATEST_CHUNK = 1000
-"""Keys per ``MGET`` on connect: each read stays small and well inside its deadline."""
+"""Keys per ``MGET`` on connect, and channels per ``SUBSCRIBE``: each request stays small."""
+
+RECEIVE_SIZE: Final = 1 << 16
+"""Bytes per socket read: a few hundred views when a backlog waits."""
+
+
+@attrs.define
+class _Link:
+    """One subscribed connection: its stream, its reply parser, its node for the logs."""
+
+    stream: trio.abc.Stream
+    reader: PubSubReader
+    node: str
 
 
 @attrs.frozen(slots=True)
@@ -115,15 +140,14 @@ class BusSubscriber:
             async with self._send:
                 while True:
                     try:
-                        async with (
-                            open_client(self.config) as client,
-                            open_pubsub(self.config, client) as pubsub,
-                        ):
-                            await self._open_session(client, pubsub)
+                        async with open_client(self.config) as client, AsyncExitStack() as stack:
+                            links = await self._open_session(client, stack)
                             if not started:
                                 task_status.started()
                                 started = True
-                            await self._read_loop(client, pubsub)
+                            async with trio.open_nursery() as nursery:
+                                for link in links:
+                                    nursery.start_soon(self._read_loop, client, link)
                     except BaseException as exc:
                         if not is_bus_failure(exc):
                             raise
@@ -132,11 +156,19 @@ class BusSubscriber:
             self.status.publish(False)
             self.status.close()
 
-    async def _open_session(self, client: Client, pubsub: Any) -> None:
+    async def _open_session(self, client: Client, stack: AsyncExitStack) -> list[_Link]:
         config = self.config
         names = config.names
-        with trio.fail_after(config.timeout):
-            await pubsub.subscribe(*(names.channel(s) for s in self.subjects))
+        channels = [names.channel(s) for s in self.subjects]
+        links: list[_Link] = []
+        for (host, port), node_channels in (
+            await channels_by_node(config, client, channels)
+        ).items():
+            stream = await open_pubsub_stream(config, host, port)
+            stack.push_async_callback(trio.aclose_forcefully, stream)
+            link = _Link(stream, PubSubReader(), f"{host}:{port}")
+            await self._subscribe(client, link, node_channels)
+            links.append(link)
         # Subscribed first, read second: whatever is published in between is in
         # both places, and the tracker drops the copy that is not newer.
         subjects = self.subjects
@@ -153,21 +185,52 @@ class BusSubscriber:
         if not self.status.latest():
             log.info("bus subscriber on %s: %d subjects", config.url, len(self.subjects))
             self.status.publish(True)
+        return links
 
-    async def _read_loop(self, client: Client, pubsub: Any) -> None:
+    async def _subscribe(self, client: Client, link: _Link, channels: Sequence[str]) -> None:
+        """Subscribe ``link`` to ``channels`` and wait (with a deadline) for every
+        confirmation; messages that arrive meanwhile are handled afterwards, not dropped
+        (outside the deadline: a full delivery channel is back-pressure, not a failure)."""
+        sharded = self.config.cluster
+        reader = link.reader
+        # ``SSUBSCRIBE`` takes channels of one slot only, and each subject is its own
+        # hash tag: one request per channel there, all sent at once.
+        step = 1 if sharded else LATEST_CHUNK
+        request = b"".join(
+            subscribe_command(channels[i : i + step], sharded=sharded)
+            for i in range(0, len(channels), step)
+        )
+        reader.expect_confirmations(len(channels))
+        early: list[bytes] = []
+        with trio.fail_after(self.config.timeout):
+            await link.stream.send_all(request)
+            while reader.unconfirmed > 0:
+                data = await link.stream.receive_some(RECEIVE_SIZE)
+                if not data:
+                    raise trio.BrokenResourceError(f"Redis at {link.node} closed the connection")
+                early += reader.feed(data)
+        for payload in early:
+            await self._handle(client, payload, from_latest=False)
+
+    async def _read_loop(self, client: Client, link: _Link) -> None:
+        stream = link.stream
+        feed = link.reader.feed
+        handle = self._handle
+        idle = self._idle_check
         timeout = self.config.timeout
         while True:
-            with trio.move_on_after(self._idle_check) as idle:
-                message = await pubsub.get_message()
-            if idle.cancelled_caught:
+            with trio.move_on_after(idle) as quiet:
+                data = await stream.receive_some(RECEIVE_SIZE)
+            if quiet.cancelled_caught:
+                # Anything read within the deadline (the pong, or a message sent
+                # meanwhile) proves the connection and the server alive.
                 with trio.fail_after(timeout):
-                    await client.ping()
-                continue
-            if message is None or message.get("type") not in _MESSAGE_TYPES:
-                continue
-            data = message.get("data")
-            if isinstance(data, bytes):
-                await self._handle(client, data, from_latest=False)
+                    await stream.send_all(PING)
+                    data = await stream.receive_some(RECEIVE_SIZE)
+            if not data:
+                raise trio.BrokenResourceError(f"Redis at {link.node} closed the connection")
+            for payload in feed(data):
+                await handle(client, payload, from_latest=False)
 
     async def _handle(self, client: Client, data: bytes, *, from_latest: bool) -> None:
         stats = self.stats

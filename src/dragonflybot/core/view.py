@@ -24,6 +24,10 @@ class VenueView(msgspec.Struct, frozen=True):
     """The venue's own event time, where the venue gives one."""
     recv_ns: int
     """Local receive time of the frame that produced this view (``time.monotonic_ns``)."""
+    venue_seq: int | None = None
+    """The venue's own sequence of the book state shown (``VenueProtocol.venue_seq``:
+    its update id, sequence number or, for Bitstamp, microtimestamp), where it gives one.
+    Carried to the bus so consumers can line a view up with the venue's own data."""
 
     def same_levels(self, other: VenueView | None) -> bool:
         """True when ``other`` shows the same levels (the change-forwarder test)."""

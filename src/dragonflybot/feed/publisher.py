@@ -54,7 +54,7 @@ class ViewPublisher:
             and (asks is last.asks or asks == last.asks)
         ):
             return False
-        view = VenueView(self.venue, bids, asks, event_time_ms, recv_ns)
+        view = VenueView(self.venue, bids, asks, event_time_ms, recv_ns, protocol.venue_seq)
         self._last = view
         self._down = None
         stats = self._stats

@@ -328,6 +328,17 @@ class VenueProtocol(abc.ABC):
         return None
 
     @property
+    def venue_seq(self) -> int | None:
+        """The venue's own sequence of the book's current state, where the venue gives one
+        (an update id, a sequence number; ``None`` otherwise or without a book).
+
+        Read by the feed each time the top N changes and carried in the view, so a
+        consumer across the bus can tell which venue state a view shows. Venue modules
+        override it with whatever their sync rules already track: no extra parsing.
+        """
+        return None
+
+    @property
     def uses_rest(self) -> bool:
         """Whether this protocol may ask for REST snapshots (``FetchSnapshot``): the feed
         then owns an HTTP client. A venue whose book comes whole on the stream says no."""

@@ -284,6 +284,8 @@ class BinanceProtocol(BookProtocol[_DiffSync]):
         super().__init__(NAME, mode, ws_url or DEFAULT_WS_URL, rest, (self.stream,), sync)
         self._request_id = 0
         self._pending_id: int | None = None
+        self._top_update_id = 0
+        """Top mode: ``lastUpdateId`` of the partial book held (read only while one is)."""
 
     @classmethod
     def from_config(cls, config: VenueConfig, instrument: str) -> BinanceProtocol:
@@ -299,6 +301,14 @@ class BinanceProtocol(BookProtocol[_DiffSync]):
     @property
     def book_id(self) -> int | None:
         """Diff mode: the update id the book is at (``None`` while unsynced)."""
+        return self._diff.position
+
+    @property
+    def venue_seq(self) -> int | None:
+        """The book's update id: diff mode ``u`` of the last applied event (the
+        snapshot's ``lastUpdateId`` before one), top mode the partial's ``lastUpdateId``."""
+        if self.mode == "top":
+            return self._top_update_id if self._have_top else None
         return self._diff.position
 
     # --- driving ------------------------------------------------------------------------
@@ -329,6 +339,7 @@ class BinanceProtocol(BookProtocol[_DiffSync]):
             changed = self._replace_top(*self._top_sides(data.bids, data.asks), None)
         except BAD_INPUT as exc:
             return self._skip(f"malformed {self.stream} payload: {exc}")
+        self._top_update_id = data.lastUpdateId
         return [changed]
 
     def _receive_any(self, frame: str | bytes) -> list[Event]:
@@ -387,6 +398,7 @@ class BinanceProtocol(BookProtocol[_DiffSync]):
             changed = self._replace_top(self._levels(msg.bids), self._levels(msg.asks), None)
         except BAD_INPUT as exc:
             return self._skip(f"malformed {self.stream} payload: {exc}")
+        self._top_update_id = msg.lastUpdateId
         return [changed]
 
     def _decode_update(self, data: msgspec.Raw) -> list[Event]:

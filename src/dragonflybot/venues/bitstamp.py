@@ -216,6 +216,12 @@ class BitstampProtocol(BookProtocol[_DiffSync]):
         )
 
     @property
+    def venue_seq(self) -> int | None:
+        """Bitstamp numbers nothing: its ``microtimestamp`` is the only ordering key (the
+        diff sync's position), so it stands in for a sequence: the newest state's time."""
+        return self.book_micros
+
+    @property
     def book_micros(self) -> int | None:
         """The microtimestamp of the newest state in the book (``None`` without a book)."""
         if self.mode == "top":

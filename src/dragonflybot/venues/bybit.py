@@ -161,6 +161,12 @@ class BybitProtocol(BookProtocol[_Sync]):
         )
 
     @property
+    def venue_seq(self) -> int | None:
+        """The book's update id ``u`` (consecutive per topic; ``seq``, the cross sequence
+        across depth streams, is kept as ``self.seq``)."""
+        return self._diff.position
+
+    @property
     def update_id(self) -> int | None:
         """The book's ``u`` (``None`` without a book)."""
         return self._diff.position

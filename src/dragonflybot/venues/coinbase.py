@@ -221,6 +221,12 @@ class CoinbaseProtocol(BookProtocol[_Sync]):
         return f"CoinbaseProtocol({self.product!r})"
 
     @property
+    def venue_seq(self) -> int | None:
+        """``sequence_num`` of the message that last changed the book (it counts the
+        connection's messages across channels, so it restarts on a reconnect)."""
+        return self._diff.position
+
+    @property
     def sequence_num(self) -> int | None:
         """The last ``sequence_num`` seen on this connection."""
         return self._sequence

@@ -196,6 +196,11 @@ class OkxProtocol(BookProtocol[OkxSync]):
         return cls(instrument, ws_url=config.ws_url, rest_url=config.rest_url, symbol=config.symbol)
 
     @property
+    def venue_seq(self) -> int | None:
+        """``seqId`` of the newest applied message (``None`` for messages without one)."""
+        return self.last_seq
+
+    @property
     def last_seq(self) -> int | None:
         """``seqId`` of the last applied message (``None``: no book, or a feed without ids)."""
         position = self.sync.position
