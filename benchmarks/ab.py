@@ -117,14 +117,12 @@ def main(argv: list[str]) -> None:
         print(json.dumps(fanout_cost(int(argv[1]), float(argv[2]) if len(argv) > 2 else 0.0)))
         return
     from benchmarks import rig
-    from benchmarks.throughput import captures, one_run
+    from benchmarks.throughput import captures, one_run, start_replay
 
     mode, venues = argv[1], argv[2]
     count = int(argv[3]) if len(argv) > 3 else 150_000
     paths = captures(mode, count)  # type: ignore[arg-type]
-    sim, endpoints = rig.start_sim(
-        replay=tuple(paths), as_fast_as_possible=True, ws_backend="wsproto"
-    )
+    sim, endpoints = start_replay(paths)
     try:
         result = one_run(endpoints, venues, mode)
     finally:

@@ -58,17 +58,39 @@ def captures(mode: Mode, count: int) -> list[str]:
     return paths
 
 
+REPLAY_SETTLE: Final = 2.0
+"""Seconds between a venue connection's subscription and the start of its replay: every
+feed of the run connects and subscribes within it, so every replay starts with all feeds
+live (with the simulator's default 50 ms, a 4-venue snapshot run's first replays ended
+before its last feeds were live, and it measured 0 frames)."""
+QUIET: Final = 5.0
+"""No frame for this long ends a run (``rig.run_pipeline``); a loaded machine can
+deschedule the service for longer than the default 0.3 s mid-replay."""
+
+
+def start_replay(paths: list[str]) -> tuple[Any, dict[str, tuple[str, str]]]:
+    """The simulator replaying ``paths`` as fast as the service reads, for ``one_run``."""
+    return rig.start_sim(
+        replay=tuple(paths),
+        as_fast_as_possible=True,
+        ws_backend="wsproto",
+        replay_settle=REPLAY_SETTLE,
+    )
+
+
 def one_run(endpoints: dict[str, tuple[str, str]], venues: str, mode: str) -> dict[str, float]:
     plan: rig.Plan = []
     for name, names in LAYOUTS[venues]:
         plan.append((name, rig.free_port(), [(v, FEED_MODE[mode], *endpoints[v]) for v in names]))
     targets = [f"127.0.0.1:{port}" for _, port, _ in plan]
-    result, outs = rig.run_pipeline(plan, [(targets, False, 0.0)], max_seconds=120)
+    result, outs = rig.run_pipeline(plan, [(targets, False, 0.0)], max_seconds=120, quiet=QUIET)
     samples = result["samples"]
     # From the start (every feed live) to the last time the frame count moved.
     t0, c0, f0 = samples[0]
     t1, c1, f1 = samples[1]
     frames = f1 - f0
+    if not frames:
+        raise RuntimeError(f"{venues} venue(s), {mode}: no frame arrived with every feed live")
     received = sum(o[0] for out in outs for o in out)
     return {
         "frames": frames,
@@ -97,9 +119,7 @@ def run(options: Options) -> list[Table]:
     )
     for mode in ("diff", "snapshot"):
         paths = captures(mode, count)
-        sim, endpoints = rig.start_sim(
-            replay=tuple(paths), as_fast_as_possible=True, ws_backend="wsproto"
-        )
+        sim, endpoints = start_replay(paths)
         try:
             for venues in ("1", "2", "4", ALL) if mode == "diff" else ("1", "2", "4"):
                 runs: list[dict[str, Any]] = [
