@@ -343,3 +343,16 @@ def test_an_unchanged_head_is_the_same_side() -> None:
     frame = bitstamp_frame('[["2.00","1"],["1.00","2"],["0.40","7"]]', asks, 1_700_000_000_000_002)
     assert decision(protocol.receive(frame)) is BookChanged
     assert [lv.amount for lv in protocol.top(2)[0]] == [parse("1"), parse("2")]
+
+
+def test_a_short_side_is_reused_only_whole() -> None:
+    """A side of fewer levels than read is the same only as a whole: the next frame may
+    add levels after them, and those are read."""
+    protocol = bitstamp()
+    protocol.read_depth(3)
+    asks = '[["3.00","1"]]'
+    protocol.receive(bitstamp_frame('[["2.00","1"],["1.00","1"]]', asks))
+    assert len(protocol.top(3)[0]) == 2
+    frame = bitstamp_frame('[["2.00","1"],["1.00","1"],["0.50","1"]]', asks, 1_700_000_000_000_001)
+    assert decision(protocol.receive(frame)) is BookChanged
+    assert [lv.price for lv in protocol.top(3)[0]] == [parse(p) for p in ("2.00", "1.00", "0.50")]

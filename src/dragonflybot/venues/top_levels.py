@@ -18,15 +18,16 @@ takes the side's bytes in three steps, each exact:
    is returned as it is, the very same tuple, which also lets the book and the change
    filter see "unchanged" by identity.
 2. *Known levels.* Otherwise the side is split at ``],[`` into its first ``n`` levels'
-   texts (``bytes.split`` with a bound, in C), and each text is looked up in a memo of
+   texts (``bytes.split`` with a bound, in C; a side of fewer levels is read whole the
+   same way), and each text is looked up in a memo of
    the level texts already decoded and validated. A text not known is decoded alone
    with the strict ``tuple[str, str]`` level type and parsed (``LevelParser``). Every
    level an accepted frame holds is two decimal strings (``core.fixed.parse`` accepts
    digits and one dot only), so it contains no ``]``, ``,`` or ``[`` and the split is
    at the true level boundaries; a text cut wrongly (a separator inside a string, odd
    whitespace between levels) is not a whole level and fails to decode alone.
-3. *Anything else* (a text that fails to decode, a side shorter than ``n`` levels, a zero
-   amount among the first ``n``, which a top-N book drops so it would need more levels)
+3. *Anything else* (a text that fails to decode, a zero amount among the first ``n``,
+   which a top-N book drops so it would need more levels, odd whitespace between levels)
    falls back to decoding the whole side, exactly as the full parser does.
 
 The result is therefore exactly the full parser's first ``n`` levels whenever the full
@@ -97,8 +98,11 @@ class TopSide:
             if len(pieces) > n:
                 # The side goes on past the n-th level: its bytes end 2 before the rest.
                 end = len(data) - len(pieces.pop()) - 2
-            elif len(pieces) == n and data.endswith(b"]]"):
-                end = len(data) - 1  # exactly n levels
+            elif data.endswith(b"]]"):
+                # The whole side, n levels or fewer. With n, a side that starts with
+                # them has them first; with fewer, only the very same side (a side is
+                # one JSON value: none is another one with more after it) is the same.
+                end = len(data) - 1 if len(pieces) == n else len(data)
                 pieces[-1] = pieces[-1][:-2]
             else:
                 return self._full(data)
