@@ -6,7 +6,8 @@ service CPU per delivered Summary. ``python -m benchmarks.ab throughput snapshot
 [count]``: one end-to-end throughput
 run (``benchmarks.throughput.one_run``); ``python -m benchmarks.ab parse`` the
 in-process per-frame cost of a top-N snapshot protocol (Bitstamp ``order_book`` at 100
-levels, Binance ``depth20``), read 10 deep as the feed reads it. Run the same command
+levels, Binance ``depth20``), read 10 deep as the feed reads it; ``parse-capture`` the
+same on the end-to-end snapshot capture's frames. Run the same command
 with ``PYTHONPATH=<other tree>/src`` in alternation (the machine is shared and loaded:
 compare the minimum or median of many alternating runs, never one run).
 """
@@ -109,6 +110,11 @@ def latency_5k(seconds: float = 10.0) -> dict[str, Any]:
 def main(argv: list[str]) -> None:
     if argv[0] == "parse":
         print(json.dumps(parse_costs()))
+        return
+    if argv[0] == "parse-capture":
+        from benchmarks.throughput import capture_parse_costs
+
+        print(json.dumps({**capture_parse_costs(), "source": dragonflybot.__file__}))
         return
     if argv[0] == "latency":
         print(json.dumps(latency_5k()))

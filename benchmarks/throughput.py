@@ -13,6 +13,7 @@ queued for a client) makes the service's reading speed the pace.
 from __future__ import annotations
 
 import tempfile
+import time
 from pathlib import Path
 from typing import Any, Final
 
@@ -76,6 +77,47 @@ def start_replay(paths: list[str]) -> tuple[Any, dict[str, tuple[str, str]]]:
         ws_backend="wsproto",
         replay_settle=REPLAY_SETTLE,
     )
+
+
+def capture_parse_costs(frames: int = 10_000) -> dict[str, float]:
+    """In process: µs of CPU per frame of the top-N snapshot protocols on the end-to-end
+    run's own frames (the snapshot capture's first ``frames`` ethbtc frames per venue, read
+    10 deep as the feed reads them, then the top read as the publisher does), best of 5.
+
+    Beside ``benchmarks.ab parse`` (synthetic frames whose every amount changes each frame)
+    this is the stream the end-to-end case replays, with its repeated heads and levels.
+    """
+    from dragonflybot.sim.capture import RecordKind, read_capture
+    from dragonflybot.venues.binance import BinanceProtocol
+    from dragonflybot.venues.bitstamp import BitstampProtocol
+
+    binance_path, bitstamp_path = captures("snapshot", 20_000)[:2]
+    out: dict[str, float] = {}
+    for name, path in (("binance depth20", binance_path), ("bitstamp order_book", bitstamp_path)):
+        records = read_capture(path).records
+        texts = [
+            r.payload
+            for r in records
+            if r.kind is RecordKind.WS_IN
+            and (b"ethbtc@" in r.payload[:40] or b"order_book_ethbtc" in r.payload[-60:])
+        ][:frames]
+        best = float("inf")
+        for _ in range(5):
+            protocol: BinanceProtocol | BitstampProtocol
+            if name.startswith("binance"):
+                protocol = BinanceProtocol("ETH-BTC", mode="top", levels=20)
+            else:
+                protocol = BitstampProtocol("ETH-BTC", mode="top")
+            protocol.connection_made()
+            protocol.read_depth(10)
+            receive, top = protocol.receive, protocol.top
+            start = time.process_time()
+            for text in texts:
+                receive(text)
+                top(10)
+            best = min(best, (time.process_time() - start) / len(texts) * 1e6)
+        out[name] = round(best, 3)
+    return out
 
 
 def one_run(endpoints: dict[str, tuple[str, str]], venues: str, mode: str) -> dict[str, float]:
