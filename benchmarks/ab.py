@@ -9,7 +9,8 @@ service CPU per delivered Summary. ``python -m benchmarks.ab throughput snapshot
 [count]``: one end-to-end throughput
 run (``benchmarks.throughput.one_run``); ``python -m benchmarks.ab parse`` the
 in-process per-frame cost of a top-N snapshot protocol (Bitstamp ``order_book`` at 100
-levels, Binance ``depth20``), read 10 deep as the feed reads it. Run the same command
+levels, Binance ``depth20``), read 10 deep as the feed reads it; ``parse-capture`` the
+same on the end-to-end snapshot capture's frames. Run the same command
 with ``PYTHONPATH=<other tree>/src`` in alternation (the machine is shared and loaded:
 compare the minimum or median of many alternating runs, never one run).
 """
@@ -141,6 +142,11 @@ def main(argv: list[str]) -> None:
     if argv[0] == "parse":
         print(json.dumps(parse_costs()))
         return
+    if argv[0] == "parse-capture":
+        from benchmarks.throughput import capture_parse_costs
+
+        print(json.dumps({**capture_parse_costs(), "source": dragonflybot.__file__}))
+        return
     if argv[0] == "latency":
         print(json.dumps(latency_5k()))
         return
@@ -148,14 +154,12 @@ def main(argv: list[str]) -> None:
         print(json.dumps(fanout_cost(int(argv[1]), float(argv[2]) if len(argv) > 2 else 0.0)))
         return
     from benchmarks import rig
-    from benchmarks.throughput import captures, one_run
+    from benchmarks.throughput import captures, one_run, start_replay
 
     mode, venues = argv[1], argv[2]
     count = int(argv[3]) if len(argv) > 3 else 150_000
     paths = captures(mode, count)  # type: ignore[arg-type]
-    sim, endpoints = rig.start_sim(
-        replay=tuple(paths), as_fast_as_possible=True, ws_backend="wsproto"
-    )
+    sim, endpoints = start_replay(paths)
     try:
         result = one_run(endpoints, venues, mode)
     finally:

@@ -13,6 +13,7 @@ queued for a client) makes the service's reading speed the pace.
 from __future__ import annotations
 
 import tempfile
+import time
 from pathlib import Path
 from typing import Any, Final
 
@@ -58,17 +59,80 @@ def captures(mode: Mode, count: int) -> list[str]:
     return paths
 
 
+REPLAY_SETTLE: Final = 2.0
+"""Seconds between a venue connection's subscription and the start of its replay: every
+feed of the run connects and subscribes within it, so every replay starts with all feeds
+live (with the simulator's default 50 ms, a 4-venue snapshot run's first replays ended
+before its last feeds were live, and it measured 0 frames)."""
+QUIET: Final = 5.0
+"""No frame for this long ends a run (``rig.run_pipeline``); a loaded machine can
+deschedule the service for longer than the default 0.3 s mid-replay."""
+
+
+def start_replay(paths: list[str]) -> tuple[Any, dict[str, tuple[str, str]]]:
+    """The simulator replaying ``paths`` as fast as the service reads, for ``one_run``."""
+    return rig.start_sim(
+        replay=tuple(paths),
+        as_fast_as_possible=True,
+        ws_backend="wsproto",
+        replay_settle=REPLAY_SETTLE,
+    )
+
+
+def capture_parse_costs(frames: int = 10_000) -> dict[str, float]:
+    """In process: µs of CPU per frame of the top-N snapshot protocols on the end-to-end
+    run's own frames (the snapshot capture's first ``frames`` ethbtc frames per venue, read
+    10 deep as the feed reads them, then the top read as the publisher does), best of 5.
+
+    Beside ``benchmarks.ab parse`` (synthetic frames whose every amount changes each frame)
+    this is the stream the end-to-end case replays, with its repeated heads and levels.
+    """
+    from dragonflybot.sim.capture import RecordKind, read_capture
+    from dragonflybot.venues.binance import BinanceProtocol
+    from dragonflybot.venues.bitstamp import BitstampProtocol
+
+    binance_path, bitstamp_path = captures("snapshot", 20_000)[:2]
+    out: dict[str, float] = {}
+    for name, path in (("binance depth20", binance_path), ("bitstamp order_book", bitstamp_path)):
+        records = read_capture(path).records
+        texts = [
+            r.payload
+            for r in records
+            if r.kind is RecordKind.WS_IN
+            and (b"ethbtc@" in r.payload[:40] or b"order_book_ethbtc" in r.payload[-60:])
+        ][:frames]
+        best = float("inf")
+        for _ in range(5):
+            protocol: BinanceProtocol | BitstampProtocol
+            if name.startswith("binance"):
+                protocol = BinanceProtocol("ETH-BTC", mode="top", levels=20)
+            else:
+                protocol = BitstampProtocol("ETH-BTC", mode="top")
+            protocol.connection_made()
+            protocol.read_depth(10)
+            receive, top = protocol.receive, protocol.top
+            start = time.process_time()
+            for text in texts:
+                receive(text)
+                top(10)
+            best = min(best, (time.process_time() - start) / len(texts) * 1e6)
+        out[name] = round(best, 3)
+    return out
+
+
 def one_run(endpoints: dict[str, tuple[str, str]], venues: str, mode: str) -> dict[str, float]:
     plan: rig.Plan = []
     for name, names in LAYOUTS[venues]:
         plan.append((name, rig.free_port(), [(v, FEED_MODE[mode], *endpoints[v]) for v in names]))
     targets = [f"127.0.0.1:{port}" for _, port, _ in plan]
-    result, outs = rig.run_pipeline(plan, [(targets, False, 0.0)], max_seconds=120)
+    result, outs = rig.run_pipeline(plan, [(targets, False, 0.0)], max_seconds=120, quiet=QUIET)
     samples = result["samples"]
     # From the start (every feed live) to the last time the frame count moved.
     t0, c0, f0 = samples[0]
     t1, c1, f1 = samples[1]
     frames = f1 - f0
+    if not frames:
+        raise RuntimeError(f"{venues} venue(s), {mode}: no frame arrived with every feed live")
     received = sum(o[0] for out in outs for o in out)
     return {
         "frames": frames,
@@ -97,9 +161,7 @@ def run(options: Options) -> list[Table]:
     )
     for mode in ("diff", "snapshot"):
         paths = captures(mode, count)
-        sim, endpoints = rig.start_sim(
-            replay=tuple(paths), as_fast_as_possible=True, ws_backend="wsproto"
-        )
+        sim, endpoints = start_replay(paths)
         try:
             for venues in ("1", "2", "4", ALL) if mode == "diff" else ("1", "2", "4"):
                 runs: list[dict[str, Any]] = [

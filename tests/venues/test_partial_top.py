@@ -34,7 +34,7 @@ from dragonflybot.venues.base import BookChanged, BookReset, Dropped, Event, Ski
 from dragonflybot.venues.binance import BinanceProtocol
 from dragonflybot.venues.bitstamp import BitstampProtocol
 from dragonflybot.venues.book_protocol import BookProtocol
-from dragonflybot.venues.top_levels import top_side
+from dragonflybot.venues.top_levels import TopSide
 
 AnyProtocol = BookProtocol[Any]
 
@@ -193,8 +193,9 @@ def test_top_side_is_the_full_sides_head(data: st.DataObject, n: int) -> None:
     raw = msgspec.Raw(bids.encode())
     levels = BitstampProtocol("ETH-BTC")._levels
     full = [lv for lv in levels(msgspec.json.decode(bids, type=list[tuple[str, str]])) if lv[1]]
-    head = [lv for lv in top_side(raw, n, levels) if lv[1]]
-    assert head[:n] == full[:n]
+    reader = TopSide(levels)
+    for _ in range(2):  # the second read reuses the first one's head
+        assert list(reader.read(raw, n)[:n]) == full[:n]
 
 
 def test_malformed_json_beyond_depth_is_still_rejected() -> None:
@@ -249,3 +250,109 @@ def test_change_filter_is_exact(venue: str, depth: int, changed_at: int, new_amo
     assert decision(protocol.receive(frame)) is BookChanged
     # A zero amount removes the level: the levels after it move up into the top N.
     assert publisher.publish(protocol, None, 0) is (changed_at < depth)
+
+
+@st.composite
+def side_texts(draw: st.DrawFn, descending: bool) -> list[tuple[int, str]]:
+    """One side's levels as (price, text), ordered best first, some zero amounts."""
+    low, high = (10_000, 20_500) if descending else (19_500, 30_000)
+    count = draw(st.integers(0, 24))
+    prices = sorted(
+        draw(st.lists(st.integers(low, high), min_size=count, max_size=count, unique=True)),
+        reverse=descending,
+    )
+    return [(p, level_text(p, draw(st.sampled_from(AMOUNTS)), draw(st.booleans()))) for p in prices]
+
+
+@st.composite
+def next_side(
+    draw: st.DrawFn, levels: list[tuple[int, str]], n: int, descending: bool
+) -> list[tuple[int, str]]:
+    """The side of the next frame: mostly the last one with a change (or none), the way
+    a snapshot stream moves; faults (malformed, out of order) only within the first n,
+    so the full parser's decision is the partial one's."""
+    levels = list(levels)
+    op = draw(st.sampled_from(("same", "same", "amount", "remove", "malformed", "swap", "new")))
+    if op == "new":
+        return draw(side_texts(descending))
+    if not levels or op == "same":
+        return levels
+    i = draw(st.integers(0, len(levels) - 1))
+    if op == "amount":
+        price = levels[i][0]
+        levels[i] = (price, level_text(price, draw(st.sampled_from(AMOUNTS)), False))
+    elif op == "remove":
+        del levels[i]
+    elif op == "malformed" and i < n:
+        levels[i] = (levels[i][0], draw(st.sampled_from(MALFORMED_LEVELS)))
+    elif op == "swap" and i + 1 < min(n, len(levels)):
+        levels[i], levels[i + 1] = levels[i + 1], levels[i]
+    return levels
+
+
+@pytest.mark.parametrize("venue", sorted(VENUES))
+@SETTINGS
+@given(data=st.data(), n=st.integers(1, 12))
+def test_a_stream_of_frames_keeps_decisions_tops_and_changes_exact(
+    venue: str, data: st.DataObject, n: int
+) -> None:
+    """Frame after frame on one protocol each (the partial reader reuses what it read
+    before: an unchanged head, known level texts): the same decision, top N and change
+    filter outcome as the full parser at every frame."""
+    make, make_frame = VENUES[venue]
+    full, partial = make(), make()
+    partial.read_depth(n)
+    publishers = [
+        ViewPublisher(p.venue, n, Mailbox[VenueUpdate](), FeedStats()) for p in (full, partial)
+    ]
+    bids = data.draw(side_texts(True))
+    asks = data.draw(side_texts(False))
+    micros = 1_700_000_000_000_000
+    for _ in range(data.draw(st.integers(1, 12))):
+        text_bids = "[" + ",".join(t for _, t in bids) + "]"
+        text_asks = "[" + ",".join(t for _, t in asks) + "]"
+        if venue == "bitstamp":
+            micros += data.draw(st.sampled_from((1, 1, 1, 0, -1)))
+            frame = bitstamp_frame(text_bids, text_asks, micros)
+        else:
+            frame = make_frame(text_bids, text_asks)
+        kinds = [decision(p.receive(frame)) for p in (full, partial)]
+        assert kinds[1] is kinds[0], frame
+        assert partial.top(n) == full.top(n)
+        assert partial.has_book == full.has_book
+        changed = [
+            p.has_book and pub.publish(p, None, 0)
+            for p, pub in zip((full, partial), publishers, strict=True)
+        ]
+        assert changed[1] == changed[0]
+        bids = data.draw(next_side(bids, n, True))
+        asks = data.draw(next_side(asks, n, False))
+
+
+def test_an_unchanged_head_is_the_same_side() -> None:
+    """The reuse the speed comes from: a frame whose first n levels are byte for byte the
+    last frame's gives the book the very same tuple, a change deeper than n too."""
+    protocol = bitstamp()
+    protocol.read_depth(2)
+    asks = '[["3.00","1"],["3.10","1"],["3.20","1"]]'
+    protocol.receive(bitstamp_frame('[["2.00","1"],["1.00","1"],["0.50","1"]]', asks))
+    first = protocol.top(2)
+    frame = bitstamp_frame('[["2.00","1"],["1.00","1"],["0.40","7"]]', asks, 1_700_000_000_000_001)
+    assert decision(protocol.receive(frame)) is BookChanged
+    assert protocol.top(2)[0] is first[0] and protocol.top(2)[1] is first[1]
+    frame = bitstamp_frame('[["2.00","1"],["1.00","2"],["0.40","7"]]', asks, 1_700_000_000_000_002)
+    assert decision(protocol.receive(frame)) is BookChanged
+    assert [lv.amount for lv in protocol.top(2)[0]] == [parse("1"), parse("2")]
+
+
+def test_a_short_side_is_reused_only_whole() -> None:
+    """A side of fewer levels than read is the same only as a whole: the next frame may
+    add levels after them, and those are read."""
+    protocol = bitstamp()
+    protocol.read_depth(3)
+    asks = '[["3.00","1"]]'
+    protocol.receive(bitstamp_frame('[["2.00","1"],["1.00","1"]]', asks))
+    assert len(protocol.top(3)[0]) == 2
+    frame = bitstamp_frame('[["2.00","1"],["1.00","1"],["0.50","1"]]', asks, 1_700_000_000_000_001)
+    assert decision(protocol.receive(frame)) is BookChanged
+    assert [lv.price for lv in protocol.top(3)[0]] == [parse(p) for p in ("2.00", "1.00", "0.50")]

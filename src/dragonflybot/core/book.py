@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from bisect import bisect_left, insort
 from collections.abc import Iterable, Sequence
-from operator import itemgetter
+from operator import gt, itemgetter
 from typing import NamedTuple
 
 from dragonflybot.core.fixed import Fixed
@@ -31,7 +31,7 @@ Diffs carry plain tuples: a ``Level`` is built only for a level the book keeps,
 and a diff is mostly removals and amount changes of levels it already holds.
 """
 
-_new_level = tuple.__new__
+new_level = tuple.__new__
 """``Level(price, amount)`` without the generated ``__new__``'s Python frame (cheaper)."""
 
 
@@ -54,8 +54,8 @@ class TopBook:
         Raises ``ValueError`` if a side is not strictly ordered best first; the book
         is left unchanged in that case.
         """
-        new_bids = tuple(_new_level(Level, lv) for lv in bids if lv[1])
-        new_asks = tuple(_new_level(Level, lv) for lv in asks if lv[1])
+        new_bids = tuple(new_level(Level, lv) for lv in bids if lv[1])
+        new_asks = tuple(new_level(Level, lv) for lv in asks if lv[1])
         for i in range(1, len(new_bids)):
             if new_bids[i].price >= new_bids[i - 1].price:
                 raise ValueError("bids are not strictly descending")
@@ -64,6 +64,21 @@ class TopBook:
                 raise ValueError("asks are not strictly ascending")
         self.bids = new_bids
         self.asks = new_asks
+
+    def replace_sides(self, bids: Side, asks: Side) -> None:
+        """Install a new snapshot of ``Level`` sides (zero amounts already dropped).
+
+        ``replace`` for a reader that builds the sides itself (``venues.top_levels``):
+        the order of a side is checked unless it is the very side the book holds (a
+        reader hands back the same tuple for an unchanged head, and the book holds only
+        checked sides). Raises ``ValueError`` as ``replace`` does, the book unchanged.
+        """
+        if bids is not self.bids and not _descending(bids):
+            raise ValueError("bids are not strictly descending")
+        if asks is not self.asks and not _descending(asks[::-1]):
+            raise ValueError("asks are not strictly ascending")
+        self.bids = bids
+        self.asks = asks
 
     def clear(self) -> None:
         self.bids = ()
@@ -78,6 +93,15 @@ class TopBook:
     def top(self, n: int) -> tuple[Side, Side]:
         """``(top_bids(n), top_asks(n))`` in one call."""
         return self.bids[:n], self.asks[:n]
+
+
+def _descending(side: Side) -> bool:
+    """Prices strictly descending: one C pass (``map(gt, ...)``), no Python loop."""
+    prices = list(map(_price, side))
+    return all(map(gt, prices, prices[1:]))
+
+
+_price = itemgetter(0)
 
 
 class _SortedSide:
@@ -130,7 +154,7 @@ class _SortedSide:
                     insort(keys, key)
                 elif old[1] == amount:
                     continue  # a repeated quantity changes nothing, not even the cache
-                levels[key] = level if level.__class__ is Level else _new_level(Level, level)
+                levels[key] = level if level.__class__ is Level else new_level(Level, level)
             elif old is not None:
                 del levels[key]
                 del keys[bisect_left(keys, key)]
@@ -152,7 +176,7 @@ class _SortedSide:
             price, amount = level
             key = -price if negate else price
             if amount:
-                table[key] = level if level.__class__ is Level else _new_level(Level, level)
+                table[key] = level if level.__class__ is Level else new_level(Level, level)
             else:
                 table.pop(key, None)
         return table
@@ -257,7 +281,7 @@ class _WireSide(_SortedSide):
                     insort(keys, key)
                 elif old == wire:
                     continue
-                levels[key] = _new_level(Level, (price, amount))
+                levels[key] = new_level(Level, (price, amount))
                 wires[key] = wire
             elif old is not None:
                 del levels[key]
@@ -282,7 +306,7 @@ class _WireSide(_SortedSide):
         for price, amount, wire in changes:
             key = -price if negate else price
             if amount:
-                table[key] = _new_level(Level, (price, amount))
+                table[key] = new_level(Level, (price, amount))
                 wires[key] = wire
             else:
                 table.pop(key, None)

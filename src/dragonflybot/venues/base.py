@@ -235,6 +235,20 @@ class LevelParser:
             out.append((p, a))
         return out
 
+    def level(self, price: str, amount: str) -> PriceAmount:
+        """One level, parsed as ``__call__`` parses each (for a reader that decodes its
+        levels one at a time, ``venues.top_levels``)."""
+        get = self._memo.get
+        p = get(price)
+        if p is None:
+            p = self._parse(price)
+        a = get(amount)
+        if a is None:
+            a = parse(amount)
+            if not a or self._amounts:
+                self._remember(amount, a)
+        return p, a
+
     def snapshot(self, raw: RawLevels) -> list[PriceAmount]:
         """Parse a snapshot side, remembering the strings of its best ``SEEDED`` levels.
 

@@ -336,7 +336,7 @@ class BinanceProtocol(BookProtocol[_DiffSync]):
             return self._receive_any(frame)
         data = partial.data
         try:
-            changed = self._replace_top(*self._top_sides(data.bids, data.asks), None)
+            changed = self._replace_top_sides(*self._top_sides(data.bids, data.asks), None)
         except BAD_INPUT as exc:
             return self._skip(f"malformed {self.stream} payload: {exc}")
         self._top_update_id = data.lastUpdateId

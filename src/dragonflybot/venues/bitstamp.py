@@ -328,7 +328,7 @@ class BitstampProtocol(BookProtocol[_DiffSync]):
             if self._top_micros is not None and micros < self._top_micros:
                 self.counters.dropped += 1
                 return [Dropped(1, f"order_book at {micros} older than the book")]
-            changed = self._replace_top(bids, asks, micros // 1000)
+            changed = self._replace_top_sides(bids, asks, micros // 1000)
         except BAD_INPUT as exc:
             return self._skip(f"malformed {self.channel} data: {exc}")
         self._top_micros = micros

@@ -30,7 +30,7 @@ from dragonflybot.venues.base import (
 )
 from dragonflybot.venues.book_sync import CROSSED, BookSync
 from dragonflybot.venues.diff_sync import DiffSync
-from dragonflybot.venues.top_levels import top_side
+from dragonflybot.venues.top_levels import TopSide
 
 SyncT = TypeVar("SyncT", bound=BookSync)
 
@@ -60,6 +60,8 @@ class BookProtocol(VenueProtocol, Generic[SyncT]):
         self._levels = sync.levels
         self._top_levels = LevelParser(remember_amounts=True)
         """Top mode's parser: a snapshot repeats most amounts of the one before it."""
+        self._top_bid_side = TopSide(self._top_levels)
+        self._top_ask_side = TopSide(self._top_levels)
         self._top_depth: int | None = None
         """Levels per side a top-N snapshot is parsed to (``None``: all; ``read_depth``)."""
         # The book the top-N reads come from never changes: both are cleared in place.
@@ -143,18 +145,21 @@ class BookProtocol(VenueProtocol, Generic[SyncT]):
         self._subscribed = True
         return [Subscribed(self.streams)]
 
-    def _top_sides(
-        self, bids: msgspec.Raw, asks: msgspec.Raw
-    ) -> tuple[list[PriceAmount], list[PriceAmount]]:
+    def _top_sides(self, bids: msgspec.Raw, asks: msgspec.Raw) -> tuple[Side, Side]:
         """A top-N snapshot's sides from their raw JSON, parsed only as deep as read.
 
-        The first ``read_depth`` levels of each side (all without one), decoded and
-        validated exactly as the full parser does; see ``venues.top_levels`` for what
-        is and is not checked beyond them. Raises what the full parser raises.
+        The first ``read_depth`` nonzero levels of each side (all without one), decoded
+        and validated exactly as the full parser does; see ``venues.top_levels`` for
+        what is and is not checked beyond them. Raises what the full parser raises. The
+        order is checked by ``_replace_top_sides``.
         """
         n = self._top_depth
-        parse = self._top_levels
-        return top_side(bids, n, parse), top_side(asks, n, parse)
+        return self._top_bid_side.read(bids, n), self._top_ask_side.read(asks, n)
+
+    def _replace_top_sides(self, bids: Side, asks: Side, event_time_ms: int | None) -> Event:
+        """``_replace_top`` for the sides ``_top_sides`` read (``Level`` tuples)."""
+        self._top.replace_sides(bids, asks)
+        return self._top_installed(event_time_ms)
 
     def _replace_top(
         self, bids: list[PriceAmount], asks: list[PriceAmount], event_time_ms: int | None
@@ -164,8 +169,12 @@ class BookProtocol(VenueProtocol, Generic[SyncT]):
         Raises ``ValueError`` (nothing replaced) when a side is out of order, so a
         caller validating a message calls it last, inside its ``BAD_INPUT`` guard.
         """
+        self._top.replace(bids, asks)
+        return self._top_installed(event_time_ms)
+
+    def _top_installed(self, event_time_ms: int | None) -> Event:
+        """The top N just installed is published, or refused when crossed."""
         top = self._top
-        top.replace(bids, asks)
         if top.bids and top.asks and top.bids[0].price >= top.asks[0].price:
             # The venue's own top crossed or locked: wrong, never published. The
             # venue is out of the consolidated book until a sound top arrives.
