@@ -27,6 +27,7 @@ SUITES: Final = (
     "benchmarks.latency",
     "benchmarks.fanout",
     "benchmarks.roles",
+    "benchmarks.bus_fanout",
     "benchmarks.soak",
 )
 
