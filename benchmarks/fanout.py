@@ -127,7 +127,9 @@ def run(options: Options) -> list[Table]:
         "medians (slowest-fastest client over all runs); *under 90 % of the cap*: clients "
         "below 0.9 x the cap, per run; *ended early*: streams the server ended before the "
         "stop, per run (h2 only); *slow client*, *aggregator* (publications/s) and "
-        "*service CPU* (share of its one core), *service waited* (its main thread's "
+        "*service CPU* (share of its one core), *CPU µs per Summary* (that share over "
+        "the Summaries per second all fast clients received: feeds and merge included), "
+        "*service waited* (its main thread's "
         "time runnable but waiting for the core, `/proc/PID/schedstat`: other load on the "
         "machine): median (min-max) of the runs.",
         [
@@ -139,6 +141,7 @@ def run(options: Options) -> list[Table]:
             "slow client updates/s",
             "aggregator publications/s",
             "service CPU",
+            "service CPU µs per Summary",
             "service waited",
         ],
     )
@@ -186,6 +189,7 @@ def row(clients: int, slow: bool, cap: float, kind: str, runs: list[dict[str, An
         spread(slow_rates) if slow_rates else "—",
         spread([r["publications"] for r in runs]),
         spread([r["cpu"] * 100 for r in runs], unit="%"),
+        spread([r["cpu"] / sum(r["fast"]) * 1e6 if sum(r["fast"]) else 0.0 for r in runs]),
         spread([r["waited"] * 100 for r in runs], unit="%"),
     ]
 
