@@ -25,6 +25,7 @@ plus how each stream ended) so a benchmark can use either.
 
 from __future__ import annotations
 
+import os
 import sys
 import time
 from collections import Counter
@@ -355,6 +356,13 @@ async def _child_main(
         conn.send("connected")
         await trio.to_thread.run_sync(conn.recv)
         nursery.cancel_scope.cancel()
+    if os.environ.get("H2CLIENT_VERBOSE"):
+        print(
+            f"h2client: {len(tallies)} streams, {sum(t.count for t in tallies)} messages, "
+            f"process CPU {time.process_time():.2f} s",
+            file=sys.stderr,
+            flush=True,
+        )
     ends = [t.outcome.describe() if t.outcome is not None else "never started" for t in tallies]
     counts = Counter(e for e in ends if e != "open")
     if counts:
