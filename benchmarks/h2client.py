@@ -10,7 +10,10 @@ does only what a client must:
   one request message (``GrpcStream.start``);
 * acknowledging received DATA (``acknowledge_received_data``: h2 sends WINDOW_UPDATE for
   the stream and the connection once half a window is consumed), so the server never
-  waits on this client's window; PING and SETTINGS are acknowledged by h2 itself;
+  waits on this client's window; PING and SETTINGS are acknowledged by h2 itself. Not
+  one WINDOW_UPDATE per read: two control frames per Summary is more than the service's
+  flood guard refunds (one per DATA frame sent; ``service/guard.py``), and it cuts such
+  a client with GOAWAY(ENHANCE_YOUR_CALM) after the burst;
 * splitting the DATA bytes into gRPC messages (1-byte compressed flag, 4-byte big-endian
   length, the message) and handing each one on with the wall-clock time
   (``time.time_ns``) of the socket read that completed it;
