@@ -55,6 +55,8 @@ MAX_MESSAGE: Final = 4 << 20
 IDLE_TIMEOUT: Final = 60.0
 """Seconds a stream may stay silent (the benchmark's services publish several times a
 second; a capped one at least once a second) before the client gives up on it."""
+ACK_EVERY: Final = int(os.environ.get("H2CLIENT_ACK_EVERY", "0"))
+"""Bytes after which ``run_stream``'s calls acknowledge (0: h2's half-window policy)."""
 CONNECT_TIMEOUT: Final = 30.0
 FIRST_MESSAGE_WAIT: Final = 120.0
 """How long a client process waits for every stream's first message before reporting."""
@@ -160,7 +162,12 @@ class MessageSplitter:
 class GrpcStream:
     """One client HTTP/2 connection carrying one server-streaming gRPC call (sans-I/O)."""
 
-    def __init__(self, authority: str, path: str, request: bytes = b"") -> None:
+    def __init__(
+        self, authority: str, path: str, request: bytes = b"", *, ack_every: int = 0
+    ) -> None:
+        """``ack_every``: give received bytes back once that many are unacknowledged
+        (WINDOW_UPDATE for the stream and the connection); 0: h2's policy, half the
+        window."""
         config = h2.config.H2Configuration(client_side=True, header_encoding=None)
         self._h2 = h2.connection.H2Connection(config)
         self._h2.local_settings = h2.settings.Settings(
@@ -177,6 +184,8 @@ class GrpcStream:
         self._splitter = MessageSplitter()
         self.stream_id = 1
         self.outcome = Outcome()
+        self._ack_every = ack_every
+        self._unacked = 0
 
     def start(self) -> bytes:
         """Preface, SETTINGS, the connection window, the call's HEADERS and request."""
@@ -201,7 +210,12 @@ class GrpcStream:
         messages: list[bytes] = []
         for event in self._h2.receive_data(data):
             if isinstance(event, h2.events.DataReceived):
-                self._h2.acknowledge_received_data(event.flow_controlled_length, event.stream_id)
+                if self._ack_every and event.stream_id == self.stream_id:
+                    self._unacked += event.flow_controlled_length
+                else:
+                    self._h2.acknowledge_received_data(
+                        event.flow_controlled_length, event.stream_id
+                    )
                 if event.stream_id == self.stream_id:
                     messages += self._splitter.feed(event.data)
             elif isinstance(event, h2.events.ResponseReceived):
@@ -218,6 +232,10 @@ class GrpcStream:
             elif isinstance(event, h2.events.StreamEnded) and not self.outcome.ended:
                 self.outcome.closed = True
                 self.outcome.error = "stream ended without trailers"
+        if self._ack_every and self._unacked >= self._ack_every and not self.outcome.ended:
+            self._h2.increment_flow_control_window(self._unacked)
+            self._h2.increment_flow_control_window(self._unacked, self.stream_id)
+            self._unacked = 0
         return messages
 
     def data_to_send(self) -> bytes:
@@ -251,7 +269,7 @@ async def run_stream(
     every message, ``time_ns`` taken as the socket read that completed it returned.
     ``delay``: seconds slept per message read (a slow client; the window then closes)."""
     host, _, port = target.rpartition(":")
-    call = GrpcStream(target, path, request)
+    call = GrpcStream(target, path, request, ack_every=ACK_EVERY)
     try:
         with trio.fail_after(CONNECT_TIMEOUT):
             sock = await trio.open_tcp_stream(host, int(port))

@@ -218,3 +218,25 @@ def test_splitter_rejects_compressed_and_oversized_messages() -> None:
         MessageSplitter().feed(b"\x01\x00\x00\x00\x01x")
     with pytest.raises(H2ClientError, match="bytes"):
         MessageSplitter().feed(b"\x00\xff\xff\xff\xff")
+
+
+def test_ack_every_gives_bytes_back_once_that_many_arrived() -> None:
+    """With ``ack_every`` the stream and the connection get WINDOW_UPDATEs as soon as that
+    many bytes are unacknowledged, not after half of the 1 MiB window."""
+    call = GrpcStream("x:1", BOOK_SUMMARY, ack_every=1000)
+    server = h2.connection.H2Connection(h2.config.H2Configuration(client_side=False))
+    server.initiate_connection()
+    server.receive_data(call.start())
+    call.receive(server.data_to_send())
+    server.receive_data(call.data_to_send())
+    server.send_headers(1, [(":status", "200"), ("content-type", "application/grpc")])
+    updates: list[h2.events.WindowUpdated] = []
+    for n in range(3):
+        server.send_data(1, frame_message(bytes(595)))  # 600 bytes on the wire each
+        assert len(call.receive(server.data_to_send())) == 1
+        events = server.receive_data(call.data_to_send())
+        updates += [e for e in events if isinstance(e, h2.events.WindowUpdated)]
+        if n == 0:
+            assert not updates  # 600 < 1000: nothing yet
+    assert sorted(u.stream_id for u in updates) == [0, 1]
+    assert all(u.delta == 1200 for u in updates)
