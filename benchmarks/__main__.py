@@ -28,6 +28,7 @@ SUITES: Final = (
     "benchmarks.latency_in_service",
     "benchmarks.fanout",
     "benchmarks.roles",
+    "benchmarks.bus_fanout",
     "benchmarks.soak",
 )
 

@@ -1,16 +1,20 @@
-"""End-to-end latency: venue send → grpcio receive of the Summary that first reflects it.
+"""End-to-end latency: venue send → client receive of the Summary that first reflects it.
 
 The simulator (``stamp_send_time``) adds ``"T_send_ns"`` (``time.time_ns()`` taken as the
 frame is written) to every data payload; the Summary has no room for it, so the service
 process traces instead (``benchmarks.rig.service_child`` with ``trace``): each frame is
 logged with its ``monotonic_ns`` as it leaves the WebSocket, and each published state
 with its ``newest_recv_ns`` (the receive time of the newest frame merged into it) and its
-encoded bytes. The grpcio client logs ``time.time_ns()`` and the raw bytes of every
-Summary it receives. Afterwards each received Summary is matched to its published state by
-its bytes (states in order, the client's a subsequence of them) and each state to the frame
-whose receive time it carries; latency = client receive time minus that frame's ``T_send_ns``
-(one machine, one wall clock). Frames that changed nothing in the top 10 produce no Summary
-and are not counted; under conflation a Summary counts once, for the newest frame in it.
+encoded bytes. The client logs ``time.time_ns()`` and the raw bytes of every Summary it
+receives. Two clients, measured in turn at each rate: grpcio (its C core reads the
+socket, its Python thread gets the message: one thread hop more) and the raw HTTP/2
+client (``benchmarks.h2client``: the stamp is taken as the socket read returns, h2 and
+the gRPC framing are parsed after it). Afterwards each received Summary is matched to
+its published state by its bytes (states in order, the client's a subsequence of them)
+and each state to the frame whose receive time it carries; latency = client receive
+time minus that frame's ``T_send_ns`` (one machine, one wall clock). Frames that changed
+nothing in the top 10 produce no Summary and are not counted; under conflation a
+Summary counts once, for the newest frame in it.
 """
 
 from __future__ import annotations
@@ -21,10 +25,11 @@ from typing import Any, Final, NamedTuple
 
 from hdrh.histogram import HdrHistogram
 
-from benchmarks import rig
+from benchmarks import h2client, rig
 from benchmarks.harness import Options, Suite, Table, spread
 
 RATES: Final = (1_000, 5_000, 20_000)
+CLIENTS: Final = {"grpcio": rig.client_child, "h2": h2client.client_child}
 WARMUP_NS: Final = 500_000_000
 
 
@@ -37,7 +42,7 @@ class Hops(NamedTuple):
     in_service: int
     """→ the aggregator publishes the state (read loop and aggregator steps)."""
     to_client: int
-    """→ the grpcio client has it (stream and writer steps, socket, grpcio)."""
+    """→ the client has it (stream and writer steps, socket, the client's read)."""
 
 
 def latencies(result: dict[str, Any], received: list[tuple[int, bytes]]) -> list[Hops]:
@@ -72,7 +77,7 @@ def latencies(result: dict[str, Any], received: list[tuple[int, bytes]]) -> list
     return out
 
 
-def one_rate(rate: int, seconds: float) -> tuple[HdrHistogram, list[Hops]]:
+def one_rate(rate: int, seconds: float, kind: str = "grpcio") -> tuple[HdrHistogram, list[Hops]]:
     sim, endpoints = rig.start_sim(
         venues=("binance", "bitstamp"),
         instruments=("ethbtc",),
@@ -86,7 +91,11 @@ def one_rate(rate: int, seconds: float) -> tuple[HdrHistogram, list[Hops]]:
             ("ethbtc", port, [(v, "depth", *endpoints[v]) for v in ("binance", "bitstamp")])
         ]
         result, outs = rig.run_pipeline(
-            plan, [([f"127.0.0.1:{port}"], True, 0.0)], trace=True, max_seconds=seconds
+            plan,
+            [([f"127.0.0.1:{port}"], True, 0.0)],
+            trace=True,
+            max_seconds=seconds,
+            client=CLIENTS[kind],
         )
     finally:
         rig.stop(sim)
@@ -104,12 +113,14 @@ def run(options: Options) -> list[Table]:
     seconds = 4.0 if options.quick else 20.0
     repeats = 1 if options.quick else 3
     table = Table(
-        "Latency, venue send → grpcio receive",
+        "Latency, venue send → client receive",
         f"Binance + Bitstamp diff feeds (simulated, half the rate each) for {seconds:g} s per "
-        "run, the first 0.5 s dropped; one grpcio client; service pinned to one core. "
-        "Microseconds, each run's from an HDR histogram (3 significant digits); median "
-        f"(min-max) over {repeats} runs per rate.",
-        ["venue frames/s", "Summaries timed", "p50", "p90", "p99", "p99.9", "max"],
+        "run, the first 0.5 s dropped; one client: *grpcio* (a channel and a thread) or "
+        "*h2* (`benchmarks.h2client`, raw HTTP/2 on a trio socket), the two alternating "
+        "run by run; service pinned to one core. Microseconds, each run's from an HDR "
+        f"histogram (3 significant digits); median (min-max) over {repeats} runs per rate "
+        "and client.",
+        ["venue frames/s", "client", "Summaries timed", "p50", "p90", "p99", "p99.9", "max"],
     )
     legs = Table(
         "Where the time goes, per leg",
@@ -118,39 +129,47 @@ def run(options: Options) -> list[Table]:
         "state. *to the service*: the simulator's write, the loopback, the wake-up of the "
         "service's core and the socket read; *in the service*: the read loop (frames of one "
         "socket read applied in turn) and the aggregator step; *to the client*: the stream "
-        "and purerpc writer steps, the socket write and the grpcio client (its C core and "
-        "its Python thread). Median and p99 in "
-        "microseconds, over the Summaries of all runs of the rate.",
-        ["venue frames/s", "to the service", "in the service", "to the client", "total"],
+        "and writer steps, the socket write and the client (grpcio: its C core and its "
+        "Python thread; h2: its socket read). Median and p99 in microseconds, over the "
+        "Summaries of all runs of the rate.",
+        ["venue frames/s", "client", "to the service", "in the service", "to the client", "total"],
     )
     for rate in RATES:
-        runs: list[list[float]] = []
-        pooled: list[Hops] = []
+        runs: dict[str, list[list[float]]] = {kind: [] for kind in CLIENTS}
+        pooled: dict[str, list[Hops]] = {kind: [] for kind in CLIENTS}
         for _ in range(repeats):
-            hist, kept = one_rate(rate, seconds)
-            if not kept:
+            for kind in CLIENTS:  # alternating: the machine's load hits both alike
+                hist, kept = one_rate(rate, seconds, kind)
+                if not kept:
+                    continue
+                pooled[kind] += kept
+                runs[kind].append(
+                    [
+                        float(len(kept)),
+                        *(hist.get_value_at_percentile(p) / 1e3 for p in (50, 90, 99, 99.9)),
+                        hist.get_max_value() / 1e3,
+                    ]
+                )
+        for kind in CLIENTS:
+            if not runs[kind]:
+                table.rows.append([f"{rate:,}", kind, "0", "—", "—", "—", "—", "—"])
+                legs.rows.append([f"{rate:,}", kind, "—", "—", "—", "—"])
                 continue
-            pooled += kept
-            runs.append(
+            table.rows.append(
+                [f"{rate:,}", kind, *(spread([r[i] for r in runs[kind]]) for i in range(6))]
+            )
+            legs.rows.append(
                 [
-                    float(len(kept)),
-                    *(hist.get_value_at_percentile(p) / 1e3 for p in (50, 90, 99, 99.9)),
-                    hist.get_max_value() / 1e3,
+                    f"{rate:,}",
+                    kind,
+                    *(
+                        _p50_p99([getattr(h, leg) for h in pooled[kind]])
+                        for leg in Hops._fields[1:]
+                    ),
+                    _p50_p99([h.total for h in pooled[kind]]),
                 ]
             )
-        if not runs:
-            table.rows.append([f"{rate:,}", "0", "—", "—", "—", "—", "—"])
-            legs.rows.append([f"{rate:,}", "—", "—", "—", "—"])
-            continue
-        table.rows.append([f"{rate:,}", *(spread([r[i] for r in runs]) for i in range(6))])
-        legs.rows.append(
-            [
-                f"{rate:,}",
-                *(_p50_p99([getattr(h, leg) for h in pooled]) for leg in Hops._fields[1:]),
-                _p50_p99([h.total for h in pooled]),
-            ]
-        )
-        print("  ", table.rows[-1], legs.rows[-1], flush=True)
+            print("  ", table.rows[-1], legs.rows[-1], flush=True)
     return [table, legs]
 
 
@@ -163,12 +182,13 @@ def _p50_p99(values: list[int]) -> str:
 SUITE = Suite(
     name="latency",
     timing=(
-        "- Timing: `time.time_ns` at the simulator's send and at the grpcio client's "
-        "receive; median (min-max) of 3 runs per rate (1 with `--quick`)"
+        "- Timing: `time.time_ns` at the simulator's send and at the client's receive "
+        "(grpcio's thread; the h2 client's socket read); median (min-max) of 3 runs per "
+        "rate and client (1 with `--quick`)"
     ),
     title="End to end: latency",
     run=run,
-    packages=("trio", "wsproto", "purerpc", "grpcio", "hdrhistogram"),
+    packages=("trio", "wsproto", "purerpc", "grpcio", "h2", "hdrhistogram"),
 )
 
 

@@ -428,11 +428,14 @@ def run_pipeline(
     monitor: Callable[[int], None] | None = None,
     max_client_rate: float = 0.0,
     quiet: float = 0.3,
+    client: Callable[..., None] = client_child,
 ) -> tuple[dict[str, Any], list[list[Any]]]:
     """Service + client processes over a running simulator; returns what each reported.
     ``monitor(service_pid)`` is called about once a second while the service runs.
     The replay counts as ended once no frame came for ``quiet`` seconds (on a loaded
-    machine the service can be descheduled that long: a replay benchmark passes more)."""
+    machine the service can be descheduled that long: a replay benchmark passes more).
+    ``client``: the client process (this module's grpcio threads, or
+    ``benchmarks.h2client.client_child``: raw-HTTP/2 streams, the same pipe protocol)."""
     service, sconn = start(service_child, plan, trace, max_seconds, max_client_rate, quiet)
     procs = [service]
     try:
@@ -441,7 +444,7 @@ def run_pipeline(
         sconn.recv()
         cconns = []
         for targets, record, delay in clients:
-            proc, cconn = start(client_child, targets, record, delay)
+            proc, cconn = start(client, targets, record, delay)
             procs.append(proc)
             cconns.append(cconn)
         for cconn in cconns:

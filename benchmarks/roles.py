@@ -12,9 +12,13 @@ per second over the same time (it conflates: a view is the newest book of a venu
 
 (b) Fan-out: the simulator at a steady pace, one ``feed`` + ``aggregate`` process
 publishing books, two gateway processes (``serve`` over the bus, each with the
-per-client cap), 1,000 grpcio clients spread over both (four client processes, 500
-clients per gateway). Per client: Summaries per second; beside it, the aggregator's
-publications per second, to see that the fan-out does not hold it back.
+per-client cap), 100 or 1,000 clients spread over both (four client processes, half the
+clients on each gateway). The clients are raw-HTTP/2 streams (``benchmarks.h2client``:
+one trio process holds hundreds), and for continuity grpcio clients at 100 (a thread
+and a channel each; at 1,000 they starve the two cores: docs/scaling.md). Per client:
+Summaries per second, how many got under 90 % of the cap, how many streams a gateway
+ended early; beside it, the aggregator's publications per second, to see that the
+fan-out does not hold it back.
 
 Each role runs in its own process (``multiprocessing`` spawn, like ``rig``); Redis is
 the Debian ``redis-server`` on a free port, without persistence.
@@ -30,9 +34,9 @@ from typing import Any, Final
 
 import trio
 
-from benchmarks import rig, throughput
+from benchmarks import fanout, rig, throughput
 from benchmarks.bus import redis_server
-from benchmarks.fanout import per_client
+from benchmarks.fanout import ended_early, per_client
 from benchmarks.harness import Options, Suite, Table, spread
 
 FANOUT_RATE: Final = 200
@@ -52,7 +56,7 @@ def role_child(
 ) -> None:
     """One role process: ready -> "go" (feeds start) -> measures -> "stop" -> reports."""
     from dragonflybot.app_roles import Role, Roles, run_roles
-    from dragonflybot.config import AppConfig, BusSettings
+    from dragonflybot.config import AppConfig, BusSettings, LimitsConfig
     from dragonflybot.feed import run_feed
 
     config = AppConfig(
@@ -60,6 +64,8 @@ def role_child(
         depth=10,
         log_level="WARNING",
         max_client_rate=max_client_rate,
+        # A gateway of the fan-out case holds hundreds of client connections.
+        limits=LimitsConfig(max_connections=rig.MAX_CLIENTS),
     )
     roles = Roles(
         frozenset(Role(r) for r in role_names),
@@ -220,7 +226,7 @@ def throughput_table(options: Options) -> Table:
     return table
 
 
-def fanout_run(seconds: float, count: int = FANOUT_CLIENTS) -> dict[str, Any]:
+def fanout_run(seconds: float, count: int = FANOUT_CLIENTS, kind: str = "h2") -> dict[str, Any]:
     sim, endpoints = rig.start_sim(
         venues=("binance", "bitstamp"),
         instruments=("ethbtc",),
@@ -246,7 +252,7 @@ def fanout_run(seconds: float, count: int = FANOUT_CLIENTS) -> dict[str, Any]:
             per_process = count // 4
             for i in range(4):
                 target = f"127.0.0.1:{ports[i % 2]}"
-                clients.append(rig.start(rig.client_child, [target] * per_process, False, 0.0))
+                clients.append(rig.start(fanout.CLIENTS[kind], [target] * per_process, False, 0.0))
             for _, conn in started:
                 conn.send("go")
             for _, conn in clients:
@@ -275,6 +281,7 @@ def fanout_run(seconds: float, count: int = FANOUT_CLIENTS) -> dict[str, Any]:
     gateway_cpu = sum(r["final"][1] - r["begin"][1] for r in gateways)
     return {
         "rates": rates,
+        "ended": [e for out in outs for e in ended_early([o for o in out if o is not None])],
         "publications": publications,
         "gateway_cpu": statistics.mean(cpu) if cpu else 0.0,
         "us_per_summary": gateway_cpu / sent * 1e6 if sent else 0.0,
@@ -288,34 +295,47 @@ def fanout_table(options: Options) -> Table:
         "Fan-out over the bus: clients on two gateway processes",
         f"Simulated Binance + Bitstamp diff feeds at {FANOUT_RATE} frames/s in total; one "
         "`feed`+`aggregate` process publishing books to redis-server; two gateway processes "
-        f"(`serve` over the bus, per-client cap {FANOUT_CAP:g} Summaries/s); grpcio clients "
-        "(four processes, one thread and one connection per client, half on each gateway), "
-        f"{seconds:g} s per run, {repeats} runs per case. Everything, the client threads "
+        f"(`serve` over the bus, per-client cap {FANOUT_CAP:g} Summaries/s); clients in "
+        "four processes, half on each gateway: *h2* (`benchmarks.h2client`, raw HTTP/2 "
+        "streams in one trio process) or *grpcio* (a thread and a channel per client), "
+        f"{seconds:g} s per run, {repeats} runs per case. Everything, the clients "
         "included, on the same two cores. *per client*: median of the runs' client medians "
-        "(slowest-fastest client over all runs); *gateway CPU*: share of a core each gateway "
-        "process used; *CPU per Summary*: both gateways' CPU time per Summary the clients "
-        "received.",
+        "(slowest-fastest client over all runs); *under 90 % of the cap*, *ended early* "
+        "(streams a gateway ended before the stop, h2 only): per run; *gateway CPU*: share "
+        "of a core each gateway process used; *CPU per Summary*: both gateways' CPU time "
+        "per Summary the clients received.",
         [
             "clients",
+            "client",
             "served",
             "per client updates/s",
+            "under 90 % of the cap",
+            "ended early",
             "aggregator publications/s",
             "gateway CPU",
             "gateway CPU µs per Summary",
         ],
     )
-    for clients in (100, FANOUT_CLIENTS):
-        runs = [fanout_run(seconds, clients) for _ in range(repeats)]
+    for clients, kind in ((100, "grpcio"), (100, "h2"), (FANOUT_CLIENTS, "h2")):
+        runs = [fanout_run(seconds, clients, kind) for _ in range(repeats)]
         rates = [r["rates"] for r in runs if r["rates"]]
         served = [sum(1 for x in r["rates"] if x > 0) for r in runs]
         table.rows.append(
             [
                 f"{clients:,}",
+                kind,
                 spread(served),
                 f"{statistics.median(statistics.median(r) for r in rates):,.1f} "
                 f"({min(min(r) for r in rates):,.1f}-{max(max(r) for r in rates):,.1f})"
                 if rates
                 else "—",
+                spread(
+                    [
+                        float(sum(1 for x in r["rates"] if x < fanout.SERVED * FANOUT_CAP))
+                        for r in runs
+                    ]
+                ),
+                spread([float(len(r["ended"])) for r in runs]) if kind == "h2" else "—",
                 spread([r["publications"] for r in runs], ",.1f"),
                 spread([r["gateway_cpu"] * 100 for r in runs], unit="%"),
                 spread([r["us_per_summary"] for r in runs], ",.0f"),
@@ -338,5 +358,5 @@ SUITE = Suite(
     ),
     title="Roles over Redis: split feeds and fan-out over gateways",
     run=run,
-    packages=("trio", "coredis", "wsproto", "grpcio", "msgspec"),
+    packages=("trio", "coredis", "wsproto", "grpcio", "h2", "msgspec"),
 )

@@ -230,6 +230,8 @@ class Connection:
         self._timer = trio.CancelScope()
         self._nursery: trio.Nursery | None = None
         self._closing = False
+        self._goaway_sent = False
+        """Our GOAWAY is framed: h2 is CLOSED and the client's later frames are discarded."""
         self._handshaken = False
         self._quiet_since = trio.current_time()
         self._heard = self._quiet_since
@@ -368,6 +370,13 @@ class Connection:
                 self._heard = now
                 try:
                     self._guard.feed(data, now)
+                    if self._goaway_sent:
+                        # h2 is CLOSED once it has sent GOAWAY and calls any frame but
+                        # GOAWAY a protocol error, answering a legal WINDOW_UPDATE or
+                        # PING in flight with GOAWAY(PROTOCOL_ERROR). Nothing the client
+                        # says now can matter: every stream has ended (graceful close) or
+                        # the connection is being cut. Counted by the guard, then dropped.
+                        continue
                     events = self._h2.receive_data(data)
                     for event in events:
                         self._on_event(event, now)
@@ -803,6 +812,7 @@ class Connection:
     def _goaway(self, code: h2.errors.ErrorCodes, debug: bytes = b"") -> None:
         with suppress(h2.exceptions.ProtocolError):
             self._h2.close_connection(error_code=code, additional_data=debug[:200])
+        self._goaway_sent = True
         self._flush()
 
     # --- shutdown ----------------------------------------------------------------------
