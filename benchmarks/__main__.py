@@ -26,6 +26,7 @@ SUITES: Final = (
     "benchmarks.throughput",
     "benchmarks.latency",
     "benchmarks.fanout",
+    "benchmarks.sendpath",
     "benchmarks.roles",
     "benchmarks.soak",
 )
