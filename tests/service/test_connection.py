@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import struct
 
 import h2.config
@@ -164,9 +165,37 @@ async def test_a_peer_gone_mid_write_is_a_closed_connection_not_a_bug(
     async with serving(depth=5) as h:
         await h.push(numbered("binance", 1, levels=5))
         monkeypatch.setattr(connection_module, "tune_socket", tune_then_break)
+        # As over TLS: no direct writes, every byte goes through the stream's ``send``.
+        monkeypatch.setattr(connection_module, "_raw_send", lambda stream: None)
         sock = trio.socket.socket()
         await sock.connect(("127.0.0.1", h.port))
         with trio.fail_after(5):
+            await sock.send(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n")
+            while await sock.recv(65536):
+                pass  # until the server closes this connection
+        sock.close()
+        await wait_for(lambda: h.server.connection_count == 0)
+    assert h.server.stats.internal_errors == 0
+    assert "failed" not in caplog.text
+
+
+async def test_a_peer_gone_during_a_direct_write_is_a_closed_connection_not_a_bug(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A direct write (``sendqueue``) that finds the peer gone (ECONNRESET, EPIPE) ends
+    the connection quietly, as a failed write of the writer task does."""
+    import dragonflybot.service.connection as connection_module
+
+    def reset(data: bytes) -> int:
+        raise ConnectionResetError(104, "Connection reset by peer")
+
+    monkeypatch.setattr(connection_module, "_raw_send", lambda stream: reset)
+    async with serving(depth=5) as h:
+        await h.push(numbered("binance", 1, levels=5))
+        sock = trio.socket.socket()
+        await sock.connect(("127.0.0.1", h.port))
+        # The server closes with our preface unread: the kernel may answer with a reset.
+        with trio.fail_after(5), contextlib.suppress(ConnectionResetError):
             await sock.send(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n")
             while await sock.recv(65536):
                 pass  # until the server closes this connection

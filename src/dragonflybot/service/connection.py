@@ -72,7 +72,7 @@ import math
 import os
 import ssl
 from collections import deque
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Callable
 from contextlib import aclosing, suppress
 from typing import Any, Final
 
@@ -101,9 +101,11 @@ from dragonflybot.service.grpcwire import (
     trailers_only,
 )
 from dragonflybot.service.guard import SMALL_DATA, Flood, FrameGuard
+from dragonflybot.service.h2send import frame_data
 from dragonflybot.service.pacing import tune_socket
 from dragonflybot.service.purerpc_adapter import MethodEntry, Methods, RpcFailedError, StatusCode
 from dragonflybot.service.security import TokenCheck
+from dragonflybot.service.sendqueue import SendQueue
 from dragonflybot.service.stats import LogThrottle, ServerStats
 
 log = logging.getLogger(__name__)
@@ -216,8 +218,9 @@ class Connection:
         )
         self._streams: dict[int, _Stream] = {}
         self._starting: list[_Stream] = []
-        self._outbox = bytearray()
-        self._sending = 0
+        raw = None if tls is not None else _raw_send(socket_stream)
+        self._queue = SendQueue(raw)
+        """Direct writes on plain TCP (see ``sendqueue``); over TLS the writer task writes all."""
         self._broken = False
         self._write_lot = trio.lowlevel.ParkingLot()
         self._drain_lot = trio.lowlevel.ParkingLot()
@@ -245,12 +248,12 @@ class Connection:
     @property
     def buffered_bytes(self) -> int:
         """Bytes framed for this client but not yet handed to the socket (pacing keeps it small)."""
-        return len(self._outbox) + self._sending
+        return self._queue.pending
 
     @property
     def drained(self) -> bool:
         """Everything framed so far has reached the kernel (or the peer is gone)."""
-        return self._broken or not (self._outbox or self._sending)
+        return self._broken or not self._queue.pending
 
     async def serve(self) -> None:
         """Run until the peer goes away, breaks a rule, or ``shutdown`` has finished.
@@ -386,7 +389,7 @@ class Connection:
                 except _PeerDone:
                     return
                 self._flush()
-                if len(self._outbox) > MAX_OUTBOX:
+                if self._queue.queued > MAX_OUTBOX:
                     self.stats.floods_unread += 1
                     self._log(logging.WARNING, "connection %s cut: does not read", self.peer)
                     self._goaway(h2.errors.ErrorCodes.ENHANCE_YOUR_CALM, b"not reading")
@@ -691,39 +694,45 @@ class Connection:
         return StatusCode.OK, ""
 
     async def _send_message(self, stream: _Stream, data: bytes) -> None:
-        """Queue one framed message within the client's windows, then wait for it to leave."""
+        """Write one framed message within the client's windows, then wait for it to leave.
+
+        The DATA frames are framed by ``h2send.frame_data`` (as many as the windows
+        allow, h2's windows charged exactly) and written after whatever h2 has queued
+        (the stream's HEADERS, WINDOW_UPDATEs, PING ACKs), in one ``_write``.
+        """
         h2conn = self._h2
+        view = memoryview(data)
+        sent = 0
         try:
             if not stream.headers_sent:
                 h2conn.send_headers(stream.id, response_headers())
                 stream.headers_sent = True
             stream.mid_message = True
-            view = memoryview(data)
-            sent = frames = 0
-            while sent < len(view):
-                window = h2conn.local_flow_control_window(stream.id)
-                if window <= 0:
-                    self._flush_credit(frames)
-                    frames = 0
-                    await self._window_lot.park()
-                    if stream.gone:
-                        raise _StreamGone
-                    continue
-                size = min(window, h2conn.max_outbound_frame_size, len(view) - sent)
-                h2conn.send_data(stream.id, view[sent : sent + size].tobytes())
-                sent += size
-                frames += 1
+            while True:
+                pieces, size = frame_data(h2conn, stream.id, view[sent:] if sent else view)
+                if size:
+                    sent += size
+                    pieces.insert(0, h2conn.data_to_send())
+                    self._write(b"".join(pieces))
+                    # One WINDOW_UPDATE per DATA frame sent is a client's fair share.
+                    self._guard.credit(len(pieces) // 2)
+                if sent >= len(view):
+                    break
+                self._flush()
+                await self._window_lot.park()
+                if stream.gone:
+                    raise _StreamGone
             stream.mid_message = False
         except h2.exceptions.ProtocolError as exc:
             raise _StreamGone from exc
-        self._flush_credit(frames)
-        await self.wait_drained()
+        if self._queue.pending and not self._broken:
+            await self.wait_drained()
+        else:
+            # Already in the kernel: no wait, but still a checkpoint (a handler's loop
+            # of sends must not hold the scheduler).
+            await trio.lowlevel.checkpoint()
         if stream.gone:
             raise _StreamGone
-
-    def _flush_credit(self, frames: int) -> None:
-        self._guard.credit(frames)
-        self._flush()
 
     def _end(self, stream: _Stream, code: StatusCode, message: str) -> None:
         """Trailers with the status; a reset instead if a message was cut in half."""
@@ -763,16 +772,33 @@ class Connection:
     def _flush(self) -> None:
         data = self._h2.data_to_send()
         if data:
-            self._outbox += data
+            self._write(data)
+
+    def _write(self, data: bytes) -> None:
+        """The one way bytes leave: now if nothing is ahead of them, else via the writer.
+
+        ``SendQueue.write`` decides (see ``sendqueue`` for why that cannot reorder
+        bytes or write around a write in progress).
+        """
+        if self._broken:
+            return
+        try:
+            queued = self._queue.write(data)
+        except OSError:
+            # The peer is gone (reset, broken pipe): end the connection as the writer would.
+            self._broken = True
+            self._read_scope.cancel()
+            self._drain_lot.unpark_all()
+            return
+        if queued:
             self._write_lot.unpark_all()
 
     async def _writer(self) -> None:
+        queue = self._queue
         while True:
-            while not self._outbox:
+            while not queue.queued:
                 await self._write_lot.park()
-            data = bytes(self._outbox)
-            self._outbox.clear()
-            self._sending = len(data)
+            data = queue.take()
             try:
                 await self._sock.send(data)
             except (
@@ -787,7 +813,7 @@ class Connection:
                 self._read_scope.cancel()
                 return
             finally:
-                self._sending = 0
+                queue.done()
                 self._drain_lot.unpark_all()
 
     async def wait_drained(self) -> None:
@@ -847,6 +873,16 @@ def _new_h2(limits: LimitsConfig) -> h2.connection.H2Connection:
     )
     conn.decoder.max_header_list_size = limits.max_header_list
     return conn
+
+
+def _raw_send(stream: anyio.abc.SocketStream) -> Callable[[bytes], int] | None:
+    """The socket's own non-blocking ``send`` (trio keeps it non-blocking), if it has one."""
+    try:
+        sock = stream.extra(anyio.abc.SocketAttribute.raw_socket)
+    except anyio.TypedAttributeLookupError:
+        return None
+    send: Callable[[bytes], int] = sock.send
+    return send
 
 
 def _framed(message: Any) -> bytes:
