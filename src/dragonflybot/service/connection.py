@@ -139,6 +139,12 @@ server stops acknowledging its DATA: past it the client's window closes and the 
 waits (HTTP/2 flow control), so a flood is throttled, never buffered without bound."""
 
 
+YIELD_EVERY: Final = 64 * 1024
+"""Bytes a stream may write directly (``sendqueue``) before its task must yield to the
+scheduler: a handler whose messages come without a wait (a list, not a subscription)
+and a client that reads fast would otherwise hold the loop until a window closes."""
+
+
 class _StreamGone(Exception):
     """The stream was reset or the connection lost while a handler used it."""
 
@@ -161,6 +167,7 @@ class _Stream:
         "scope",
         "shutdown",
         "unacked",
+        "unyielded",
     )
 
     def __init__(self, stream_id: int, request: Request, entry: MethodEntry, max_message: int):
@@ -178,6 +185,8 @@ class _Stream:
         self.unacked = 0
         """Flow-controlled bytes received but not acknowledged: held back while the
         inbound queue is full (client-streaming methods only)."""
+        self.unyielded = 0
+        """Bytes written directly since this stream's task last yielded to the scheduler."""
         self.scope = trio.CancelScope()
         self.lot = trio.lowlevel.ParkingLot()
         """Wakes the handler when the request body or an error arrives."""
@@ -726,11 +735,19 @@ class Connection:
         except h2.exceptions.ProtocolError as exc:
             raise _StreamGone from exc
         if self._queue.pending and not self._broken:
+            stream.unyielded = 0
             await self.wait_drained()
         else:
-            # Already in the kernel: no wait, but still a checkpoint (a handler's loop
-            # of sends must not hold the scheduler).
-            await trio.lowlevel.checkpoint()
+            # Already in the kernel. A conflating stream yields anyway when it waits for
+            # its next state (``Subscription.receive``), so a second trip through the
+            # scheduler per message is pure cost; a handler that yields messages without
+            # waiting is still made to yield once per ``YIELD_EVERY`` bytes.
+            stream.unyielded += len(view)
+            if stream.unyielded >= YIELD_EVERY:
+                stream.unyielded = 0
+                await trio.lowlevel.checkpoint()
+            else:
+                await trio.lowlevel.checkpoint_if_cancelled()
         if stream.gone:
             raise _StreamGone
 
