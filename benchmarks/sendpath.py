@@ -16,8 +16,9 @@ Reported per case: the server's CPU (``time.process_time`` over wall time, so ot
 engineers' load on the machine does not inflate it), the publications it made per
 second (the "aggregator": a send path that steals its core shows as fewer), what each
 client received per second, and the marginal CPU per Summary per client: CPU growth
-over delivered-Summary growth from the 1-client case, which takes the publisher's own
-work out (it is the same for any number of clients).
+over delivered-Summary growth from the 1-client case scaled to the case's publication
+rate, which takes the publisher's own work out (it is the same for any number of
+clients, per publication).
 
 ``--server ours|aio|both``, ``--clients 1,10,100``, ``--seconds S``, ``--rounds N``
 (rounds alternate the servers). Run it with ``PYTHONPATH=<other tree>/src`` for an A/B
@@ -150,11 +151,19 @@ def one(server: str, clients: int, seconds: float) -> dict[str, Any]:
 
 
 def marginal_us(base: dict[str, Any], case: dict[str, Any]) -> float | None:
-    """Server CPU per extra Summary delivered, from ``base`` (1 client) to ``case``."""
-    extra = case["delivered_per_s"] - base["delivered_per_s"]
+    """Server CPU per extra Summary delivered, from ``base`` (1 client) to ``case``.
+
+    ``base`` is first scaled to ``case``'s publication rate: on a loaded machine a
+    many-client run may publish less, and the publisher's own work (shared by all
+    clients) must not be charged to the clients, nor credited to them.
+    """
+    if not base["publications_per_s"]:
+        return None
+    scale = case["publications_per_s"] / base["publications_per_s"]
+    extra = case["delivered_per_s"] - base["delivered_per_s"] * scale
     if extra <= 0:
         return None
-    return float((case["cpu_share"] - base["cpu_share"]) / extra * 1e6)
+    return float((case["cpu_share"] - base["cpu_share"] * scale) / extra * 1e6)
 
 
 def sweep(
@@ -177,8 +186,9 @@ def table(results: list[dict[str, Any]], seconds: float) -> Table:
         f"A new pre-encoded Summary {RATE:g} times a second, published in the server's own "
         f"process (core 0); grpcio clients in two processes on the other core; {seconds:g} s "
         "per case. *CPU*: server process CPU time over wall time. *marginal µs*: CPU growth "
-        "over delivered-Summary growth from the same round's 1-client case (the cost of one "
-        "Summary to one more client). *per client*: median (slowest) client's Summaries/s "
+        "over delivered-Summary growth from the same round's 1-client case scaled to this "
+        "case's publications/s (the cost of one Summary to one more client; the publisher's "
+        "own work taken out). *per client*: median (slowest) client's Summaries/s "
         "over publications/s. One row per case and round.",
         [
             "server",

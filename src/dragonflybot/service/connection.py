@@ -53,15 +53,35 @@ How one connection is kept cheap and isolated:
 Streams run in their own tasks. A server stream takes its next message only
 when the previous one has left the process (``wait_drained``; see ``pacing``),
 and it respects the client's flow-control window: a message larger than the
-window is sent as far as it fits, and the rest waits for WINDOW_UPDATE. One
-writer task moves the bytes h2 produced to the socket, so the reader never
-blocks on a slow client's writes. Shutdown cancels every stream, which then
-ends with UNAVAILABLE (or a reset if a message was cut in half), then GOAWAY,
-then the socket closes once the bytes left.
+window is sent as far as it fits, and the rest waits for WINDOW_UPDATE.
+Shutdown cancels every stream, which then ends with UNAVAILABLE (or a reset if a
+message was cut in half), then GOAWAY, then the socket closes once the bytes left.
 
-The send path takes already framed messages (``grpcwire.Framed``): a Summary
-is framed once per state (``summary.EncodedBook.framed``) and the same bytes go
-to every stream; only h2's DATA frame headers differ per client.
+The send path (issue 14; figures in docs/performance.md, "The send path"). A
+Summary is the same bytes for every client, framed once per state
+(``summary.EncodedBook.framed``), so a send costs what is per client only:
+
+* the DATA frame headers and the window arithmetic, done by ``h2send.frame_data``
+  (9 bytes per frame plus slices of the shared message; h2's windows charged as
+  its ``send_data`` charges them, byte-for-byte with h2 in the tests) instead of
+  h2's per-frame objects, state machines and copies;
+* one ``_write``: ``SendQueue`` writes the bytes at once with the socket's
+  non-blocking ``send`` when nothing is queued and no write of the writer task is
+  in flight, and queues them for the writer task otherwise (or what the kernel
+  did not take). That one decision is the only way out, so bytes can neither be
+  reordered nor written around a write in progress (the hang of the purerpc era;
+  tests/service/test_writer_race.py). Over TLS every write goes through the
+  writer task (the TLS object's writes are async);
+* no second trip through the scheduler when the bytes reached the kernel: the
+  stream goes straight back to its subscription, which is its one wait per
+  Summary (a handler that never waits is made to yield every ``YIELD_EVERY``).
+
+Kept as they were, on purpose: one task per stream (a broadcaster walking each
+connection's ready streams would save the stream's own wake-up, but it would put
+every client's flow-control wait, cancellation and trailers in one task, and the
+stream's wake-up is now a small part of a send); h2 parsing the clients' frames,
+WINDOW_UPDATE included (the read side feeds ``guard`` first, and a parser of our
+own for "just WINDOW_UPDATE" would be a second HTTP/2 parser to keep exact).
 """
 
 from __future__ import annotations
