@@ -267,3 +267,34 @@ async def test_a_handler_that_never_waits_still_yields_to_the_scheduler(
     assert len(seen) == count
     # Without the bound every message would be written in one run of the handler's task.
     assert len(set(seen)) >= 4
+
+
+async def test_over_tls_no_write_is_direct() -> None:
+    """The TLS object's writes are async: over TLS every byte goes through the writer
+    task, and only a plain TCP connection gets the socket's non-blocking send."""
+    import ssl
+
+    import anyio
+
+    from dragonflybot.service.connection import Connection
+    from dragonflybot.service.sendqueue import SendQueue
+
+    sent: list[bytes] = []
+
+    class Plain:
+        def extra(self, attribute: Any, default: Any = None) -> Any:
+            if attribute is anyio.abc.SocketAttribute.raw_socket:
+                return self
+            raise anyio.TypedAttributeLookupError(attribute)
+
+        def send(self, data: bytes) -> int:
+            sent.append(data)
+            return len(data)
+
+    tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    secure = Connection({}, Plain(), tls=tls)  # type: ignore[arg-type]
+    plain = Connection({}, Plain())  # type: ignore[arg-type]
+    assert isinstance(secure._queue, SendQueue) and isinstance(plain._queue, SendQueue)
+    assert secure._queue.write(b"abc") is True  # queued for the writer task
+    assert plain._queue.write(b"abc") is False  # written at once
+    assert sent == [b"abc"]
