@@ -76,10 +76,11 @@ Summary is the same bytes for every client, framed once per state
   stream goes straight back to its subscription, which is its one wait per
   Summary (a handler that never waits is made to yield every ``YIELD_EVERY``).
 
-Kept as they were, on purpose: one task per stream (a broadcaster walking each
-connection's ready streams would save the stream's own wake-up, but it would put
-every client's flow-control wait, cancellation and trailers in one task, and the
-stream's wake-up is now a small part of a send); h2 parsing the clients' frames,
+Kept as they were, for now: one task per stream (a broadcaster writing to ready
+streams from the publication itself would save the stream's wake-up, but it moves
+socket writes into the aggregator's task and every client's flow-control wait,
+cancellation, rate cap and trailers with them: the next step, see
+docs/performance.md); h2 parsing the clients' frames,
 WINDOW_UPDATE included (the read side feeds ``guard`` first, and a parser of our
 own for "just WINDOW_UPDATE" would be a second HTTP/2 parser to keep exact).
 """
