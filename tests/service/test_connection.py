@@ -224,7 +224,7 @@ async def test_a_handler_that_never_waits_still_yields_to_the_scheduler(
     ticks = 0
     seen: list[int] = []
     message = Framed(frame_message(bytes(1000)))
-    count = 5 * connection_module.YIELD_EVERY // 1000
+    count = 10 * connection_module.YIELD_EVERY // 1000
 
     class Eager(OrderbookAggregatorServicer):  # type: ignore[misc]
         async def BookSummary(self, input_message: Any) -> Any:  # type: ignore[override]
@@ -266,7 +266,10 @@ async def test_a_handler_that_never_waits_still_yields_to_the_scheduler(
         nursery.cancel_scope.cancel()  # the ticker
     assert len(seen) == count
     # Without the bound every message would be written in one run of the handler's task.
-    assert len(set(seen)) >= 4
+    # Ten forced yields. The ticker runs once per scheduler batch and trio reverses a
+    # batch's order half the time, so two yields in a row may see the same tick: at
+    # least half of them show. Without the bound they would all see one.
+    assert len(set(seen)) >= 5, str(seen)
 
 
 async def test_over_tls_no_write_is_direct() -> None:
