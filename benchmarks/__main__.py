@@ -27,6 +27,7 @@ SUITES: Final = (
     "benchmarks.latency",
     "benchmarks.latency_in_service",
     "benchmarks.fanout",
+    "benchmarks.sendpath",
     "benchmarks.roles",
     "benchmarks.bus_fanout",
     "benchmarks.soak",

@@ -155,7 +155,11 @@ async def test_health_knows_every_service_of_the_address() -> None:
         target = f"127.0.0.1:{app.instruments['ETH-BTC'].port}"
         # Only BTC-USDT (not the Keyrock default) has a live venue.
         await feeds.feed("BTC-USDT", view("binance", "60000", "60001"))
-        await wait_for(lambda: app.instruments["BTC-USDT"].latest() is not None)
+        # Wait for the state that says so, not just any state: a state published before
+        # the view was merged (no venue live yet) would race the health checks below.
+        await wait_for(
+            lambda: (state := app.instruments["BTC-USDT"].latest()) is not None and state.serving
+        )
 
         def statuses() -> dict[str, int]:
             names = (

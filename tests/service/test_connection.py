@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import struct
+from typing import Any
 
 import h2.config
 import h2.connection
@@ -164,6 +166,8 @@ async def test_a_peer_gone_mid_write_is_a_closed_connection_not_a_bug(
     async with serving(depth=5) as h:
         await h.push(numbered("binance", 1, levels=5))
         monkeypatch.setattr(connection_module, "tune_socket", tune_then_break)
+        # As over TLS: no direct writes, every byte goes through the stream's ``send``.
+        monkeypatch.setattr(connection_module, "_raw_send", lambda stream: None)
         sock = trio.socket.socket()
         await sock.connect(("127.0.0.1", h.port))
         with trio.fail_after(5):
@@ -174,3 +178,126 @@ async def test_a_peer_gone_mid_write_is_a_closed_connection_not_a_bug(
         await wait_for(lambda: h.server.connection_count == 0)
     assert h.server.stats.internal_errors == 0
     assert "failed" not in caplog.text
+
+
+async def test_a_peer_gone_during_a_direct_write_is_a_closed_connection_not_a_bug(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A direct write (``sendqueue``) that finds the peer gone (ECONNRESET, EPIPE) ends
+    the connection quietly, as a failed write of the writer task does."""
+    import dragonflybot.service.connection as connection_module
+
+    def reset(data: bytes) -> int:
+        raise ConnectionResetError(104, "Connection reset by peer")
+
+    monkeypatch.setattr(connection_module, "_raw_send", lambda stream: reset)
+    async with serving(depth=5) as h:
+        await h.push(numbered("binance", 1, levels=5))
+        sock = trio.socket.socket()
+        await sock.connect(("127.0.0.1", h.port))
+        # The server closes with our preface unread: the kernel may answer with a reset.
+        with trio.fail_after(5), contextlib.suppress(ConnectionResetError):
+            await sock.send(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n")
+            while await sock.recv(65536):
+                pass  # until the server closes this connection
+        sock.close()
+        await wait_for(lambda: h.server.connection_count == 0)
+    assert h.server.stats.internal_errors == 0
+    assert "failed" not in caplog.text
+
+
+async def test_a_handler_that_never_waits_still_yields_to_the_scheduler(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Direct writes skip the checkpoint after a send (a conflating stream yields while
+    it waits for its next state), so a handler whose messages come without a wait must
+    be made to yield: at least once per ``YIELD_EVERY`` bytes, whatever the windows.
+    (A small ``YIELD_EVERY`` here: the messages must fit the loopback socket's buffers,
+    or a full socket would make the stream wait, and so yield, anyway.)"""
+    import dragonflybot.service.connection as connection_module
+
+    monkeypatch.setattr(connection_module, "YIELD_EVERY", 8 * 1000)
+    from dragonflybot.service import GrpcServer
+    from dragonflybot.service.grpcwire import Framed, frame_message
+    from dragonflybot.service.proto.orderbook_grpc import OrderbookAggregatorServicer
+
+    ticks = 0
+    seen: list[int] = []
+    message = Framed(frame_message(bytes(1000)))
+    count = 10 * connection_module.YIELD_EVERY // 1000
+
+    class Eager(OrderbookAggregatorServicer):  # type: ignore[misc]
+        async def BookSummary(self, input_message: Any) -> Any:  # type: ignore[override]
+            for _ in range(count):
+                seen.append(ticks)
+                yield message
+
+    async def ticker() -> None:
+        nonlocal ticks
+        while True:
+            await trio.lowlevel.checkpoint()
+            ticks += 1
+
+    server = GrpcServer([Eager()], "127.0.0.1", 0)
+    async with trio.open_nursery() as nursery:
+        port = await nursery.start(server.serve)
+        nursery.start_soon(ticker)
+        sock = trio.socket.socket()
+        await sock.connect(("127.0.0.1", port))
+        client = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True))
+        client.local_settings = h2.settings.Settings(
+            client=True, initial_values={h2.settings.SettingCodes.INITIAL_WINDOW_SIZE: 1 << 24}
+        )
+        client.initiate_connection()
+        client.increment_flow_control_window(1 << 24)
+        sid = client.get_next_available_stream_id()
+        client.send_headers(sid, _headers())
+        client.send_data(sid, b"\0\0\0\0\0", end_stream=True)
+        await sock.send(client.data_to_send())
+        ended = False
+        with trio.fail_after(10):
+            while not ended:
+                data = await sock.recv(65536)
+                assert data
+                ended = any(isinstance(e, h2.events.StreamEnded) for e in client.receive_data(data))
+        sock.close()
+        server.shutdown()
+        await server.wait_closed()
+        nursery.cancel_scope.cancel()  # the ticker
+    assert len(seen) == count
+    # Without the bound every message would be written in one run of the handler's task.
+    # Ten forced yields. The ticker runs once per scheduler batch and trio reverses a
+    # batch's order half the time, so two yields in a row may see the same tick: at
+    # least half of them show. Without the bound they would all see one.
+    assert len(set(seen)) >= 5, str(seen)
+
+
+async def test_over_tls_no_write_is_direct() -> None:
+    """The TLS object's writes are async: over TLS every byte goes through the writer
+    task, and only a plain TCP connection gets the socket's non-blocking send."""
+    import ssl
+
+    import anyio
+
+    from dragonflybot.service.connection import Connection
+    from dragonflybot.service.sendqueue import SendQueue
+
+    sent: list[bytes] = []
+
+    class Plain:
+        def extra(self, attribute: Any, default: Any = None) -> Any:
+            if attribute is anyio.abc.SocketAttribute.raw_socket:
+                return self
+            raise anyio.TypedAttributeLookupError(attribute)
+
+        def send(self, data: bytes) -> int:
+            sent.append(data)
+            return len(data)
+
+    tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    secure = Connection({}, Plain(), tls=tls)  # type: ignore[arg-type]
+    plain = Connection({}, Plain())  # type: ignore[arg-type]
+    assert isinstance(secure._queue, SendQueue) and isinstance(plain._queue, SendQueue)
+    assert secure._queue.write(b"abc") is True  # queued for the writer task
+    assert plain._queue.write(b"abc") is False  # written at once
+    assert sent == [b"abc"]

@@ -1,12 +1,15 @@
 """The race of the purerpc era: a stream writing while the writer task is mid-write.
 
 Then a stream wrote to the socket around purerpc's writer and a connection hung. Now
-no stream holds the socket: a stream only frames into the connection's outbox and the
-writer task alone writes (``Connection._writer``), so the race is impossible by
-construction. This test makes the writer stop in the middle of a socket write, opens a second
-stream meanwhile (its headers and first Summary are framed while the write is
+every byte leaves through ``Connection._write``, where ``SendQueue.write`` decides:
+written at once by the stream's task only while nothing is queued and no write of the
+writer task is in flight, else queued for the writer task. The first test makes the
+writer stop in the middle of a socket write (direct writes off, as over TLS), opens a
+second stream meanwhile (its headers and first Summary are framed while the write is
 stopped), then lets the write finish: both streams get every byte whole and in order,
-and nothing hangs.
+and nothing hangs. The second does the same with direct writes on: a direct write the
+kernel takes only part of leaves the rest to the writer task, which is stopped
+mid-write; the second stream's bytes must then queue behind it, never go direct.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ import trio
 import dragonflybot.service.connection as connection_module
 import dragonflybot.service.server as server_module
 from dragonflybot.service.messages import Summary
+from dragonflybot.service.sendqueue import SendQueue
 
 from .conftest import numbered, serving, wait_for
 from .test_connection import _headers
@@ -55,6 +59,22 @@ class GatedSend:
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._inner, name)
+
+
+class PartialDirect:
+    """A direct send whose next call, once ``short`` is set, lets the kernel take 10 bytes."""
+
+    def __init__(self, inner: Any) -> None:
+        self._inner = inner
+        self.short = False
+        self.calls = 0
+
+    def __call__(self, data: bytes) -> int:
+        self.calls += 1
+        if self.short:
+            self.short = False
+            return int(self._inner(data[:10]))
+        return int(self._inner(data))
 
 
 class TwoStreamClient:
@@ -114,6 +134,7 @@ async def test_a_stream_framing_while_the_writer_is_mid_write_loses_nothing(
             super().__init__(*args, **kwargs)
             gate = GatedSend(self._sock)
             self._sock = gate
+            self._queue = SendQueue(None)  # every byte through the writer task
             gates.append(gate)
             connections.append(self)
 
@@ -134,13 +155,65 @@ async def test_a_stream_framing_while_the_writer_is_mid_write_loses_nothing(
             # stream opens and sends its headers and Summary meanwhile: into the
             # outbox, never onto the socket.
             await client.add_stream()
-            await wait_for(lambda: len(conn._outbox) > 0)
-            assert conn._sending > 0
+            await wait_for(lambda: conn._queue.queued > 0)
+            assert conn._queue.in_flight > 0
             assert not conn.drained
             gate.release.set()
             await client.read_until(2)
             await h.push(numbered("binance", 3, levels=DEPTH))
             await client.read_until(3)
+        sock.close()
+    first, second = client.bids.values()
+    assert first == [1, 2, 3]
+    assert second == [2, 3]
+
+
+async def test_a_direct_write_never_goes_around_the_writer_mid_write(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    connections: list[Any] = []
+    gates: list[GatedSend] = []
+    directs: list[PartialDirect] = []
+
+    class Gated(connection_module.Connection):
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            super().__init__(*args, **kwargs)
+            gate = GatedSend(self._sock)
+            self._sock = gate
+            raw = connection_module._raw_send(self._raw)
+            assert raw is not None
+            direct = PartialDirect(raw)
+            self._queue = SendQueue(direct)
+            gates.append(gate)
+            directs.append(direct)
+            connections.append(self)
+
+    monkeypatch.setattr(server_module, "Connection", Gated)
+    async with serving(depth=DEPTH) as h:
+        await h.push(numbered("binance", 1, levels=DEPTH))
+        sock = trio.socket.socket()
+        await sock.connect(("127.0.0.1", h.port))
+        client = TwoStreamClient(sock)
+        await client.start()
+        with trio.fail_after(10):
+            await client.read_until(1)
+            (conn,), (gate,), (direct,) = connections, gates, directs
+            assert conn._queue.direct_bytes > 0  # the first Summary went direct
+            gate.closed = True
+            direct.short = True
+            await h.push(numbered("binance", 2, levels=DEPTH))
+            # 10 bytes went direct; the rest is the writer task's, stopped mid-write.
+            await gate.mid_write.wait()
+            calls = direct.calls
+            await client.add_stream()
+            await wait_for(lambda: conn._queue.queued > 0)
+            assert conn._queue.in_flight > 0
+            assert direct.calls == calls  # queued behind the write in flight
+            gate.release.set()
+            await client.read_until(2)
+            await h.push(numbered("binance", 3, levels=DEPTH))
+            await client.read_until(3)
+            assert direct.calls > calls  # direct again once nothing was ahead
         sock.close()
     first, second = client.bids.values()
     assert first == [1, 2, 3]

@@ -10,10 +10,10 @@ starves the others.
 A stream may also be capped at a number of Summaries per second (``max_rate``): after
 each send it waits for its phase's next tick of the service's ``Ticker`` while its
 slot conflates, so it sends at most once per interval.
-Each send costs the service ~35 µs of h2 framing and socket work per client
-(py-spy, 100 clients), so 100 uncapped clients of a 600/s book would need two
-cores; the cap bounds the fan-out's share of the one core whatever the number of
-clients, leaving the feeds and the aggregator their pace.
+Each send costs the service a socket write and some framing per client (measured
+in docs/performance.md, "The send path"), so enough uncapped clients of a busy book
+would need more than the one core; the cap bounds the fan-out's share of the core
+whatever the number of clients, leaving the feeds and the aggregator their pace.
 """
 
 from __future__ import annotations

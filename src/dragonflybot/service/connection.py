@@ -53,15 +53,36 @@ How one connection is kept cheap and isolated:
 Streams run in their own tasks. A server stream takes its next message only
 when the previous one has left the process (``wait_drained``; see ``pacing``),
 and it respects the client's flow-control window: a message larger than the
-window is sent as far as it fits, and the rest waits for WINDOW_UPDATE. One
-writer task moves the bytes h2 produced to the socket, so the reader never
-blocks on a slow client's writes. Shutdown cancels every stream, which then
-ends with UNAVAILABLE (or a reset if a message was cut in half), then GOAWAY,
-then the socket closes once the bytes left.
+window is sent as far as it fits, and the rest waits for WINDOW_UPDATE.
+Shutdown cancels every stream, which then ends with UNAVAILABLE (or a reset if a
+message was cut in half), then GOAWAY, then the socket closes once the bytes left.
 
-The send path takes already framed messages (``grpcwire.Framed``): a Summary
-is framed once per state (``summary.EncodedBook.framed``) and the same bytes go
-to every stream; only h2's DATA frame headers differ per client.
+The send path (issue 14; figures in docs/performance.md, "The send path"). A
+Summary is the same bytes for every client, framed once per state
+(``summary.EncodedBook.framed``), so a send costs what is per client only:
+
+* the DATA frame headers and the window arithmetic, done by ``h2send.frame_data``
+  (9 bytes per frame plus slices of the shared message; h2's windows charged as
+  its ``send_data`` charges them, byte-for-byte with h2 in the tests) instead of
+  h2's per-frame objects, state machines and copies;
+* one ``_write``: ``SendQueue`` writes the bytes at once with the socket's
+  non-blocking ``send`` when nothing is queued and no write of the writer task is
+  in flight, and queues them for the writer task otherwise (or what the kernel
+  did not take). That one decision is the only way out, so bytes can neither be
+  reordered nor written around a write in progress (the hang of the purerpc era;
+  tests/service/test_writer_race.py). Over TLS every write goes through the
+  writer task (the TLS object's writes are async);
+* no second trip through the scheduler when the bytes reached the kernel: the
+  stream goes straight back to its subscription, which is its one wait per
+  Summary (a handler that never waits is made to yield every ``YIELD_EVERY``).
+
+Kept as they were, for now: one task per stream (a broadcaster writing to ready
+streams from the publication itself would save the stream's wake-up, but it moves
+socket writes into the aggregator's task and every client's flow-control wait,
+cancellation, rate cap and trailers with them: the next step, see
+docs/performance.md); h2 parsing the clients' frames,
+WINDOW_UPDATE included (the read side feeds ``guard`` first, and a parser of our
+own for "just WINDOW_UPDATE" would be a second HTTP/2 parser to keep exact).
 """
 
 from __future__ import annotations
@@ -72,7 +93,7 @@ import math
 import os
 import ssl
 from collections import deque
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Callable
 from contextlib import aclosing, suppress
 from typing import Any, Final
 
@@ -101,9 +122,11 @@ from dragonflybot.service.grpcwire import (
     trailers_only,
 )
 from dragonflybot.service.guard import SMALL_DATA, Flood, FrameGuard
+from dragonflybot.service.h2send import frame_data
 from dragonflybot.service.pacing import tune_socket
 from dragonflybot.service.purerpc_adapter import MethodEntry, Methods, RpcFailedError, StatusCode
 from dragonflybot.service.security import TokenCheck
+from dragonflybot.service.sendqueue import SendQueue
 from dragonflybot.service.stats import LogThrottle, ServerStats
 
 log = logging.getLogger(__name__)
@@ -137,6 +160,12 @@ server stops acknowledging its DATA: past it the client's window closes and the 
 waits (HTTP/2 flow control), so a flood is throttled, never buffered without bound."""
 
 
+YIELD_EVERY: Final = 64 * 1024
+"""Bytes a stream may write directly (``sendqueue``) before its task must yield to the
+scheduler: a handler whose messages come without a wait (a list, not a subscription)
+and a client that reads fast would otherwise hold the loop until a window closes."""
+
+
 class _StreamGone(Exception):
     """The stream was reset or the connection lost while a handler used it."""
 
@@ -159,6 +188,7 @@ class _Stream:
         "scope",
         "shutdown",
         "unacked",
+        "unyielded",
     )
 
     def __init__(self, stream_id: int, request: Request, entry: MethodEntry, max_message: int):
@@ -176,6 +206,8 @@ class _Stream:
         self.unacked = 0
         """Flow-controlled bytes received but not acknowledged: held back while the
         inbound queue is full (client-streaming methods only)."""
+        self.unyielded = 0
+        """Bytes written directly since this stream's task last yielded to the scheduler."""
         self.scope = trio.CancelScope()
         self.lot = trio.lowlevel.ParkingLot()
         """Wakes the handler when the request body or an error arrives."""
@@ -216,8 +248,9 @@ class Connection:
         )
         self._streams: dict[int, _Stream] = {}
         self._starting: list[_Stream] = []
-        self._outbox = bytearray()
-        self._sending = 0
+        raw = None if tls is not None else _raw_send(socket_stream)
+        self._queue = SendQueue(raw)
+        """Direct writes on plain TCP (see ``sendqueue``); over TLS the writer task writes all."""
         self._broken = False
         self._write_lot = trio.lowlevel.ParkingLot()
         self._drain_lot = trio.lowlevel.ParkingLot()
@@ -247,12 +280,12 @@ class Connection:
     @property
     def buffered_bytes(self) -> int:
         """Bytes framed for this client but not yet handed to the socket (pacing keeps it small)."""
-        return len(self._outbox) + self._sending
+        return self._queue.pending
 
     @property
     def drained(self) -> bool:
         """Everything framed so far has reached the kernel (or the peer is gone)."""
-        return self._broken or not (self._outbox or self._sending)
+        return self._broken or not self._queue.pending
 
     async def serve(self) -> None:
         """Run until the peer goes away, breaks a rule, or ``shutdown`` has finished.
@@ -395,7 +428,7 @@ class Connection:
                 except _PeerDone:
                     return
                 self._flush()
-                if len(self._outbox) > MAX_OUTBOX:
+                if self._queue.queued > MAX_OUTBOX:
                     self.stats.floods_unread += 1
                     self._log(logging.WARNING, "connection %s cut: does not read", self.peer)
                     self._goaway(h2.errors.ErrorCodes.ENHANCE_YOUR_CALM, b"not reading")
@@ -700,39 +733,53 @@ class Connection:
         return StatusCode.OK, ""
 
     async def _send_message(self, stream: _Stream, data: bytes) -> None:
-        """Queue one framed message within the client's windows, then wait for it to leave."""
+        """Write one framed message within the client's windows, then wait for it to leave.
+
+        The DATA frames are framed by ``h2send.frame_data`` (as many as the windows
+        allow, h2's windows charged exactly) and written after whatever h2 has queued
+        (the stream's HEADERS, WINDOW_UPDATEs, PING ACKs), in one ``_write``.
+        """
         h2conn = self._h2
+        view = memoryview(data)
+        sent = 0
         try:
             if not stream.headers_sent:
                 h2conn.send_headers(stream.id, response_headers())
                 stream.headers_sent = True
             stream.mid_message = True
-            view = memoryview(data)
-            sent = frames = 0
-            while sent < len(view):
-                window = h2conn.local_flow_control_window(stream.id)
-                if window <= 0:
-                    self._flush_credit(frames)
-                    frames = 0
-                    await self._window_lot.park()
-                    if stream.gone:
-                        raise _StreamGone
-                    continue
-                size = min(window, h2conn.max_outbound_frame_size, len(view) - sent)
-                h2conn.send_data(stream.id, view[sent : sent + size].tobytes())
-                sent += size
-                frames += 1
+            while True:
+                pieces, size = frame_data(h2conn, stream.id, view[sent:] if sent else view)
+                if size:
+                    sent += size
+                    pieces.insert(0, h2conn.data_to_send())
+                    self._write(b"".join(pieces))
+                    # One WINDOW_UPDATE per DATA frame sent is a client's fair share.
+                    self._guard.credit(len(pieces) // 2)
+                if sent >= len(view):
+                    break
+                self._flush()
+                await self._window_lot.park()
+                if stream.gone:
+                    raise _StreamGone
             stream.mid_message = False
         except h2.exceptions.ProtocolError as exc:
             raise _StreamGone from exc
-        self._flush_credit(frames)
-        await self.wait_drained()
+        if self._queue.pending and not self._broken:
+            stream.unyielded = 0
+            await self.wait_drained()
+        else:
+            # Already in the kernel. A conflating stream yields anyway when it waits for
+            # its next state (``Subscription.receive``), so a second trip through the
+            # scheduler per message is pure cost; a handler that yields messages without
+            # waiting is still made to yield once per ``YIELD_EVERY`` bytes.
+            stream.unyielded += len(view)
+            if stream.unyielded >= YIELD_EVERY:
+                stream.unyielded = 0
+                await trio.lowlevel.checkpoint()
+            else:
+                await trio.lowlevel.checkpoint_if_cancelled()
         if stream.gone:
             raise _StreamGone
-
-    def _flush_credit(self, frames: int) -> None:
-        self._guard.credit(frames)
-        self._flush()
 
     def _end(self, stream: _Stream, code: StatusCode, message: str) -> None:
         """Trailers with the status; a reset instead if a message was cut in half."""
@@ -772,16 +819,33 @@ class Connection:
     def _flush(self) -> None:
         data = self._h2.data_to_send()
         if data:
-            self._outbox += data
+            self._write(data)
+
+    def _write(self, data: bytes) -> None:
+        """The one way bytes leave: now if nothing is ahead of them, else via the writer.
+
+        ``SendQueue.write`` decides (see ``sendqueue`` for why that cannot reorder
+        bytes or write around a write in progress).
+        """
+        if self._broken:
+            return
+        try:
+            queued = self._queue.write(data)
+        except OSError:
+            # The peer is gone (reset, broken pipe): end the connection as the writer would.
+            self._broken = True
+            self._read_scope.cancel()
+            self._drain_lot.unpark_all()
+            return
+        if queued:
             self._write_lot.unpark_all()
 
     async def _writer(self) -> None:
+        queue = self._queue
         while True:
-            while not self._outbox:
+            while not queue.queued:
                 await self._write_lot.park()
-            data = bytes(self._outbox)
-            self._outbox.clear()
-            self._sending = len(data)
+            data = queue.take()
             try:
                 await self._sock.send(data)
             except (
@@ -796,7 +860,7 @@ class Connection:
                 self._read_scope.cancel()
                 return
             finally:
-                self._sending = 0
+                queue.done()
                 self._drain_lot.unpark_all()
 
     async def wait_drained(self) -> None:
@@ -857,6 +921,16 @@ def _new_h2(limits: LimitsConfig) -> h2.connection.H2Connection:
     )
     conn.decoder.max_header_list_size = limits.max_header_list
     return conn
+
+
+def _raw_send(stream: anyio.abc.SocketStream) -> Callable[[bytes], int] | None:
+    """The socket's own non-blocking ``send`` (trio keeps it non-blocking), if it has one."""
+    try:
+        sock = stream.extra(anyio.abc.SocketAttribute.raw_socket)
+    except anyio.TypedAttributeLookupError:
+        return None
+    send: Callable[[bytes], int] = sock.send
+    return send
 
 
 def _framed(message: Any) -> bytes:

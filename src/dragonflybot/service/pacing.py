@@ -7,7 +7,9 @@ client advertising a 64 MiB stream window would let megabytes pile up there. So
 a stream takes its next state only once the previous one has left the process
 (``Connection.wait_drained``: the outbound buffer is empty and no socket write
 is in progress). A slow client then gets one state per write it completes, each
-the newest at that moment.
+the newest at that moment. A fast client costs no wait at all: its Summary is
+written by the stream's own task straight into the kernel (``sendqueue``), so the
+connection is drained the moment the send returns.
 
 Below the process, the kernel's send buffer would hide another few megabytes of
 stale states; ``TCP_NOTSENT_LOWAT`` keeps the unsent part small (the socket
