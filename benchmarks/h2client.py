@@ -264,12 +264,14 @@ async def run_stream(
     *,
     delay: float = 0.0,
     idle_timeout: float = IDLE_TIMEOUT,
+    ack_every: int = ACK_EVERY,
 ) -> Outcome:
     """One connection, one call, read until it ends; ``on_message(time_ns, message)`` for
     every message, ``time_ns`` taken as the socket read that completed it returned.
-    ``delay``: seconds slept per message read (a slow client; the window then closes)."""
+    ``delay``: seconds slept per message read (a slow client; the window then closes).
+    ``ack_every``: see ``GrpcStream`` (0: h2's half-window policy)."""
     host, _, port = target.rpartition(":")
-    call = GrpcStream(target, path, request, ack_every=ACK_EVERY)
+    call = GrpcStream(target, path, request, ack_every=ack_every)
     try:
         with trio.fail_after(CONNECT_TIMEOUT):
             sock = await trio.open_tcp_stream(host, int(port))

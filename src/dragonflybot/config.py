@@ -146,7 +146,8 @@ class LimitsConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_o
     header block (HEADERS + CONTINUATION)."""
     control_frame_rate: Annotated[float, msgspec.Meta(gt=0)] = 200.0
     """PING, SETTINGS, PRIORITY, WINDOW_UPDATE and empty frames per second per connection
-    (plus one per DATA frame the server sent); past the burst: GOAWAY ENHANCE_YOUR_CALM."""
+    (plus two per DATA frame the server sent: a WINDOW_UPDATE each for the stream and the
+    connection); past the burst: GOAWAY ENHANCE_YOUR_CALM."""
     control_frame_burst: Annotated[int, msgspec.Meta(ge=1)] = 200
     reset_rate: Annotated[float, msgspec.Meta(gt=0)] = 50.0
     """Streams a client may reset (RST_STREAM) or have refused per second, after the burst;

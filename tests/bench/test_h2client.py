@@ -240,3 +240,35 @@ def test_ack_every_gives_bytes_back_once_that_many_arrived() -> None:
             assert not updates  # 600 < 1000: nothing yet
     assert sorted(u.stream_id for u in updates) == [0, 1]
     assert all(u.delta == 1200 for u in updates)
+
+
+async def test_a_client_acknowledging_every_read_on_both_windows_is_not_cut() -> None:
+    """WINDOW_UPDATEs for the stream and the connection after every read are legal HTTP/2:
+    the frame guard refunds two control tokens per DATA frame sent, so such a client is
+    never taken for a flood (it was cut with ENHANCE_YOUR_CALM when one was refunded)."""
+    async with serving() as (send, port):
+        received = 0
+        outcome = None
+
+        def on_message(_now: int, _message: bytes) -> None:
+            nonlocal received
+            received += 1
+
+        async def client() -> None:
+            nonlocal outcome
+            outcome = await run_stream(
+                f"127.0.0.1:{port}", BOOK_SUMMARY, b"", on_message, ack_every=1
+            )
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(client)
+            with trio.fail_after(60):
+                for n in range(2, 1_500):
+                    await send.send(numbered("binance", n))
+                    while received < n - 1 and outcome is None:  # noqa: ASYNC110
+                        await trio.sleep(0.001)
+                    if outcome is not None:
+                        break
+            nursery.cancel_scope.cancel()
+    assert outcome is None, outcome.describe()
+    assert received >= 1_498

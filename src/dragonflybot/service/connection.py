@@ -154,6 +154,10 @@ SHUTDOWN_MESSAGE: Final = "server is shutting down"
 MALFORMED_MESSAGE: Final = "malformed request message"
 """The status message of a request body that is not the request type (docs/api-v1.md)."""
 
+DATA_CREDIT: Final = 2
+"""Control tokens refunded per DATA frame sent: a client may acknowledge each on both the
+stream's and the connection's window (legal HTTP/2, and what eager clients do)."""
+
 INBOUND_QUEUE: Final = 4
 """Request messages a client-streaming stream may have waiting for its handler before the
 server stops acknowledging its DATA: past it the client's window closes and the client
@@ -753,8 +757,9 @@ class Connection:
                     sent += size
                     pieces.insert(0, h2conn.data_to_send())
                     self._write(b"".join(pieces))
-                    # One WINDOW_UPDATE per DATA frame sent is a client's fair share.
-                    self._guard.credit(len(pieces) // 2)
+                    # Two WINDOW_UPDATEs per DATA frame sent (the stream's and the
+                    # connection's, a client acknowledging every read) are fair.
+                    self._guard.credit(len(pieces) // 2 * DATA_CREDIT)
                 if sent >= len(view):
                     break
                 self._flush()

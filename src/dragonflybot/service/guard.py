@@ -13,8 +13,9 @@ costs one header read) and charges frames against token buckets:
   not end their stream: requests here are one tiny message, and each such frame
   costs the server as much as a PING, an answer included if its stream is
   closed) share one bucket; every
-  DATA frame the server sends refunds one token, so a client acknowledging a
-  fast stream with WINDOW_UPDATEs never runs dry;
+  DATA frame the server sends refunds two tokens, so a client acknowledging a
+  fast stream with WINDOW_UPDATEs (the stream's and the connection's, after
+  every frame) never runs dry;
 * RST_STREAM frames are control frames too (the connection gives the token back
   for the cancel of a call the server had answered); in addition, the connection charges
   a second, smaller bucket (``charge_reset``) for every stream that cost it work
