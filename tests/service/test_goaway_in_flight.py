@@ -25,6 +25,7 @@ import trio
 
 import dragonflybot.service.connection as connection_module
 import dragonflybot.service.server as server_module
+from dragonflybot.service.sendqueue import SendQueue
 
 from .conftest import numbered, serving, wait_for
 from .test_connection import _headers
@@ -42,6 +43,7 @@ async def test_frames_in_flight_after_our_goaway_are_not_a_protocol_error(
             super().__init__(*args, **kwargs)
             gate = GatedSend(self._sock)
             self._sock = gate
+            self._queue = SendQueue(None)  # every byte through the (gated) writer task
             gates.append(gate)
             connections.append(self)
 
