@@ -151,10 +151,10 @@ class ScriptPipeline:
             if asked.retried:
                 return  # expected: its retry is already queued
             out.reloads += 1
+            waiting = [a for a in self._asked if a.kind is _Kind.CALL and not a.retried]
             out.resend += self._load() + self._retry(asked)
-            for later in self._asked:
-                if later.kind is _Kind.CALL and not later.retried:
-                    out.resend += self._retry(later)
+            for later in waiting:
+                out.resend += self._retry(later)
             return
         if isinstance(reply, hiredis.ReplyError):
             raise BusProtocolError(f"Redis refused the publish script: {reply}")
