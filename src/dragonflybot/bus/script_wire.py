@@ -16,8 +16,9 @@ later call already in flight*, in their order. Those later calls necessarily
 fail too (nothing between them and the ``SCRIPT LOAD`` loads the script, unless
 another client does), so the order in which batches reach Redis is kept: a
 subject's latest value never goes back to an older one. If another client did
-load the script meanwhile a call runs twice; its message then arrives twice
-with the same sequence number, which consumers drop as a duplicate.
+load the script meanwhile, a later call may run before the retries and then
+again after them; consumers drop the repeated and the briefly restored older
+message as not newer (``sequence``), and the key ends at the newest value.
 
 Any other error reply, a reply nobody asked for, or a reply of the wrong shape
 raises ``BusProtocolError``: the session is over and the publisher reconnects,
