@@ -4,7 +4,7 @@
 
 Starts a ``redis-server`` on a free loopback port (unless ``--url`` names one)
 and a subscriber in a second process, as roles run in a deployment. One hop is
-``BusPublisher.publish`` in this process -> publisher task -> pipeline (SET +
+``BusPublisher.publish`` in this process -> publisher task -> script call (SET +
 PUBLISH) -> Redis -> subscriber session -> decoded ``Received`` in the other
 process, timed on the shared wall clock. Beside it, the in-process hop the bus
 replaces: a trio memory channel between two tasks.

@@ -104,10 +104,13 @@ async def test_an_untrusted_server_is_a_bus_failure_not_a_crash(
         )
         send, _receive = trio.open_memory_channel[Received](16)
         subscriber = BusSubscriber(bus, [SUBJECT], send)
+        publisher = BusPublisher(bus, epoch=12)
         async with trio.open_nursery() as nursery:
             nursery.start_soon(subscriber.run)
+            nursery.start_soon(publisher.run)
             await wait_until(lambda: subscriber.stats.failures >= 2)
-            assert not subscriber.connected
+            await wait_until(lambda: publisher.stats.failures >= 2)
+            assert not subscriber.connected and not publisher.connected
             nursery.cancel_scope.cancel()
     finally:
         await server.stop()

@@ -7,10 +7,13 @@ sharded pub/sub (``SPUBLISH``/``SSUBSCRIBE``): a message goes only to the node
 owning its subject's slot, so the stream scales with the nodes instead of being
 broadcast to all of them.
 
-Commands (``GET``/``MGET`` of latest values, the publisher's writes, the cluster
-topology) go through coredis. The subscriber reads its channels over its own
-trio socket (``open_pubsub_stream``, parsed by ``pubsub_wire``): coredis's
-pub/sub path cost about five times what the bus does with a message.
+Commands (``GET``/``MGET`` of latest values, the cluster topology, the
+publisher's writes on a cluster) go through coredis. The two hot paths have
+their own trio sockets (``open_pubsub_stream``): the subscriber reads its
+channels parsed by ``pubsub_wire`` (coredis's pub/sub path cost about five
+times what the bus does with a message), and on one Redis server the publisher
+sends its script calls through ``script_wire`` (coredis's command path was most
+of what a hop still cost).
 
 coredis's own retries are switched off: the bus's publisher and subscriber
 retry whole sessions with ``client.backoff.Backoff``, so that "the bus is down"
@@ -136,9 +139,10 @@ async def open_client(config: BusConfig) -> AsyncIterator[Client]:
 
 
 async def open_pubsub_stream(config: BusConfig, host: str, port: int) -> trio.abc.Stream:
-    """A connection to ``host:port`` for the subscriber's own pub/sub reader, within
-    ``config.timeout`` (TLS handshake included). Pub/sub is not per database, so
-    nothing is selected; the caller closes it."""
+    """A connection to ``host:port`` for the subscriber's pub/sub reader or the
+    publisher's script calls, within ``config.timeout`` (TLS handshake included).
+    Nothing is selected (pub/sub is not per database; the publisher sends its own
+    ``SELECT``); the caller closes it."""
     with trio.fail_after(config.timeout):
         stream: trio.abc.Stream = await trio.open_tcp_stream(host, port)
         context = config.tls_context()

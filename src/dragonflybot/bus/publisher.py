@@ -15,6 +15,14 @@ numbers are used up anyway, and consumers see a gap and read the latest value.
 After every (re)connect the last written value of every subject is written
 again: a Redis that restarted without persistence has lost the keys, and a
 consumer starting now must find them.
+
+On one Redis server the script calls go over the publisher's own trio socket
+(``script_wire``: hiredis packs and parses, calls are pipelined, ``NOSCRIPT`` is
+answered by loading the script and retrying): coredis's command path was most of
+what a bus hop still cost (docs/scaling.md). On a Redis Cluster the batch is
+split per node by coredis's pipeline as before: a lean path there would need the
+slot map kept current across ``MOVED``/``ASK`` redirections, which coredis
+already does, and was left for later.
 """
 
 from __future__ import annotations
@@ -22,7 +30,7 @@ from __future__ import annotations
 import logging
 import math
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from typing import Any, Final
 
 import attrs
@@ -36,8 +44,11 @@ from dragonflybot.bus.connection import (
     describe,
     is_bus_failure,
     open_client,
+    open_pubsub_stream,
     queue_publish,
 )
+from dragonflybot.bus.pubsub_wire import BusProtocolError
+from dragonflybot.bus.script_wire import ScriptPipeline
 from dragonflybot.bus.subjects import feed_subject
 from dragonflybot.client.backoff import Backoff
 from dragonflybot.errors import BusError, ConfigError
@@ -57,6 +68,12 @@ return n
 BATCH_LIMIT = 512
 """Subjects per pipeline: bounds one round trip's size after a reconnect republishes all."""
 
+IN_FLIGHT_LIMIT = 8
+"""Script calls sent and not yet answered on the lean connection; past it the writer
+waits (within the deadline) for replies, so a slow Redis means conflation, not memory."""
+
+RECEIVE_SIZE = 65536
+
 
 @attrs.define
 class PublisherStats:
@@ -67,6 +84,8 @@ class PublisherStats:
     """Values replaced in their slot before they were written."""
     failures: int = 0
     """Sessions that ended on a bus failure."""
+    script_reloads: int = 0
+    """Times Redis had lost the publish script (``NOSCRIPT``) and it was loaded again."""
 
 
 class BusPublisher:
@@ -107,7 +126,8 @@ class BusPublisher:
         self._seq: dict[str, int] = {}
         self._wake = trio.Event()
         self._closed = False
-        self._script: Any = None
+        self._started = False
+        self._task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
 
     @property
     def connected(self) -> bool:
@@ -130,24 +150,16 @@ class BusPublisher:
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Connect, write, reconnect with backoff; started once the first connection is up."""
-        started = False
+        self._task_status = task_status
         try:
             while True:
                 try:
-                    async with open_client(self.config) as client:
-                        with trio.fail_after(self.config.timeout):
-                            await client.ping()
-                        # Restore every subject's latest value (lost if Redis restarted);
-                        # a newer pending value of a subject wins over its old one.
-                        self._pending = {**self._written, **self._pending}
-                        if not self.config.cluster:
-                            self._script = client.register_script(PUBLISH_BATCH)
-                        self._connected()
-                        if not started:
-                            task_status.started()
-                            started = True
-                        if await self._write_loop(client):
-                            return
+                    if self.config.cluster:
+                        done = await self._coredis_session()
+                    else:
+                        done = await self._lean_session()
+                    if done:
+                        return
                 except BaseException as exc:
                     if not is_bus_failure(exc):
                         raise
@@ -161,7 +173,44 @@ class BusPublisher:
             self.status.publish(False)
             self.status.close()
 
-    async def _write_loop(self, client: Any) -> bool:
+    def _up(self) -> None:
+        """A session is ready to write: restore every subject's latest value (lost if Redis
+        restarted; a newer pending value of a subject wins over its old one), say so."""
+        self._pending = {**self._written, **self._pending}
+        self._connected()
+        if not self._started:
+            self._started = True
+            self._task_status.started()
+
+    async def _coredis_session(self) -> bool:
+        """A session through coredis (a cluster: its pipeline splits a batch per node)."""
+        async with open_client(self.config) as client:
+            with trio.fail_after(self.config.timeout):
+                await client.ping()
+            self._up()
+
+            async def write(batch: dict[str, Body]) -> None:
+                await self._write_pipeline(client, batch)
+
+            return await self._write_loop(write)
+
+    async def _lean_session(self) -> bool:
+        """A session on the publisher's own socket: script calls pipelined, replies read
+        by a second task. True once closed and every call sent has been answered."""
+        config = self.config
+        stream = await open_pubsub_stream(config, config.host, config.port)
+        async with stream:
+            link = _ScriptLink(self, stream)
+            await link.handshake()
+            self._up()
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(link.read_replies)
+                await self._write_loop(link.send)
+                await link.drain()
+                nursery.cancel_scope.cancel()
+        return True
+
+    async def _write_loop(self, write: Callable[[dict[str, Body]], Awaitable[None]]) -> bool:
         """Write batches until closed (True) or a bus failure (raises)."""
         while True:
             if not self._pending:
@@ -176,15 +225,15 @@ class BusPublisher:
             for subject in list(self._pending)[:BATCH_LIMIT]:
                 batch[subject] = self._pending.pop(subject)
             try:
-                await self._write(client, batch)
+                await write(batch)
             except BaseException:
                 # Back into the slots unless something newer arrived meanwhile.
                 self._pending = {**batch, **self._pending}
                 raise
 
-    async def _write(self, client: Any, batch: dict[str, Body]) -> None:
-        config = self.config
-        names = config.names
+    def _encode(self, batch: dict[str, Body]) -> tuple[list[str], list[bytes], list[str]]:
+        """Keys, messages (numbered now) and channels of a batch, in the batch's order."""
+        names = self.config.names
         sent_ns = self._wall_clock()
         seqs = self._seq
         keys: list[str] = []
@@ -196,25 +245,30 @@ class BusPublisher:
             keys.append(names.key(subject))
             messages.append(codec.encode(subject, self.epoch, seq, sent_ns, body))
             channels.append(names.channel(subject))
-        with trio.fail_after(config.timeout):
-            if config.cluster:
-                # Subjects live on different nodes: coredis splits the pipeline per node
-                # and keeps each subject's SET before its SPUBLISH on one connection.
-                async with client.pipeline(transaction=False) as pipe:
-                    for key, data, channel in zip(keys, messages, channels, strict=True):
-                        pipe.set(key, data)
-                        queue_publish(config, pipe, channel, data)
-            else:
-                # One server: the whole batch in one script call. A command costs the
-                # client far more than the server, so one call instead of two per
-                # message roughly triples what a publisher can push (docs/scaling.md).
-                await self._script(keys=keys, args=messages + channels)
+        return keys, messages, channels
+
+    def _mark_written(self, batch: dict[str, Body]) -> None:
         self._written.update(batch)
         now = trio.current_time()
         for subject in batch:
             self._written_at[subject] = now
-        self.stats.published += len(batch)
+
+    def _acknowledged(self, count: int) -> None:
+        self.stats.published += count
         self.stats.batches += 1
+
+    async def _write_pipeline(self, client: Any, batch: dict[str, Body]) -> None:
+        config = self.config
+        keys, messages, channels = self._encode(batch)
+        with trio.fail_after(config.timeout):
+            # Subjects live on different nodes: coredis splits the pipeline per node
+            # and keeps each subject's SET before its SPUBLISH on one connection.
+            async with client.pipeline(transaction=False) as pipe:
+                for key, data, channel in zip(keys, messages, channels, strict=True):
+                    pipe.set(key, data)
+                    queue_publish(config, pipe, channel, data)
+        self._mark_written(batch)
+        self._acknowledged(len(batch))
 
     def _refresh_due(self) -> float:
         if self.refresh_after is None or not self._written_at:
@@ -249,6 +303,87 @@ class BusPublisher:
         )
         if not self._closed:
             await trio.sleep(delay)
+
+
+class _ScriptLink:
+    """One lean session's socket: the writer sends script calls, ``read_replies`` reads
+    the answers. Sends (the writer's calls, the reader's NOSCRIPT retries) take turns
+    under one lock, so the bytes reach Redis in the order ``ScriptPipeline`` recorded."""
+
+    def __init__(self, publisher: BusPublisher, stream: trio.abc.Stream) -> None:
+        self._publisher = publisher
+        self._stream = stream
+        self._timeout = publisher.config.timeout
+        self._wire = ScriptPipeline(PUBLISH_BATCH)
+        self._send_lock = trio.Lock()
+        self._answered = trio.Event()
+        self._read_scope = trio.CancelScope()
+
+    async def handshake(self) -> None:
+        """SELECT and SCRIPT LOAD, answered before any batch is written (the liveness check)."""
+        with trio.fail_after(self._timeout):
+            await self._stream.send_all(self._wire.handshake(self._publisher.config.db))
+            while self._wire.in_flight:
+                await self._feed(await self._receive())
+
+    async def send(self, batch: dict[str, Body]) -> None:
+        """Send one batch's script call; waits (within the deadline) only when
+        ``IN_FLIGHT_LIMIT`` calls are unanswered."""
+        publisher = self._publisher
+        keys, messages, channels = publisher._encode(batch)
+        with trio.fail_after(self._timeout):
+            while self._wire.in_flight >= IN_FLIGHT_LIMIT:
+                await self._answered.wait()
+            async with self._send_lock:
+                data = self._wire.call(keys, [*messages, *channels])
+                # Written as far as a reconnect is concerned: if the reply never comes,
+                # the next session writes this value again.
+                publisher._mark_written(batch)
+                await self._stream.send_all(data)
+        if self._read_scope.deadline == math.inf:
+            self._read_scope.deadline = trio.current_time() + self._timeout
+
+    async def drain(self) -> None:
+        """Wait (within the deadline) for the replies to every call sent."""
+        with trio.fail_after(self._timeout):
+            while self._wire.in_flight:
+                await self._answered.wait()
+
+    async def read_replies(self) -> None:
+        """Read and match every reply until the session ends (raises on a bus failure)."""
+        while True:
+            await self._feed(await self._receive())
+
+    async def _receive(self) -> bytes:
+        # While a reply is owed, each read has the deadline; idle, the read only
+        # notices a closed connection (``send`` arms the deadline on the next call).
+        with trio.CancelScope() as scope:
+            self._read_scope = scope
+            if self._wire.in_flight:
+                scope.deadline = trio.current_time() + self._timeout
+            data = await self._stream.receive_some(RECEIVE_SIZE)
+        if scope.cancelled_caught:
+            raise trio.TooSlowError(f"no reply from Redis within {self._timeout} s")
+        if not data:
+            raise BusProtocolError("Redis closed the connection")
+        return bytes(data)
+
+    async def _feed(self, data: bytes) -> None:
+        async with self._send_lock:
+            replies = self._wire.feed(data)
+            if replies.resend:
+                self._publisher.stats.script_reloads += replies.reloads
+                log.warning(
+                    "bus publisher: Redis had lost the publish script; loaded it again "
+                    "and resent the calls in flight"
+                )
+                with trio.fail_after(self._timeout):
+                    await self._stream.send_all(replies.resend)
+        for count in replies.acknowledged:
+            self._publisher._acknowledged(count)
+        if replies.acknowledged or not self._wire.in_flight:
+            self._answered.set()
+            self._answered = trio.Event()
 
 
 async def run_heartbeats(
