@@ -76,6 +76,13 @@ def stop(proc: Any) -> None:
         proc.join()
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds a process has used so far (``/proc``: any child, by pid)."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def rss_mib(pid: int) -> float:
     with open(f"/proc/{pid}/statm") as f:
         return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
@@ -227,6 +234,7 @@ def service_child(
     max_seconds: float,
     max_client_rate: float,
     quiet: float,
+    expect_frames: int = 0,
 ) -> None:
     pin({SERVICE_CPU})
     from dragonflybot.app import run_app
@@ -295,7 +303,10 @@ def service_child(
                 return
             # Three samples only (a list per poll would grow the RSS the soak measures):
             # the start (the last poll before the first frame with every feed live), the
-            # last time the frame count moved, and the end.
+            # last time the frame count moved, and the end. With ``expect_frames`` the
+            # run ends as soon as that many frames came in: frames that trickle in after
+            # the replay (pongs, heartbeats, one every few seconds) would otherwise move
+            # "the last time the count moved" by seconds, and the rate with it.
             begin = time.perf_counter()
             first = moved = final = (begin, time.process_time(), sum(s.frames for s in feeds))
             while final[0] - begin < max_seconds:
@@ -303,6 +314,8 @@ def service_child(
                 final = (time.perf_counter(), time.process_time(), sum(s.frames for s in feeds))
                 if final[2] != moved[2]:
                     moved = final
+                    if expect_frames and final[2] - first[2] >= expect_frames:
+                        break
                 elif moved is first:
                     # No frame yet since every feed went live (a replay starts after its
                     # settle time): the run starts with the first one.
@@ -428,12 +441,16 @@ def run_pipeline(
     monitor: Callable[[int], None] | None = None,
     max_client_rate: float = 0.0,
     quiet: float = 0.3,
+    expect_frames: int = 0,
 ) -> tuple[dict[str, Any], list[list[Any]]]:
     """Service + client processes over a running simulator; returns what each reported.
     ``monitor(service_pid)`` is called about once a second while the service runs.
     The replay counts as ended once no frame came for ``quiet`` seconds (on a loaded
-    machine the service can be descheduled that long: a replay benchmark passes more)."""
-    service, sconn = start(service_child, plan, trace, max_seconds, max_client_rate, quiet)
+    machine the service can be descheduled that long: a replay benchmark passes more),
+    or, with ``expect_frames``, once that many frames came in since the start."""
+    service, sconn = start(
+        service_child, plan, trace, max_seconds, max_client_rate, quiet, expect_frames
+    )
     procs = [service]
     try:
         if not sconn.poll(60):

@@ -120,12 +120,23 @@ def capture_parse_costs(frames: int = 10_000) -> dict[str, float]:
     return out
 
 
-def one_run(endpoints: dict[str, tuple[str, str]], venues: str, mode: str) -> dict[str, float]:
+def one_run(
+    endpoints: dict[str, tuple[str, str]], venues: str, mode: str, count: int = 0
+) -> dict[str, float]:
+    """One run over a replaying simulator; ``count``: the data frames each venue connection
+    replays (the run ends once all of them are in, not at the next stray heartbeat).
+
+    ``cpu_share``: the service's CPU seconds per wall second over the run, 1.0 when its
+    core was busy all along (the service is then the bottleneck, not the rig).
+    """
     plan: rig.Plan = []
     for name, names in LAYOUTS[venues]:
         plan.append((name, rig.free_port(), [(v, FEED_MODE[mode], *endpoints[v]) for v in names]))
     targets = [f"127.0.0.1:{port}" for _, port, _ in plan]
-    result, outs = rig.run_pipeline(plan, [(targets, False, 0.0)], max_seconds=120, quiet=QUIET)
+    expect = count * sum(len(names) for _, names in LAYOUTS[venues])
+    result, outs = rig.run_pipeline(
+        plan, [(targets, False, 0.0)], max_seconds=120, quiet=QUIET, expect_frames=expect
+    )
     samples = result["samples"]
     # From the start (every feed live) to the last time the frame count moved.
     t0, c0, f0 = samples[0]
@@ -138,6 +149,7 @@ def one_run(endpoints: dict[str, tuple[str, str]], venues: str, mode: str) -> di
         "frames": frames,
         "rate": frames / (t1 - t0) if t1 > t0 else 0.0,
         "cpu_us": (c1 - c0) / frames * 1e6 if frames else 0.0,
+        "cpu_share": (c1 - c0) / (t1 - t0) if t1 > t0 else 0.0,
         "summaries": received,
         "publications": result["publications"],
     }
@@ -165,7 +177,7 @@ def run(options: Options) -> list[Table]:
         try:
             for venues in ("1", "2", "4", ALL) if mode == "diff" else ("1", "2", "4"):
                 runs: list[dict[str, Any]] = [
-                    one_run(endpoints, venues, mode) for _ in range(repeats)
+                    one_run(endpoints, venues, mode, count) for _ in range(repeats)
                 ]
                 table.rows.append(
                     [
