@@ -128,6 +128,8 @@ def one_run(
 
     ``cpu_share``: the service's CPU seconds per wall second over the run, 1.0 when its
     core was busy all along (the service is then the bottleneck, not the rig).
+    ``busy_share`` adds the time it was ready but waited for its core (other processes on
+    a shared machine): 1.0 when it never waited for frames.
     """
     plan: rig.Plan = []
     for name, names in LAYOUTS[venues]:
@@ -150,6 +152,7 @@ def one_run(
         "rate": frames / (t1 - t0) if t1 > t0 else 0.0,
         "cpu_us": (c1 - c0) / frames * 1e6 if frames else 0.0,
         "cpu_share": (c1 - c0) / (t1 - t0) if t1 > t0 else 0.0,
+        "busy_share": (c1 - c0 + result.get("run_delay", 0.0)) / (t1 - t0) if t1 > t0 else 0.0,
         "summaries": received,
         "publications": result["publications"],
     }
