@@ -18,6 +18,7 @@ compare the minimum or median of many alternating runs, never one run).
 from __future__ import annotations
 
 import json
+import os
 import sys
 import time
 from typing import Any
@@ -161,10 +162,16 @@ def main(argv: list[str]) -> None:
     paths = captures(mode, count)  # type: ignore[arg-type]
     sim, endpoints = start_replay(paths)
     try:
-        result = one_run(endpoints, venues, mode)
+        sim_cpu = rig.cpu_seconds(sim.pid)
+        result = one_run(endpoints, venues, mode, count)
+        # The simulator's CPU per frame served (its idle settle time costs nothing).
+        sim_us = (rig.cpu_seconds(sim.pid) - sim_cpu) / result["frames"] * 1e6
     finally:
         rig.stop(sim)
-    print(json.dumps({**result, "source": dragonflybot.__file__}))
+    load = os.getloadavg()[0]
+    print(
+        json.dumps({**result, "sim_cpu_us": sim_us, "load": load, "source": dragonflybot.__file__})
+    )
 
 
 if __name__ == "__main__":

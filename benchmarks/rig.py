@@ -76,6 +76,23 @@ def stop(proc: Any) -> None:
         proc.join()
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds a process has used so far (``/proc``: any child, by pid)."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def run_delay() -> float:
+    """Seconds this process's main thread has been runnable but waiting for a core
+    (``/proc/self/schedstat``; 0.0 where the kernel does not keep it)."""
+    try:
+        with open("/proc/self/schedstat") as f:
+            return int(f.read().split()[1]) / 1e9
+    except (OSError, IndexError, ValueError):
+        return 0.0
+
+
 def rss_mib(pid: int) -> float:
     with open(f"/proc/{pid}/statm") as f:
         return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
@@ -227,6 +244,7 @@ def service_child(
     max_seconds: float,
     max_client_rate: float,
     quiet: float,
+    expect_frames: int = 0,
 ) -> None:
     pin({SERVICE_CPU})
     from dragonflybot.app import run_app
@@ -295,7 +313,13 @@ def service_child(
                 return
             # Three samples only (a list per poll would grow the RSS the soak measures):
             # the start (the last poll before the first frame with every feed live), the
-            # last time the frame count moved, and the end.
+            # last time the frame count moved, and the end. With ``expect_frames`` the
+            # run ends as soon as the feeds have read that many frames since they started
+            # (those before every feed was live too: a diff feed syncs on the replay's
+            # first frames): frames that trickle in after the replay (pongs, heartbeats,
+            # one every few seconds) would otherwise move "the last time the count
+            # moved" by seconds, and the rate with it.
+            waited_first = waited_moved = run_delay()
             begin = time.perf_counter()
             first = moved = final = (begin, time.process_time(), sum(s.frames for s in feeds))
             while final[0] - begin < max_seconds:
@@ -303,10 +327,14 @@ def service_child(
                 final = (time.perf_counter(), time.process_time(), sum(s.frames for s in feeds))
                 if final[2] != moved[2]:
                     moved = final
+                    waited_moved = run_delay()
+                    if expect_frames and final[2] >= expect_frames:
+                        break
                 elif moved is first:
                     # No frame yet since every feed went live (a replay starts after its
                     # settle time): the run starts with the first one.
                     first = moved = final
+                    waited_first = waited_moved = run_delay()
                 elif final[0] - moved[0] > quiet:
                     break  # the replay has ended
             samples = [first, moved, final]
@@ -315,6 +343,9 @@ def service_child(
             agg = [rt.aggregator_stats for rt in app.instruments.values()]
             result = {
                 "samples": samples,
+                # Seconds the service was ready to run but waited for its core, first to
+                # moved: with the CPU time, the part of the run it was not idle.
+                "run_delay": waited_moved - waited_first,
                 "publications": sum(a.publications for a in agg),
                 "updates": sum(a.updates for a in agg),
                 "forwarded": sum(s.forwarded for s in feeds),
@@ -429,14 +460,18 @@ def run_pipeline(
     max_client_rate: float = 0.0,
     quiet: float = 0.3,
     client: Callable[..., None] = client_child,
+    expect_frames: int = 0,
 ) -> tuple[dict[str, Any], list[list[Any]]]:
     """Service + client processes over a running simulator; returns what each reported.
     ``monitor(service_pid)`` is called about once a second while the service runs.
     The replay counts as ended once no frame came for ``quiet`` seconds (on a loaded
-    machine the service can be descheduled that long: a replay benchmark passes more).
+    machine the service can be descheduled that long: a replay benchmark passes more),
+    or, with ``expect_frames``, once the feeds have read that many frames in all.
     ``client``: the client process (this module's grpcio threads, or
     ``benchmarks.h2client.client_child``: raw-HTTP/2 streams, the same pipe protocol)."""
-    service, sconn = start(service_child, plan, trace, max_seconds, max_client_rate, quiet)
+    service, sconn = start(
+        service_child, plan, trace, max_seconds, max_client_rate, quiet, expect_frames
+    )
     procs = [service]
     try:
         if not sconn.poll(60):

@@ -96,3 +96,17 @@ def test_drop_probability_one_closes_after_the_first_data_frame() -> None:
 def test_invalid_knobs_are_config_errors(kwargs: dict[str, object]) -> None:
     with pytest.raises(ConfigError):
         Faults(**kwargs)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("count", [0, 1, 2, 5])
+def test_frames_passed_in_one_step_count_as_decided_one_by_one(count: int) -> None:
+    """A writer's fast path (no fault in force) counts its batch with ``passed``: faults
+    switched on afterwards see the same message count as after ``count`` decisions."""
+    faults = Faults(drop_after=4, malformed_every=3)
+    one_by_one, in_one_step = state(), state()
+    for _ in range(count):
+        one_by_one.decide(DIFF, NO_FAULTS)
+    in_one_step.passed(count)
+    assert [one_by_one.decide(DIFF, faults) for _ in range(4)] == [
+        in_one_step.decide(DIFF, faults) for _ in range(4)
+    ]

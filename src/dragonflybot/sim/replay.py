@@ -40,6 +40,10 @@ from dragonflybot.venues.spec import VenueSpec
 SimVenuePair = tuple[VenueSpec, SimVenue]
 _HIGH_WATER: Final = 8192
 """Frames queued for a client before an as-fast-as-possible playback waits for it."""
+_STEP: Final = 256
+"""Frames an as-fast-as-possible playback queues between checkpoints, so the writer sends
+while it queues more: without them it queued ``_HIGH_WATER`` frames, then waited for the
+writer to send them all, and the socket ran dry while it queued again."""
 
 
 @attrs.frozen
@@ -178,13 +182,15 @@ class ReplayVenueServer(VenueServer):
         origin = frames[0].time_ns
         start = trio.current_time()
         scale = 1e-9 / config.speed
-        for frame in frames:
+        for index, frame in enumerate(frames):
             if paced:
                 due = start + (frame.time_ns - origin) * scale
                 if due > trio.current_time():
                     await trio.sleep_until(due)
             elif len(outbox) >= _HIGH_WATER:
                 await outbox.wait_idle()
+            elif index % _STEP == 0:
+                await trio.lowlevel.checkpoint()
             if frame.channel == BROADCAST:
                 outbox.put(Outgoing(frame.text, FrameKind.CONTROL))
                 continue

@@ -3,13 +3,18 @@
 trio-websocket sends each message with its own ``send_all`` (a scheduler round trip and a
 system call per frame). A simulated venue publishing tens of thousands of frames per second
 would then be the bottleneck of every benchmark. Here ``send_many`` serializes a whole batch
-with wsproto and writes it at once. wsproto does all the framing and the handshake; this
-module only moves bytes.
+and writes it at once. wsproto does the handshake, the control frames and the reading; the
+data frames of a batch are framed here (``text_frame``): wsproto spends about 3 µs of
+Python on each ``send(TextMessage)``, a third of what a replay may spend per frame at
+100 k frames/s, while an unmasked server text frame with no extension negotiated (this
+server accepts none) is a 2-10 byte header and the UTF-8 payload. Tests hold the two
+byte-equal at every length boundary.
 """
 
 from __future__ import annotations
 
 import contextlib
+import struct
 from collections import deque
 from collections.abc import Sequence
 from typing import Final
@@ -35,6 +40,20 @@ from dragonflybot.sim.transport import CLOSE_TIMEOUT, ConnectionHandler, ServerS
 _CHUNK: Final = 65536
 _MAX_MESSAGE: Final = 1 << 20
 HANDSHAKE_TIMEOUT: Final = 10.0
+_FIN_TEXT: Final = 0x81
+_LEN16: Final = struct.Struct("!BBH").pack
+_LEN64: Final = struct.Struct("!BBQ").pack
+
+
+def text_frame(text: str) -> bytes:
+    """One final, unmasked text frame (RFC 6455 5.2) as a server with no extension sends it."""
+    payload = text.encode()
+    size = len(payload)
+    if size < 126:
+        return bytes((_FIN_TEXT, size)) + payload
+    if size < 65536:
+        return _LEN16(_FIN_TEXT, 126, size) + payload
+    return _LEN64(_FIN_TEXT, 127, size) + payload
 
 
 class _LeanSocket:
@@ -64,8 +83,9 @@ class _LeanSocket:
     async def send_many(self, texts: Sequence[str]) -> None:
         if self._closed is not None:
             raise TransportError(f"cannot send: {self._closed}")
-        frame = self._frame
-        await self._write(b"".join([frame(TextMessage(data=t)) for t in texts]))
+        if self._ws.state is not ConnectionState.OPEN:
+            raise TransportError(f"connection is closing: {self._ws.state.name}")
+        await self._write(b"".join([text_frame(t) for t in texts]))
 
     async def receive(self) -> str:
         while not self._ready:
