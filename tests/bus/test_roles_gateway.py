@@ -281,7 +281,7 @@ def expected_book(views: list[VenueView]) -> list[Any]:
 
 
 async def until(
-    predicate: Callable[[], bool], what: Callable[[], object], limit: float = 15
+    predicate: Callable[[], bool], what: Callable[[], object], limit: float = 30
 ) -> None:
     """Poll a value a worker thread or reader task sets; fail with ``what()`` at ``limit``."""
     deadline = trio.current_time() + limit
@@ -320,7 +320,8 @@ def health(target: str, service: str) -> bytes:
 
 
 async def wait_health(target: str, service: str, want: bytes) -> None:
-    with trio.fail_after(10):
+    # Generous: a full suite on two loaded cores can hold the roles' tasks for seconds.
+    with trio.fail_after(30):
         while await trio.to_thread.run_sync(health, target, service) != want:  # noqa: ASYNC110
             await trio.sleep(0.05)
 
