@@ -210,6 +210,21 @@ def stamped_socket(log: list[list[tuple[int, bytes]]]) -> Callable[[Any], Any]:
     """
     import anyio.abc
 
+    class StampedRaw:
+        """The raw socket, its ``send`` stamped like ``StampedSocket.send``."""
+
+        def __init__(self, sock: Any, writes: list[tuple[int, bytes]]) -> None:
+            self._sock = sock
+            self._writes = writes
+
+        def send(self, data: bytes) -> int:
+            sent: int = self._sock.send(data)
+            self._writes.append((time.monotonic_ns(), bytes(data[:sent])))
+            return sent
+
+        def __getattr__(self, name: str) -> Any:
+            return getattr(self._sock, name)
+
     class StampedSocket(anyio.abc.SocketStream):
         def __init__(self, inner: Any) -> None:
             self._inner = inner
@@ -218,7 +233,14 @@ def stamped_socket(log: list[list[tuple[int, bytes]]]) -> Callable[[Any], Any]:
 
         @property
         def extra_attributes(self) -> Any:
-            return self._inner.extra_attributes
+            # The server writes directly with the raw socket's non-blocking ``send`` when
+            # nothing is queued (``service.sendqueue``): that path is stamped too.
+            attributes = dict(self._inner.extra_attributes)
+            raw = attributes.get(anyio.abc.SocketAttribute.raw_socket)
+            if raw is not None:
+                stamped = StampedRaw(raw(), self._writes)
+                attributes[anyio.abc.SocketAttribute.raw_socket] = lambda: stamped
+            return attributes
 
         async def receive(self, max_bytes: int = 65536) -> bytes:
             data: bytes = await self._inner.receive(max_bytes)
