@@ -17,9 +17,9 @@ clients on each gateway). The clients are raw-HTTP/2 streams (``benchmarks.h2cli
 one trio process holds hundreds; at 1,000 ``benchmarks.leanclient``, the same streams on
 one epoll loop, cheap enough to read 20,000 Summaries/s on one core), and for continuity
 grpcio clients at 100 (a thread and a channel each; at 1,000 they starve the two cores:
-docs/scaling.md). Per client: Summaries per second, how many got under 90 % of the cap, how many streams a gateway
-ended early; beside it, the aggregator's publications per second, to see that the
-fan-out does not hold it back.
+docs/scaling.md). Per client: Summaries per second, how many got under 90 % of the
+cap, how many streams a gateway ended early; beside it, the aggregator's publications
+per second, to see that the fan-out does not hold it back.
 
 Each role runs in its own process (``multiprocessing`` spawn, like ``rig``); Redis is
 the Debian ``redis-server`` on a free port, without persistence.
