@@ -444,7 +444,8 @@ def run_client(
     per = f"{cpu / read * 1e6:.1f} µs per message" if read else "no messages"
     print(
         f"leanclient: {len(targets)} streams, {read:.0f} messages between connected and "
-        f"stop, CPU {cpu:.2f} s: {per}",
+        f"stop, CPU {cpu:.2f} s: {per}; {loop.messages + len(loop.ordered)} messages, "
+        f"process CPU {time.process_time():.2f} s in all",
         file=sys.stderr,
         flush=True,
     )
