@@ -4,7 +4,9 @@ The service (one core) follows Binance + Bitstamp simulated diff feeds; its clie
 in two client processes on the other core, each client with its own connection, of two
 kinds: grpcio (a thread and a channel per client; ``rig.client_child``) and the raw
 HTTP/2 client (``benchmarks.h2client``: one trio process holding many h2 connections,
-no threads). Per client: Summaries received per second between its first and last one.
+no threads) and, for 1,000 clients, ``benchmarks.leanclient`` (the same streams read by one
+epoll loop, h2 off the per-message path). Per client: Summaries received per second
+between its first and last one.
 The aggregator's publications per second are reported beside them: a fan-out that held
 the aggregator back would show there (each stream reads its own conflating slot). The
 slow client reads one Summary per 20 ms (so at most 50/s) while ten fast ones read. The
@@ -19,7 +21,7 @@ import statistics
 import time
 from typing import Any, Final
 
-from benchmarks import h2client, rig
+from benchmarks import h2client, leanclient, rig
 from benchmarks.harness import Options, Suite, Table, spread
 
 RATE: Final = 1_000
@@ -31,7 +33,13 @@ MANY_CAP: Final = 20.0
 """The issue's case: 1,000 clients capped at 20 updates/s, all served on one core."""
 SERVED: Final = 0.9
 """A capped client counts as served at >= 90 % of the cap."""
-CLIENTS: Final = {"grpcio": rig.client_child, "h2": h2client.client_child}
+CLIENTS: Final = {
+    "grpcio": rig.client_child,
+    "h2": h2client.client_child,
+    "lean": leanclient.client_child,
+}
+"""Client kinds: ``lean`` (``benchmarks.leanclient``, one epoll loop) reads the 1,000-client
+case; ``h2`` (a trio task per connection) costs too much client CPU per message there."""
 
 
 def per_client(out: list[Any]) -> list[float]:
@@ -123,10 +131,11 @@ def run(options: Options) -> list[Table]:
         f"{RATE:,} venue frames/s (Binance + Bitstamp diff, simulated), {seconds:g} s per "
         f"run, {repeats} runs per case; clients in two processes on the second core "
         "(*grpcio*: a thread and a channel each; *h2*: `benchmarks.h2client`, raw HTTP/2 "
-        "connections in one trio process). *per client*: median of the runs' client "
+        "connections in one trio process; *lean*: `benchmarks.leanclient`, the same in one "
+        "epoll loop). *per client*: median of the runs' client "
         "medians (slowest-fastest client over all runs); *under 90 % of the cap*: clients "
         "below 0.9 x the cap, per run; *ended early*: streams the server ended before the "
-        "stop, per run (h2 only); *slow client*, *aggregator* (publications/s) and "
+        "stop, per run (h2 and lean); *slow client*, *aggregator* (publications/s) and "
         "*service CPU* (share of its one core), *CPU µs per Summary* (that share over "
         "the Summaries per second all fast clients received: feeds and merge included), "
         "*service waited* (its main thread's "
@@ -155,8 +164,7 @@ def run(options: Options) -> list[Table]:
             (100, False, CAP),
             (1_000, False, MANY_CAP),
         )
-        for kind in ("grpcio", "h2")
-        if clients < 1_000 or kind == "h2"  # grpcio at 1,000: see docs/performance.md
+        for kind in (("grpcio", "h2") if clients < 1_000 else ("lean",))
     ]
     for clients, slow, cap, kind in cases:
         runs = [one(clients, slow, seconds, cap, kind) for _ in range(repeats)]
@@ -176,7 +184,7 @@ def row(clients: int, slow: bool, cap: float, kind: str, runs: list[dict[str, An
     under = (
         spread([float(sum(1 for x in r["fast"] if x < SERVED * cap)) for r in runs]) if cap else "—"
     )
-    ended = spread([float(len(r["ended"])) for r in runs]) if kind == "h2" else "—"
+    ended = spread([float(len(r["ended"])) for r in runs]) if kind != "grpcio" else "—"
     slow_rates = [r["slow"] for r in runs if r["slow"] is not None]
     return [
         f"{clients:,}"

@@ -14,11 +14,12 @@ per second over the same time (it conflates: a view is the newest book of a venu
 publishing books, two gateway processes (``serve`` over the bus, each with the
 per-client cap), 100 or 1,000 clients spread over both (four client processes, half the
 clients on each gateway). The clients are raw-HTTP/2 streams (``benchmarks.h2client``:
-one trio process holds hundreds), and for continuity grpcio clients at 100 (a thread
-and a channel each; at 1,000 they starve the two cores: docs/scaling.md). Per client:
-Summaries per second, how many got under 90 % of the cap, how many streams a gateway
-ended early; beside it, the aggregator's publications per second, to see that the
-fan-out does not hold it back.
+one trio process holds hundreds; at 1,000 ``benchmarks.leanclient``, the same streams on
+one epoll loop, cheap enough to read 20,000 Summaries/s on one core), and for continuity
+grpcio clients at 100 (a thread and a channel each; at 1,000 they starve the two cores:
+docs/scaling.md). Per client: Summaries per second, how many got under 90 % of the
+cap, how many streams a gateway ended early; beside it, the aggregator's publications
+per second, to see that the fan-out does not hold it back.
 
 Each role runs in its own process (``multiprocessing`` spawn, like ``rig``); Redis is
 the Debian ``redis-server`` on a free port, without persistence.
@@ -297,11 +298,12 @@ def fanout_table(options: Options) -> Table:
         "`feed`+`aggregate` process publishing books to redis-server; two gateway processes "
         f"(`serve` over the bus, per-client cap {FANOUT_CAP:g} Summaries/s); clients in "
         "four processes, half on each gateway: *h2* (`benchmarks.h2client`, raw HTTP/2 "
-        "streams in one trio process) or *grpcio* (a thread and a channel per client), "
+        "streams in one trio process), *lean* (`benchmarks.leanclient`, the same streams on "
+        "one epoll loop) or *grpcio* (a thread and a channel per client), "
         f"{seconds:g} s per run, {repeats} runs per case. Everything, the clients "
         "included, on the same two cores. *per client*: median of the runs' client medians "
         "(slowest-fastest client over all runs); *under 90 % of the cap*, *ended early* "
-        "(streams a gateway ended before the stop, h2 only): per run; *gateway CPU*: share "
+        "(streams a gateway ended before the stop, h2 and lean): per run; *gateway CPU*: share "
         "of a core each gateway process used; *CPU per Summary*: both gateways' CPU time "
         "per Summary the clients received.",
         [
@@ -316,7 +318,7 @@ def fanout_table(options: Options) -> Table:
             "gateway CPU µs per Summary",
         ],
     )
-    for clients, kind in ((100, "grpcio"), (100, "h2"), (FANOUT_CLIENTS, "h2")):
+    for clients, kind in ((100, "grpcio"), (100, "h2"), (FANOUT_CLIENTS, "lean")):
         runs = [fanout_run(seconds, clients, kind) for _ in range(repeats)]
         rates = [r["rates"] for r in runs if r["rates"]]
         served = [sum(1 for x in r["rates"] if x > 0) for r in runs]
@@ -335,7 +337,7 @@ def fanout_table(options: Options) -> Table:
                         for r in runs
                     ]
                 ),
-                spread([float(len(r["ended"])) for r in runs]) if kind == "h2" else "—",
+                spread([float(len(r["ended"])) for r in runs]) if kind != "grpcio" else "—",
                 spread([r["publications"] for r in runs], ",.1f"),
                 spread([r["gateway_cpu"] * 100 for r in runs], unit="%"),
                 spread([r["us_per_summary"] for r in runs], ",.0f"),
