@@ -164,7 +164,13 @@ def run(options: Options) -> list[Table]:
             (100, False, CAP),
             (1_000, False, MANY_CAP),
         )
-        for kind in (("grpcio", "h2") if clients < 1_000 else ("lean",))
+        for kind in (
+            ("lean",)
+            if clients >= 1_000
+            else ("grpcio", "h2", "lean")
+            if clients in (1, 100) and not slow and not cap
+            else ("grpcio", "h2")
+        )
     ]
     for clients, slow, cap, kind in cases:
         runs = [one(clients, slow, seconds, cap, kind) for _ in range(repeats)]
