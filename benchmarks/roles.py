@@ -202,7 +202,8 @@ def throughput_table(options: Options) -> Table:
                 single: list[dict[str, float]] = []
                 split: list[dict[str, float]] = []
                 for _ in range(repeats):  # alternate, so load on the machine hits both alike
-                    single.append(throughput.one_run(endpoints, "4", mode))
+                    # Ends once every replayed frame is in (not at a stray heartbeat).
+                    single.append(throughput.one_run(endpoints, "4", mode, count))
                     split.append(split_run(endpoints, mode, bus_url))
                 ratio = statistics.median(s["rate"] for s in split) / statistics.median(
                     s["rate"] for s in single
