@@ -19,7 +19,7 @@ resubscribes and reads the latest values, which covers whatever was missed.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Final
 
 import hiredis
@@ -34,6 +34,21 @@ _PONG: Final = b"pong"
 
 class BusProtocolError(BusError):
     """The pub/sub connection got an error reply, an unsubscription or malformed bytes."""
+
+
+def replies(reader: hiredis.Reader, data: bytes | bytearray) -> Iterator[object]:
+    """The replies ``data`` completes in ``reader``, in order; malformed bytes raise
+    ``BusProtocolError`` (the connection is unusable after that). Both lean readers,
+    pub/sub and the publisher's script calls, read through this one loop."""
+    reader.feed(data)  # type: ignore[arg-type]  # any buffer; the stub says str | bytes
+    while True:
+        try:
+            reply = reader.gets()
+        except hiredis.ProtocolError as exc:
+            raise BusProtocolError(f"malformed reply from Redis: {exc}") from exc
+        if reply is False:
+            return
+        yield reply
 
 
 def subscribe_command(channels: Sequence[str], *, sharded: bool) -> bytes:
@@ -70,16 +85,8 @@ class PubSubReader:
         Raises ``BusProtocolError`` on an error reply, a dropped subscription or
         bytes hiredis cannot parse (the connection is unusable after that).
         """
-        reader = self._reader
-        reader.feed(data)  # type: ignore[arg-type]  # any buffer; the stub says str | bytes
         out: list[bytes] = []
-        while True:
-            try:
-                reply = reader.gets()
-            except hiredis.ProtocolError as exc:
-                raise BusProtocolError(f"malformed reply from Redis: {exc}") from exc
-            if reply is False:
-                return out
+        for reply in replies(self._reader, data):
             # The hot case first: a 3-element message array with a bytes payload.
             if type(reply) is list and len(reply) == 3:
                 kind = reply[0]
@@ -89,6 +96,7 @@ class PubSubReader:
                         out.append(payload)
                         continue
             self._control(reply)
+        return out
 
     def _control(self, reply: object) -> None:
         if isinstance(reply, hiredis.ReplyError):

@@ -36,7 +36,7 @@ from typing import Final
 import attrs
 import hiredis
 
-from dragonflybot.bus.pubsub_wire import BusProtocolError
+from dragonflybot.bus.pubsub_wire import BusProtocolError, replies
 
 _OK: Final = b"OK"
 _NOSCRIPT: Final = "NOSCRIPT"
@@ -119,16 +119,8 @@ class ScriptPipeline:
     def feed(self, data: bytes | bytearray) -> Replies:
         """Match the replies completed by ``data``; raises ``BusProtocolError`` when one
         ends the session (an error reply, a reply out of turn, malformed bytes)."""
-        reader = self._reader
-        reader.feed(data)  # type: ignore[arg-type]  # any buffer; the stub says str | bytes
         out = Replies()
-        while True:
-            try:
-                reply = reader.gets()
-            except hiredis.ProtocolError as exc:
-                raise BusProtocolError(f"malformed reply from Redis: {exc}") from exc
-            if reply is False:
-                return out
+        for reply in replies(self._reader, data):
             if not self._asked:
                 raise BusProtocolError(f"a reply nobody asked for: {_shown(reply)}")
             asked = self._asked.popleft()
@@ -139,6 +131,7 @@ class ScriptPipeline:
                     raise BusProtocolError(f"SCRIPT LOAD answered {_shown(reply)}")
             elif reply != _OK:
                 raise BusProtocolError(f"SELECT answered {_shown(reply)}")
+        return out
 
     def _script_reply(self, asked: _Asked, reply: object, out: Replies) -> None:
         if type(reply) is int and reply == asked.count:
