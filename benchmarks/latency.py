@@ -77,7 +77,11 @@ def latencies(result: dict[str, Any], received: list[tuple[int, bytes]]) -> list
     return out
 
 
-def one_rate(rate: int, seconds: float, kind: str = "grpcio") -> tuple[HdrHistogram, list[Hops]]:
+def traced_run(
+    rate: int, seconds: float, record: bool, client: Any = rig.client_child
+) -> tuple[dict[str, Any], list[list[Any]]]:
+    """Binance + Bitstamp diff feeds at ``rate`` frames/s in all, send-stamped, through a
+    traced service to one client: what ``rig.run_pipeline`` reports."""
     sim, endpoints = rig.start_sim(
         venues=("binance", "bitstamp"),
         instruments=("ethbtc",),
@@ -90,15 +94,19 @@ def one_rate(rate: int, seconds: float, kind: str = "grpcio") -> tuple[HdrHistog
         plan: rig.Plan = [
             ("ethbtc", port, [(v, "depth", *endpoints[v]) for v in ("binance", "bitstamp")])
         ]
-        result, outs = rig.run_pipeline(
+        return rig.run_pipeline(
             plan,
-            [([f"127.0.0.1:{port}"], True, 0.0)],
+            [([f"127.0.0.1:{port}"], record, 0.0)],
             trace=True,
             max_seconds=seconds,
-            client=CLIENTS[kind],
+            client=client,
         )
     finally:
         rig.stop(sim)
+
+
+def one_rate(rate: int, seconds: float, kind: str = "grpcio") -> tuple[HdrHistogram, list[Hops]]:
+    result, outs = traced_run(rate, seconds, True, CLIENTS[kind])
     received: list[tuple[int, bytes]] = outs[0][0] if outs and outs[0] else []
     values = latencies(result, received)
     start = received[0][0] + WARMUP_NS if received else 0
@@ -280,23 +288,7 @@ def in_service_rate(rate: int, seconds: float) -> tuple[list[InService], float, 
     """One run: the timed Summaries (warm-up dropped), the service's CPU share, its CPU
     microseconds per venue frame and the share of frames that came in a socket read with
     an earlier one."""
-    sim, endpoints = rig.start_sim(
-        venues=("binance", "bitstamp"),
-        instruments=("ethbtc",),
-        rate=rate / 2,
-        stamp_send_time=True,
-        ws_backend="wsproto",
-    )
-    try:
-        port = rig.free_port()
-        plan: rig.Plan = [
-            ("ethbtc", port, [(v, "depth", *endpoints[v]) for v in ("binance", "bitstamp")])
-        ]
-        result, _ = rig.run_pipeline(
-            plan, [([f"127.0.0.1:{port}"], False, 0.0)], trace=True, max_seconds=seconds
-        )
-    finally:
-        rig.stop(sim)
+    result, _ = traced_run(rate, seconds, False)
     timed = in_service(result)
     start = timed[0].written + WARMUP_NS if timed else 0
     (t0, c0, f0), _, (t1, c1, f1) = result["samples"]
